@@ -1,0 +1,7 @@
+"""``python -m logpipe``."""
+
+import sys
+
+from logpipe.cli import main
+
+sys.exit(main())

@@ -1,0 +1,143 @@
+"""The ``logpipe`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import BinaryIO, NoReturn
+
+from logpipe.enrich import Event
+from logpipe.file_events import access_events, error_events
+from logpipe.lines import MAX_LINE_BYTES
+from logpipe.multiline import DEFAULT_START, Multiline
+from logpipe.ndjson import NdjsonWriter
+from logpipe.parsing.access import AccessParser
+from logpipe.parsing.access_format import FormatError
+from logpipe.parsing.error import ErrorParser
+
+USAGE_ERROR = 2
+
+
+class UsageError(Exception):
+    """A user mistake: reported in one line, exit status 2."""
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _ArgumentParser(
+        prog="logpipe",
+        description="Tail, parse and ship gunicorn access and error logs.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parse = commands.add_parser(
+        "parse",
+        help="parse a gunicorn log file to NDJSON events on stdout",
+        description="Parse a gunicorn access or error log to one NDJSON event per line/record.",
+    )
+    parse.add_argument(
+        "--kind",
+        choices=("access", "error"),
+        required=True,
+        help="access: one event per line; error: one per (multi-line) record",
+    )
+    parse.add_argument(
+        "--access-format",
+        metavar="FMT",
+        help="gunicorn's access_log_format (default: gunicorn's default, plus the "
+        "common log format and a trailing quoted X-Forwarded-For)",
+    )
+    parse.add_argument(
+        "--multiline-pattern",
+        metavar="REGEX",
+        default=DEFAULT_START,
+        help="start of an error-log record (default: %(default)s)",
+    )
+    parse.add_argument(
+        "--max-line-bytes",
+        metavar="N",
+        type=int,
+        default=MAX_LINE_BYTES,
+        help="cut longer lines and records, flagging them (default: %(default)s)",
+    )
+    parse.add_argument(
+        "file",
+        nargs="?",
+        default="-",
+        metavar="FILE",
+        help="log file to read; - or nothing for stdin",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return run_parse(args)
+    except UsageError as error:
+        print(f"logpipe: error: {error}", file=sys.stderr)
+        return USAGE_ERROR
+    except BrokenPipeError:
+        sys.stderr.close()  # the reader went away (e.g. `| head`); nothing left to say
+        return 0
+    except KeyboardInterrupt:
+        return 130
+
+
+def run_parse(args: argparse.Namespace) -> int:
+    """``logpipe parse``: events of a whole file to NDJSON on stdout."""
+    if args.max_line_bytes < 1:
+        raise UsageError("--max-line-bytes must be positive")
+    path = None if args.file == "-" else args.file
+    if args.kind == "access":
+        try:
+            access = AccessParser(args.access_format, max_line_bytes=args.max_line_bytes)
+        except FormatError as error:
+            raise UsageError(f"--access-format: {error}") from None
+
+        def events(stream: BinaryIO) -> Iterator[Event]:
+            return access_events(stream, access, path=path)
+    else:
+        multiline: Multiline[bytes] = Multiline(
+            _pattern(args.multiline_pattern), max_bytes=args.max_line_bytes
+        )
+        errors = ErrorParser(max_record_bytes=args.max_line_bytes)
+
+        def events(stream: BinaryIO) -> Iterator[Event]:
+            return error_events(
+                stream, errors, multiline, path=path, max_line_bytes=args.max_line_bytes
+            )
+
+    with _open_input(args.file) as stream:
+        writer = NdjsonWriter(sys.stdout.buffer)
+        for event in events(stream):
+            writer.write(event)
+        writer.flush()
+    return 0
+
+
+def _pattern(pattern: str) -> str:
+    try:
+        re.compile(pattern)
+    except re.error as error:
+        raise UsageError(f"--multiline-pattern: {error}") from None
+    return pattern
+
+
+@contextmanager
+def _open_input(name: str) -> Iterator[BinaryIO]:
+    if name == "-":
+        yield sys.stdin.buffer
+        return
+    try:
+        stream = open(name, "rb")  # noqa: SIM115 - closed below
+    except OSError as error:
+        raise UsageError(f"cannot read {name}: {error.strerror}") from None
+    with stream:
+        yield stream

@@ -1,0 +1,59 @@
+"""Events of a complete file or stream, in order, each stamped with where it came from."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from logpipe.enrich import Event
+from logpipe.lines import MAX_LINE_BYTES, split_lines
+from logpipe.multiline import Multiline, Record
+from logpipe.parsing.access import AccessParser
+from logpipe.parsing.error import ErrorParser
+
+
+def access_events(
+    stream: BinaryIO, parser: AccessParser, *, path: str | None = None
+) -> Iterator[Event]:
+    """One event per non-empty access line of ``stream``."""
+    for line in split_lines(stream, max_bytes=parser.max_line_bytes):
+        if line.data:
+            yield stamp(parser.parse(line.data, truncated=line.truncated), path, line.offset)
+
+
+def error_events(
+    stream: BinaryIO,
+    parser: ErrorParser,
+    multiline: Multiline[bytes],
+    *,
+    path: str | None = None,
+    max_line_bytes: int = MAX_LINE_BYTES,
+) -> Iterator[Event]:
+    """One event per error-log record of ``stream`` (lines grouped by ``multiline``)."""
+    cut_lines: deque[int] = deque()  # offsets of lines cut by the line cap, not yet in a record
+
+    def event(record: Record[bytes]) -> Event:
+        truncated = record.truncated
+        while cut_lines and cut_lines[0] < record.end:
+            cut_lines.popleft()
+            truncated = True
+        return stamp(parser.parse(record.text, truncated=truncated), path, record.start)
+
+    for line in split_lines(stream, max_bytes=max_line_bytes):
+        if line.truncated:
+            cut_lines.append(line.offset)
+        for record in multiline.feed(line.data, start=line.offset, end=line.end):
+            yield event(record)
+    last = multiline.flush()
+    if last is not None:
+        yield event(last)
+
+
+def stamp(event: Event, path: str | None, offset: int) -> Event:
+    """Add ``logpipe.path`` and ``logpipe.offset`` (the byte offset where the line starts)."""
+    bookkeeping = event.setdefault("logpipe", {})
+    if path is not None:
+        bookkeeping["path"] = path
+    bookkeeping["offset"] = offset
+    return event

@@ -1,0 +1,75 @@
+"""``AccessParser``: one gunicorn access-log line to one event, for any ``access_log_format``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from lark.exceptions import UnexpectedInput
+
+from logpipe.enrich import ACCESS_CHAIN, Event, Processor, run_chain
+from logpipe.lines import MAX_LINE_BYTES, Text, decode
+from logpipe.parsing.access_event import ACCESS_LOGGER, access_event
+from logpipe.parsing.access_format import DEFAULT_FORMATS
+from logpipe.parsing.access_grammar import END, AccessGrammar, assemble, lark_parser
+from logpipe.parsing.failures import failed_event, flag_repairs, reason
+
+
+class AccessParseError(ValueError):
+    """A line that the format's grammar does not accept."""
+
+
+class AccessParser:
+    """Parse access lines written with ``fmt`` (gunicorn's ``access_log_format``).
+
+    With no format, gunicorn's default is accepted, and so are the common log format and the
+    default followed by a quoted X-Forwarded-For field (what Datadog's pipeline accepts).
+    ``parse`` never raises: a line that does not fit becomes an event carrying the raw
+    ``message`` and ``logpipe.parse_error``. A bad format raises FormatError here.
+    """
+
+    def __init__(
+        self,
+        fmt: str | Sequence[str] | None = None,
+        *,
+        max_line_bytes: int = MAX_LINE_BYTES,
+        chain: Sequence[Processor] = ACCESS_CHAIN,
+    ) -> None:
+        if fmt is None:
+            self.formats = DEFAULT_FORMATS
+        else:
+            self.formats = (fmt,) if isinstance(fmt, str) else tuple(fmt)
+        self.grammar: AccessGrammar = assemble(self.formats)
+        self._lark = lark_parser(self.formats)
+        self.max_line_bytes = max_line_bytes
+        self.chain = tuple(chain)
+
+    def parse(self, line: str | bytes, *, truncated: bool = False) -> Event:
+        """The event for one line (``truncated``: the reader already cut it)."""
+        text = decode(line, max_bytes=self.max_line_bytes, truncated=truncated)
+        return flag_repairs(run_chain(self._event(text), self.chain), text)
+
+    def values(self, text: str) -> dict[str, str]:
+        """The raw atom values of a line, keyed like gunicorn's atoms; AccessParseError if none."""
+        try:
+            tree = self._lark.parse(text + END)
+        except UnexpectedInput as error:
+            raise AccessParseError(reason(error, self._describe, "access line")) from None
+        values: dict[str, str] = {}
+        for token in tree.children[0].children:
+            spec = self.grammar.tokens[token.type]
+            values.update(zip((atom.key for atom in spec.atoms), spec.values(token), strict=False))
+        return values
+
+    def _event(self, text: Text) -> Event:
+        try:
+            return access_event(text.text, self.values(text.text))
+        except AccessParseError as error:
+            return failed_event(text.text, str(error), ACCESS_LOGGER)
+
+    def _describe(self, terminal: str) -> str:
+        spec = self.grammar.tokens.get(terminal)
+        if spec is None:
+            return terminal
+        if spec.atoms:
+            return "".join(f"%({atom.key})s" for atom in spec.atoms)
+        return repr(spec.literal)

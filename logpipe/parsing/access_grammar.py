@@ -1,0 +1,189 @@
+"""Assemble the Lark grammar for gunicorn access-log formats from the per-atom terminals.
+
+A format such as ``%(h)s %(l)s %(u)s %(t)s "%(r)s" ...`` becomes a sequence of tokens. Each token
+is one atom's value followed by the literal text the format prints after it (separators folded
+into the terminals: no ``%ignore``, no zero-width tokens). A line is parsed with a ``"\\n"``
+sentinel appended, so the last atom is followed by a literal too.
+
+Where a value ends is decided by field position, not by escape rules: an open-ended value (free
+text, a token without spaces) is matched lazily and must be followed by its literal *and* by what
+the format prints next, up to the next open-ended atom (``(?=...)``). So a user agent ending in a
+backslash, a user name with spaces or a decoded path containing ``" 200 `` still split where
+gunicorn put the separators. Each lookahead spans only fixed-shape atoms, so lexing stays linear.
+
+Several formats can be accepted at once (``start: format_0 | format_1 | ...``); tokens that are
+the same in several formats are one terminal, so their common prefix is parsed once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+
+from lark import Lark
+from lark.lexer import PatternRE, TerminalDef
+from lark.load_grammar import load_grammar
+
+from logpipe.parsing.access_format import Atom, Literal, Segment, parse_format
+from logpipe.parsing.grammar_files import grammar_dir, grammar_text
+
+END = "\n"  # sentinel appended to every line before parsing
+
+
+@dataclass(frozen=True)
+class TokenSpec:
+    """One terminal of an assembled grammar: atom values, then a literal."""
+
+    name: str
+    atoms: tuple[Atom, ...]  # empty for a literal that starts a format
+    literal: str  # printed after the atoms (END for the last one)
+    pattern: str  # Python regex for the token's text, one group per atom
+    lookahead: str  # regex that must follow the token ("" for none)
+
+    def values(self, text: str) -> tuple[str, ...]:
+        """Split the token's text into its atom values."""
+        if len(self.atoms) == 1:
+            return (text[: len(text) - len(self.literal)],)
+        match = _compiled(self.pattern).fullmatch(text)
+        return match.groups() if match else ()
+
+
+@dataclass(frozen=True)
+class AccessGrammar:
+    """The assembled grammar for one or more formats, and how its tokens map to atoms."""
+
+    formats: tuple[str, ...]
+    lark_source: str
+    tokens: dict[str, TokenSpec]
+    sequences: tuple[tuple[TokenSpec, ...], ...]  # per format, in order
+
+    @property
+    def atoms(self) -> tuple[Atom, ...]:
+        """Every atom of every accepted format (first occurrence order)."""
+        seen: dict[str, Atom] = {}
+        for sequence in self.sequences:
+            for spec in sequence:
+                for atom in spec.atoms:
+                    seen.setdefault(atom.key, atom)
+        return tuple(seen.values())
+
+
+@cache
+def atom_patterns() -> dict[str, str]:
+    """Python regex of every terminal in grammars/access_atoms.lark, by name."""
+    # Compiled without a lexer: alone, TEXT and NOSPACE may be empty, which Lark's lexers refuse.
+    grammar, _ = load_grammar(grammar_text("access_atoms"), "access_atoms", [], False)
+    terminals, _, _ = grammar.compile(["atom_value"], "*")
+    return {terminal.name: terminal.pattern.to_regexp() for terminal in terminals}
+
+
+@cache
+def assemble(formats: tuple[str, ...]) -> AccessGrammar:
+    """Build the grammar accepting any of ``formats`` (raises FormatError on a bad format)."""
+    tokens: dict[str, TokenSpec] = {}
+    names: dict[tuple[str, str], str] = {}  # (Lark definition, lookahead) -> terminal name
+    sequences = []
+    lines = []
+    for index, fmt in enumerate(formats):
+        specs = []
+        for atoms, literal, lookahead in _tokenize(parse_format(fmt)):
+            definition = _definition(atoms, literal)
+            key = (definition, lookahead)
+            name = names.setdefault(key, f"T{len(names)}")
+            spec = TokenSpec(name, atoms, literal, _pattern(atoms, literal), lookahead)
+            tokens.setdefault(name, spec)
+            specs.append(spec)
+        sequences.append(tuple(specs))
+        lines.append(f"format_{index}: " + " ".join(spec.name for spec in specs))
+    used = sorted({atom.terminal for spec in tokens.values() for atom in spec.atoms})
+    source = "\n".join(
+        [
+            f"%import access_atoms ({', '.join(used)})" if used else "",
+            "start: " + " | ".join(f"format_{index}" for index in range(len(formats))),
+            *lines,
+            *(f"{name}: {definition}" for (definition, _), name in names.items()),
+        ]
+    )
+    return AccessGrammar(tuple(formats), source, tokens, tuple(sequences))
+
+
+@cache
+def lark_parser(formats: tuple[str, ...]) -> Lark:
+    """LALR parser (contextual lexer) for the assembled grammar."""
+    grammar = assemble(formats)
+
+    def add_lookahead(terminal: TerminalDef) -> None:
+        spec = grammar.tokens.get(terminal.name)
+        if spec and spec.lookahead:
+            regex = f"{terminal.pattern.to_regexp()}(?={spec.lookahead})"
+            terminal.pattern = PatternRE(regex, terminal.pattern.flags)
+
+    return Lark(
+        grammar.lark_source,
+        parser="lalr",
+        lexer="contextual",
+        import_paths=[str(grammar_dir())],
+        edit_terminals=add_lookahead,
+    )
+
+
+def _tokenize(
+    segments: Sequence[Segment],
+) -> list[tuple[tuple[Atom, ...], str, str]]:
+    """Group segments into (atoms, following literal, lookahead regex) triples."""
+    groups: list[tuple[tuple[Atom, ...], str]] = []
+    pending: list[Atom] = []
+    for segment in segments:
+        if isinstance(segment, Literal):
+            groups.append((tuple(pending), segment.text))
+            pending = []
+        else:
+            pending.append(segment)
+    if pending:
+        groups.append((tuple(pending), ""))
+    atoms, literal = groups[-1]
+    groups[-1] = (atoms, literal + END)
+    result = []
+    for index, (atoms, literal) in enumerate(groups):
+        open_ended = any(atom.open_ended for atom in atoms)
+        lookahead = _lookahead(groups[index + 1 :]) if open_ended else ""
+        result.append((atoms, literal, lookahead))
+    return result
+
+
+def _lookahead(following: Sequence[tuple[tuple[Atom, ...], str]]) -> str:
+    """Regex of what follows a token, up to (not into) the next open-ended atom."""
+    patterns = atom_patterns()
+    parts = []
+    for atoms, literal in following:
+        if any(atom.open_ended for atom in atoms):
+            break
+        parts.extend(patterns[atom.terminal] for atom in atoms)
+        parts.append(re.escape(literal))
+    return "".join(parts)
+
+
+def _definition(atoms: tuple[Atom, ...], literal: str) -> str:
+    """Lark definition of a token: its atom terminals, then its literal."""
+    parts = [atom.terminal for atom in atoms]
+    if literal:
+        parts.append(_lark_string(literal))
+    return " ".join(parts)
+
+
+def _pattern(atoms: tuple[Atom, ...], literal: str) -> str:
+    patterns = atom_patterns()
+    groups = "".join(f"({patterns[atom.terminal]})" for atom in atoms)
+    return groups + re.escape(literal)
+
+
+def _lark_string(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + escaped.replace("\n", "\\n").replace("\t", "\\t") + '"'
+
+
+@cache
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)

@@ -1,0 +1,106 @@
+"""``ErrorParser``: one gunicorn error-log record (possibly multi-line) to one event."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cache
+from typing import Any
+
+from lark import Lark, Token
+from lark.exceptions import UnexpectedInput
+
+from logpipe.enrich import ERROR_CHAIN, Event, Processor, run_chain
+from logpipe.lines import MAX_LINE_BYTES, Text, decode
+from logpipe.parsing.failures import failed_event, flag_repairs, reason
+from logpipe.parsing.grammar_files import grammar_text
+from logpipe.parsing.traceback import split_traceback
+from logpipe.timestamps import app_time_ms, error_time_ms
+
+ERROR_LOGGER = "gunicorn.error"
+END = "\n"
+
+
+class ErrorRecordParseError(ValueError):
+    """A record without a known error-log prefix."""
+
+
+@cache
+def error_parser() -> Lark:
+    """LALR parser for grammars/error_record.lark."""
+    return Lark(grammar_text("error_record"), parser="lalr", lexer="contextual")
+
+
+class ErrorParser:
+    """Parse error-log records: gunicorn's prefix or the Flask/app-logging prefix.
+
+    ``parse`` never raises: a record without a known prefix (a stray line written to the error log
+    by ``wsgi.errors`` or ``--capture-output``) becomes an event with ``logpipe.parse_error``.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_record_bytes: int = MAX_LINE_BYTES,
+        chain: Sequence[Processor] = ERROR_CHAIN,
+    ) -> None:
+        self._lark = error_parser()
+        self.max_record_bytes = max_record_bytes
+        self.chain = tuple(chain)
+
+    def parse(self, record: str | bytes, *, truncated: bool = False) -> Event:
+        """The event for one record (``truncated``: the aggregator already cut it)."""
+        text = decode(record, max_bytes=self.max_record_bytes, truncated=truncated)
+        return flag_repairs(run_chain(self._event(text), self.chain), text)
+
+    def fields(self, text: str) -> dict[str, Any]:
+        """Timestamp, level, pid and body of a record (ErrorRecordParseError if none)."""
+        try:
+            tree = self._lark.parse(text + END)
+        except UnexpectedInput as error:
+            raise ErrorRecordParseError(reason(error, _describe, "error record")) from None
+        tokens: dict[str, Token] = {token.type: token for token in tree.children[0].children}
+        body = tokens["MESSAGE"][:-1]
+        if "GUNICORN_TIME" in tokens:
+            stamp = tokens["GUNICORN_TIME"]
+            return {
+                "timestamp": error_time_ms(stamp[1:20], stamp[21:26]),
+                "pid": int(tokens["PROCESS"][1:-2]),
+                "level": tokens["LEVEL"][1:-2],
+                "body": body,
+            }
+        stamp = tokens["APP_TIME"]
+        return {
+            "timestamp": app_time_ms(stamp[1:20], stamp[21:24]),
+            "level": tokens["APP_LEVEL"][:-1],
+            "body": body,
+        }
+
+    def _event(self, text: Text) -> Event:
+        try:
+            fields = self.fields(text.text)
+        except ErrorRecordParseError as error:
+            return failed_event(text.text, str(error), ERROR_LOGGER)
+        event: Event = {
+            "message": text.text,
+            "ddsource": "gunicorn",
+            "logger": {"name": ERROR_LOGGER},
+            "level": fields["level"],
+        }
+        if fields["timestamp"] is not None:
+            event["timestamp"] = fields["timestamp"]
+        if "pid" in fields:
+            event["pid"] = fields["pid"]
+        error = split_traceback(fields["body"])
+        if error:
+            event["error"] = error
+        return event
+
+
+def _describe(terminal: str) -> str:
+    return {
+        "GUNICORN_TIME": "[YYYY-MM-DD HH:MM:SS +ZZZZ]",
+        "APP_TIME": "[YYYY-MM-DD HH:MM:SS,mmm]",
+        "PROCESS": "[pid]",
+        "LEVEL": "[LEVEL]",
+        "APP_LEVEL": "LEVEL",
+    }.get(terminal, terminal)

@@ -1,0 +1,48 @@
+"""Short, stable reasons for lines that do not parse, and the events that keep them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+
+from logpipe.lines import Text
+
+
+def reason(error: UnexpectedInput, describe: Callable[[str], str], what: str) -> str:
+    """``"access line: no match at column 57, expected %(s)s"`` from a Lark error."""
+    if isinstance(error, UnexpectedEOF):
+        return f"{what}: ends early"
+    if isinstance(error, UnexpectedCharacters):
+        names = error.allowed or set()
+    elif isinstance(error, UnexpectedToken):
+        names = error.expected
+    else:
+        return f"{what}: does not parse"
+    expected = sorted({describe(name) for name in names})
+    wanted = f", expected {' or '.join(expected)}" if expected else ""
+    return f"{what}: no match at column {error.column}{wanted}"
+
+
+def failed_event(text: str, cause: str, logger: str) -> dict[str, Any]:
+    """The event for a line that did not parse: the raw message kept, the reason flagged."""
+    return {
+        "message": text,
+        "ddsource": "gunicorn",
+        "logger": {"name": logger},
+        "logpipe": {"parse_error": cause},
+    }
+
+
+def flag_repairs(event: dict[str, Any], line: Text) -> dict[str, Any]:
+    """Record in ``logpipe.*`` what line hygiene changed (truncation, bad UTF-8, NUL bytes)."""
+    if line.truncated or line.invalid_utf8 or line.nul_bytes:
+        flags = event.setdefault("logpipe", {})
+        if line.truncated:
+            flags["truncated"] = True
+        if line.invalid_utf8:
+            flags["invalid_utf8"] = True
+        if line.nul_bytes:
+            flags["nul_bytes"] = True
+    return event

@@ -1,0 +1,39 @@
+"""Split a record at a Python traceback into ``error.message``, ``error.stack``, ``error.kind``."""
+
+from __future__ import annotations
+
+import re
+
+MARKER = "Traceback (most recent call last):"
+# The exception line that ends a traceback: a dotted class name, then ": message" or nothing.
+_EXCEPTION_LINE = re.compile(r"([A-Za-z_][\w.]*)(?::(?: |$)|$)")
+_FRAME_LINE = re.compile(r"\s*File \"")
+
+
+def split_traceback(body: str) -> dict[str, str] | None:
+    """``{"message", "stack", "kind"}`` when ``body`` holds a traceback, else None.
+
+    As Datadog's pipeline does: the text before the marker is the message, the text after it
+    (leading whitespace dropped) the stack. The kind is the class on the exception line that
+    follows the last frame (``ValueError``, ``app.PaymentDeclined``).
+    """
+    cut = body.find(MARKER)
+    if cut < 0:
+        return None
+    stack = body[cut + len(MARKER) :].lstrip()
+    error = {"message": body[:cut].strip(), "stack": stack}
+    kind = exception_kind(stack)
+    if kind:
+        error["kind"] = kind
+    return error
+
+
+def exception_kind(stack: str) -> str | None:
+    """The exception class of the last traceback in ``stack``."""
+    lines = stack.split("\n")
+    last_frame = max((i for i, line in enumerate(lines) if _FRAME_LINE.match(line)), default=-1)
+    for line in lines[last_frame + 1 :]:
+        if line and not line[0].isspace():
+            match = _EXCEPTION_LINE.match(line)
+            return match.group(1) if match else None
+    return None
