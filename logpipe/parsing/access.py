@@ -53,7 +53,7 @@ class AccessParser:
         try:
             tree = self._lark.parse(text + END)
         except UnexpectedInput as error:
-            raise AccessParseError(reason(error, self._describe, "access line")) from None
+            raise AccessParseError(self._explain(text, error)) from None
         values: dict[str, str] = {}
         for token in tree.children[0].children:
             spec = self.grammar.tokens[token.type]
@@ -65,6 +65,15 @@ class AccessParser:
             return access_event(text.text, self.values(text.text))
         except AccessParseError as error:
             return failed_event(text.text, str(error), ACCESS_LOGGER)
+
+    def _explain(self, text: str, error: UnexpectedInput) -> str:
+        """The reason for the failure that got furthest into the line, with or without lookahead."""
+        try:
+            lark_parser(self.formats, lookahead=False).parse(text + END)
+        except UnexpectedInput as plain:
+            if plain.column > error.column:
+                error = plain
+        return reason(error, self._describe, "access line")
 
     def _describe(self, terminal: str) -> str:
         spec = self.grammar.tokens.get(terminal)

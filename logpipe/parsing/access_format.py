@@ -45,6 +45,8 @@ UNKNOWN_ATOM_TERMINAL = "DASH"
 # Terminals whose end is not evident from the value alone: the assembled grammar gives them a
 # lookahead on what the format says comes next.
 OPEN_ENDED_TERMINALS = frozenset({"TEXT", "NOSPACE", "REMOTE_ADDR"})
+# Free text may contain any separator: a lookahead stops before it (this keeps lexing linear).
+FREE_TEXT_TERMINALS = frozenset({"TEXT"})
 
 _PLACEHOLDER = re.compile(r"%(?:\((?P<name>[^()]*)\)(?P<conversion>[^%(]?)|(?P<percent>%))")
 _BRACED = re.compile(r"\{(?P<name>[^{}]*)\}(?P<kind>[ioe])")
@@ -63,7 +65,13 @@ class Atom:
 
     @property
     def open_ended(self) -> bool:
+        """Its value's end is found by looking at what follows."""
         return self.terminal in OPEN_ENDED_TERMINALS
+
+    @property
+    def free_text(self) -> bool:
+        """Its value may contain any separator."""
+        return self.terminal in FREE_TEXT_TERMINALS
 
 
 @dataclass(frozen=True)

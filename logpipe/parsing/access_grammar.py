@@ -7,7 +7,7 @@ sentinel appended, so the last atom is followed by a literal too.
 
 Where a value ends is decided by field position, not by escape rules: an open-ended value (free
 text, a token without spaces) is matched lazily and must be followed by its literal *and* by what
-the format prints next, up to the next open-ended atom (``(?=...)``). So a user agent ending in a
+the format prints next, up to the next free-text atom (``(?=...)``). So a user agent ending in a
 backslash, a user name with spaces or a decoded path containing ``" 200 `` still split where
 gunicorn put the separators. Each lookahead spans only fixed-shape atoms, so lexing stays linear.
 
@@ -83,14 +83,14 @@ def atom_patterns() -> dict[str, str]:
 def assemble(formats: tuple[str, ...]) -> AccessGrammar:
     """Build the grammar accepting any of ``formats`` (raises FormatError on a bad format)."""
     tokens: dict[str, TokenSpec] = {}
-    names: dict[tuple[str, str], str] = {}  # (Lark definition, lookahead) -> terminal name
+    names: dict[tuple[str, str, tuple[str, ...]], str] = {}  # (definition, lookahead, atoms)
     sequences = []
     lines = []
     for index, fmt in enumerate(formats):
         specs = []
         for atoms, literal, lookahead in _tokenize(parse_format(fmt)):
             definition = _definition(atoms, literal)
-            key = (definition, lookahead)
+            key = (definition, lookahead, tuple(atom.key for atom in atoms))
             name = names.setdefault(key, f"T{len(names)}")
             spec = TokenSpec(name, atoms, literal, _pattern(atoms, literal), lookahead)
             tokens.setdefault(name, spec)
@@ -103,20 +103,25 @@ def assemble(formats: tuple[str, ...]) -> AccessGrammar:
             f"%import access_atoms ({', '.join(used)})" if used else "",
             "start: " + " | ".join(f"format_{index}" for index in range(len(formats))),
             *lines,
-            *(f"{name}: {definition}" for (definition, _), name in names.items()),
+            *(f"{name}: {definition}" for (definition, _, _), name in names.items()),
         ]
     )
     return AccessGrammar(tuple(formats), source, tokens, tuple(sequences))
 
 
 @cache
-def lark_parser(formats: tuple[str, ...]) -> Lark:
-    """LALR parser (contextual lexer) for the assembled grammar."""
+def lark_parser(formats: tuple[str, ...], *, lookahead: bool = True) -> Lark:
+    """LALR parser (contextual lexer) for the assembled grammar.
+
+    ``lookahead=False`` gives the same grammar without the position lookaheads: it accepts fewer
+    lines, but where a line is wrong it fails at the field that is wrong, not at the free-text
+    field before it, so it serves to explain failures.
+    """
     grammar = assemble(formats)
 
     def add_lookahead(terminal: TerminalDef) -> None:
         spec = grammar.tokens.get(terminal.name)
-        if spec and spec.lookahead:
+        if lookahead and spec and spec.lookahead:
             regex = f"{terminal.pattern.to_regexp()}(?={spec.lookahead})"
             terminal.pattern = PatternRE(regex, terminal.pattern.flags)
 
@@ -154,11 +159,11 @@ def _tokenize(
 
 
 def _lookahead(following: Sequence[tuple[tuple[Atom, ...], str]]) -> str:
-    """Regex of what follows a token, up to (not into) the next open-ended atom."""
+    """Regex of what follows a token, up to (not into) the next free-text atom."""
     patterns = atom_patterns()
     parts = []
     for atoms, literal in following:
-        if any(atom.open_ended for atom in atoms):
+        if any(atom.free_text for atom in atoms):
             break
         parts.extend(patterns[atom.terminal] for atom in atoms)
         parts.append(re.escape(literal))

@@ -1,0 +1,127 @@
+"""Bad input never crashes the parsers and never disappears."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from logpipe import AccessParser, ErrorParser
+from logpipe.lines import MAX_LINE_BYTES, decode, split_lines
+
+GOOD = '127.0.0.1 - - [25/Nov/2026:04:22:59 +0000] "GET /x HTTP/1.1" 200 5 "-" "curl/8.5.0"'
+
+
+@pytest.fixture(scope="module")
+def access() -> AccessParser:
+    return AccessParser()
+
+
+def test_unparseable_line_keeps_message_and_reason(access: AccessParser) -> None:
+    event = access.parse("this is not an access line")
+    assert event["message"] == "this is not an access line"
+    assert event["logpipe"]["parse_error"] == "access line: no match at column 6, expected %(l)s"
+    assert event["logger"]["name"] == "gunicorn.access"
+    assert event["status"] == "info"
+
+
+def test_reason_names_the_atom_that_failed(access: AccessParser) -> None:
+    event = access.parse(GOOD.replace(" 200 ", " 2x0 "))
+    assert event["logpipe"]["parse_error"] == (
+        "access line: no match at column 62, expected %(s)s"
+    )
+
+
+def test_crlf_is_stripped(access: AccessParser) -> None:
+    event = access.parse((GOOD + "\r\n").encode())
+    assert event["message"] == GOOD
+    assert event["http"]["useragent"] == "curl/8.5.0"
+
+
+def test_invalid_utf8_is_replaced_and_flagged(access: AccessParser) -> None:
+    line = GOOD.encode().replace(b"curl/8.5.0", b"curl/\xff\xfe")
+    event = access.parse(line)
+    assert event["http"]["useragent"] == "curl/\ufffd\ufffd"
+    assert event["logpipe"]["invalid_utf8"] is True
+
+
+def test_nul_bytes_are_removed_and_flagged(access: AccessParser) -> None:
+    event = access.parse(b"\x00\x00\x00" + GOOD.encode())
+    assert event["message"] == GOOD
+    assert event["logpipe"]["nul_bytes"] is True
+    assert "parse_error" not in event["logpipe"]
+
+
+def test_oversize_line_is_cut_and_flagged(access: AccessParser) -> None:
+    line = GOOD.replace("/x", "/" + "a" * (MAX_LINE_BYTES + 10))
+    event = access.parse(line)
+    assert len(event["message"].encode()) <= MAX_LINE_BYTES
+    assert event["logpipe"]["truncated"] is True
+    assert "parse_error" in event["logpipe"]
+
+
+def test_cut_never_splits_a_character() -> None:
+    text = decode(("é" * 10).encode(), max_bytes=5)
+    assert text.text == "éé"
+    assert text.truncated and not text.invalid_utf8
+
+
+def test_reader_caps_lines_without_holding_them() -> None:
+    data = b"short\n" + b"x" * 5000 + b"\nlast"
+    lines = list(split_lines(io.BytesIO(data), max_bytes=100, chunk_bytes=64))
+    assert [(line.offset, line.end, len(line.data), line.truncated) for line in lines] == [
+        (0, 6, 5, False),
+        (6, 5007, 100, True),
+        (5007, 5011, 4, False),
+    ]
+
+
+def test_reader_keeps_a_partial_last_line_only_when_final() -> None:
+    data = b"one\ntwo"
+    assert [line.data for line in split_lines(io.BytesIO(data), final=False)] == [b"one"]
+    assert [line.data for line in split_lines(io.BytesIO(data))] == [b"one", b"two"]
+
+
+def test_unicode_line_separators_do_not_split_lines(access: AccessParser) -> None:
+    """gunicorn logs U+0085 (NEL) for a UTF-8 'х' (D1 85); only '\\n' ends a line."""
+    line = GOOD.replace("curl/8.5.0", "Ñ\u0085")
+    assert len(list(split_lines(io.BytesIO(line.encode() + b"\n")))) == 1
+    assert access.parse(line)["http"]["useragent"] == "х"
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        GOOD.replace('"curl/8.5.0"', '"' + '\\"' * 100_000 + '"'),
+        GOOD.replace('"curl/8.5.0"', '"' + '\\"' * 100_000),
+        GOOD.replace("/x", "/" + "a" * 3_000_000),
+        GOOD.replace(" - - ", " - " + '\\" ' * 60_000),
+        '"' * 200_000,
+        " " * 200_000,
+    ],
+    ids=["escaped-quotes", "unterminated", "3MB-url", "user-quotes", "quotes", "spaces"],
+)
+def test_hostile_lines_finish(hostile: str) -> None:
+    """Each finishes (linearly: see bench/hostile_bench.py for timings); none raises."""
+    event = AccessParser(max_line_bytes=10_000_000).parse(hostile)
+    assert event["message"] == hostile
+
+
+def test_3mb_url_parses_when_the_cap_allows() -> None:
+    line = GOOD.replace("/x", "/" + "a" * 3_000_000)
+    event = AccessParser(max_line_bytes=10_000_000).parse(line)
+    assert event["http"]["status_code"] == 200
+    assert len(event["http"]["url"]) == 3_000_001
+
+
+def test_error_parser_never_raises() -> None:
+    parser = ErrorParser()
+    for record in ["", "[", "[2026-13-45 99:99:99 +0000] [1] [INFO] x", b"\xff\xfe", "\x00" * 10]:
+        event = parser.parse(record)
+        assert "message" in event
+
+
+def test_impossible_date_is_a_parse_of_the_rest() -> None:
+    event = ErrorParser().parse("[2026-13-45 99:99:99 +0000] [1] [INFO] x")
+    assert "timestamp" not in event
+    assert event["level"] == "INFO"
