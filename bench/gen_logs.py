@@ -1,0 +1,107 @@
+"""Deterministic, real-looking gunicorn logs for benchmarks (default access format, error log)."""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+USER_AGENTS = [
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/124.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/17.4 Safari/605.1.15",
+    "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like "
+    "Gecko) Version/17.4 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 (KHTML, like Gecko) "
+    "Chrome/124.0.6367.82 Mobile Safari/537.36",
+    "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+    "Mozilla/5.0 (compatible; bingbot/2.0; +http://www.bing.com/bingbot.htm)",
+    "Mozilla/5.0 (compatible; YandexBot/3.0; +http://yandex.com/bots)",
+    "Mozilla/5.0 (compatible; AhrefsBot/7.0; +http://ahrefs.com/robot/)",
+    "curl/8.5.0",
+    "python-requests/2.32.3",
+    "kube-probe/1.29",
+    "Go-http-client/1.1",
+    "Ð¢ÐµÐ»ÐµÑ\x84Ð¾Ð½/1.0",
+    'Weird\\\\"Agent',
+    "EvilAgent/1.0 \\",
+    "-",
+]
+PATHS = [
+    "/",
+    "/api/v1/users",
+    "/api/v1/orders/1234",
+    "/static/app.js",
+    "/search?q=caf%C3%A9",
+    "/login",
+    "/healthz",
+    "/products?id=42&ref=home",
+    "/cart",
+    "/api/v1/items?page=3&per=50",
+]
+STATUSES = (
+    [200] * 60
+    + [201, 204, 301, 302, 304] * 4
+    + [400, 401, 403, 404, 404, 404, 429] * 2
+    + [500, 502, 503]
+)
+METHODS = ["GET"] * 8 + ["POST", "PUT", "DELETE", "HEAD", "OPTIONS"]
+REFERERS = ["-"] * 5 + [
+    "https://shop.example.com/",
+    "https://www.google.com/",
+    "",
+    'https://example.com/search?q=\\"x\\"',
+    "https://example.com/path\\",
+]
+
+
+def access_lines(count: int, seed: int = 7) -> list[str]:
+    rng = random.Random(seed)
+    start = 1795580579
+    lines = []
+    for index in range(count):
+        stamp = time.strftime("[%d/%b/%Y:%H:%M:%S +0000]", time.gmtime(start + index // 50))
+        ip = (
+            f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(256)}"
+            if rng.random() < 0.4
+            else f"203.0.113.{rng.randrange(256)}"
+        )
+        user = "-" if rng.random() < 0.95 else "frank"
+        status = rng.choice(STATUSES)
+        size = 0 if status in (204, 304) else rng.randrange(20, 50_000)
+        lines.append(
+            f'{ip} - {user} {stamp} "{rng.choice(METHODS)} {rng.choice(PATHS)} HTTP/1.1" '
+            f'{status} {size} "{rng.choice(REFERERS)}" "{rng.choice(USER_AGENTS)}"'
+        )
+    return lines
+
+
+def error_records(count: int, seed: int = 11) -> list[str]:
+    rng = random.Random(seed)
+    start = 1795580579
+    records = []
+    for index in range(count):
+        stamp = time.strftime("[%Y-%m-%d %H:%M:%S +0000]", time.gmtime(start + index // 20))
+        if rng.random() < 0.05:
+            frames = "".join(
+                f'  File "/srv/app/module{n}.py", line {10 + n}, in handler{n}\n    call{n}()\n'
+                for n in range(rng.randrange(2, 9))
+            )
+            records.append(
+                f"{stamp} [1234] [ERROR] Error handling request GET /api/v1/x\n"
+                f"Traceback (most recent call last):\n{frames}ValueError: boom {index}"
+            )
+        else:
+            records.append(
+                f"{stamp} [{rng.randrange(1000, 9999)}] [INFO] Booting worker with "
+                f"pid: {rng.randrange(1000, 9999)}"
+            )
+    return records
+
+
+def write(path: Path, lines: list[str]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
