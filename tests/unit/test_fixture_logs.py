@@ -81,10 +81,14 @@ def test_error_log_records(run: str) -> None:
     kinds = [event["error"]["kind"] for event in events if "error" in event]
     assert kinds == expected["exception_classes"]
     assert len(kinds) == expected["traceback_records"]
-    app_levels = Counter(event["level"] for event in events if "level" in event and "pid" not in event)
+    app_levels = Counter(
+        event["level"] for event in events if "level" in event and "pid" not in event
+    )
     assert dict(app_levels) == expected["app_log_lines_by_level"]
     gunicorn_records = [event for event in events if "pid" in event]
-    assert all(event["status"] in {"info", "warning", "error", "critical", "debug"} for event in events)
+    assert all(
+        event["status"] in {"info", "warning", "error", "critical", "debug"} for event in events
+    )
     assert {event["level"] for event in gunicorn_records} >= {"INFO", "ERROR"}
     # Stray lines never vanish: they are part of some record's message.
     messages = "\n".join(event["message"] for event in events)
