@@ -24,6 +24,7 @@ test: $(READY) lint
 lint: $(READY)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy --strict logpipe
 
 bench: $(READY)
 	$(BIN)/python bench/parse_bench.py

@@ -11,6 +11,7 @@ from typing import BinaryIO, NoReturn
 
 from logpipe.enrich import Event
 from logpipe.file_events import access_events, error_events
+from logpipe.identity import Identity, split_tags
 from logpipe.lines import MAX_LINE_BYTES
 from logpipe.multiline import DEFAULT_START, Multiline
 from logpipe.ndjson import NdjsonWriter
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=MAX_LINE_BYTES,
         help="cut longer lines and records, flagging them (default: %(default)s)",
     )
+    add_identity_options(parse)
     parse.add_argument(
         "file",
         nargs="?",
@@ -74,6 +76,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="log file to read; - or nothing for stdin",
     )
     return parser
+
+
+def add_identity_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("event identity")
+    group.add_argument("--service", help="service attribute (default: DD_SERVICE, else gunicorn)")
+    group.add_argument("--env", help="adds env:ENV to ddtags (default: DD_ENV)")
+    group.add_argument(
+        "--tags",
+        metavar="K:V,...",
+        default="",
+        help="extra ddtags, comma-separated (added to DD_TAGS)",
+    )
+    group.add_argument(
+        "--hostname", help="hostname attribute (default: DD_HOSTNAME, else this host)"
+    )
+
+
+def identity_from(args: argparse.Namespace) -> Identity:
+    return Identity.resolve(
+        service=args.service, env=args.env, tags=split_tags(args.tags), hostname=args.hostname
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -114,10 +137,11 @@ def run_parse(args: argparse.Namespace) -> int:
                 stream, errors, multiline, path=path, max_line_bytes=args.max_line_bytes
             )
 
+    stamp = identity_from(args).stamp
     with _open_input(args.file) as stream:
         writer = NdjsonWriter(sys.stdout.buffer)
         for event in events(stream):
-            writer.write(event)
+            writer.write(stamp(event))
         writer.flush()
     return 0
 

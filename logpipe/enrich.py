@@ -49,9 +49,9 @@ def datadog_status(word: str) -> str:
 
 def http_status(event: Event) -> Event:
     """``http.status_class`` (``"4xx"``) and ``http.status_category`` (``"Warning"``)."""
-    http = event.get("http")
+    http: dict[str, Any] | None = event.get("http")
     code = http.get("status_code") if http else None
-    if code is not None and 100 <= code <= 599:
+    if http is not None and code is not None and 100 <= code <= 599:
         http["status_class"] = f"{code // 100}xx"
         category = _STATUS_CATEGORIES.get(code // 100)
         if category:
@@ -69,9 +69,9 @@ def log_status(event: Event) -> Event:
 
 def url_details(event: Event) -> Event:
     """``http.url_details``: path, queryString map, and scheme/host/port for absolute URLs."""
-    http = event.get("http")
+    http: dict[str, Any] | None = event.get("http")
     url = http.get("url") if http else None
-    if url is not None:
+    if http is not None and url is not None:
         http["url_details"] = split_url(url)
     return event
 
@@ -112,9 +112,9 @@ def query_map(query: str) -> dict[str, Any]:
 
 def user_agent(event: Event) -> Event:
     """``http.useragent_details``: browser, os and device families, device category (``Bot``...)."""
-    http = event.get("http")
+    http: dict[str, Any] | None = event.get("http")
     agent = http.get("useragent") if http else None
-    if agent:
+    if http is not None and agent:
         http["useragent_details"] = useragent_details(agent)
     return event
 

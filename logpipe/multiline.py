@@ -70,7 +70,7 @@ class Multiline(Generic[AnyStr]):
     def is_start(self, line: AnyStr) -> bool:
         """Whether ``line`` begins a record."""
         start = self._start_bytes if isinstance(line, bytes) else self._start_text
-        return start.match(line) is not None  # type: ignore[arg-type]
+        return start.match(line) is not None
 
     def feed(
         self, line: AnyStr, *, now: float = 0.0, start: int = 0, end: int = 0
@@ -106,7 +106,7 @@ class Multiline(Generic[AnyStr]):
 
     def _take(self, *, truncated: bool) -> Record[AnyStr]:
         lines = self._lines
-        text = (b"\n" if isinstance(lines[0], bytes) else "\n").join(lines)  # type: ignore[attr-defined]
+        text = (b"\n" if isinstance(lines[0], bytes) else "\n").join(lines)
         record = Record(text, len(lines), self._first, self._last, truncated)
         self._lines = []
         self._bytes = 0

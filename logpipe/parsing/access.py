@@ -12,6 +12,7 @@ from logpipe.parsing.access_event import ACCESS_LOGGER, access_event
 from logpipe.parsing.access_format import DEFAULT_FORMATS
 from logpipe.parsing.access_grammar import END, AccessGrammar, assemble, lark_parser
 from logpipe.parsing.failures import failed_event, flag_repairs, reason
+from logpipe.parsing.trees import branch_tokens
 
 
 class AccessParseError(ValueError):
@@ -55,7 +56,7 @@ class AccessParser:
         except UnexpectedInput as error:
             raise AccessParseError(self._explain(text, error)) from None
         values: dict[str, str] = {}
-        for token in tree.children[0].children:
+        for token in branch_tokens(tree):
             spec = self.grammar.tokens[token.type]
             values.update(zip((atom.key for atom in spec.atoms), spec.values(token), strict=False))
         return values

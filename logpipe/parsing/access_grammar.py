@@ -74,7 +74,9 @@ class AccessGrammar:
 def atom_patterns() -> dict[str, str]:
     """Python regex of every terminal in grammars/access_atoms.lark, by name."""
     # Compiled without a lexer: alone, TEXT and NOSPACE may be empty, which Lark's lexers refuse.
-    grammar, _ = load_grammar(grammar_text("access_atoms"), "access_atoms", [], False)
+    grammar, _ = load_grammar(  # type: ignore[no-untyped-call]
+        grammar_text("access_atoms"), "access_atoms", [], False
+    )
     terminals, _, _ = grammar.compile(["atom_value"], "*")
     return {terminal.name: terminal.pattern.to_regexp() for terminal in terminals}
 
@@ -161,7 +163,7 @@ def _tokenize(
 def _lookahead(following: Sequence[tuple[tuple[Atom, ...], str]]) -> str:
     """Regex of what follows a token, up to (not into) the next free-text atom."""
     patterns = atom_patterns()
-    parts = []
+    parts: list[str] = []
     for atoms, literal in following:
         if any(atom.free_text for atom in atoms):
             break

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
-from lark import Lark, Token
+from lark import Lark
 from lark.exceptions import UnexpectedInput
 
 from logpipe.enrich import ERROR_CHAIN, Event, Processor, run_chain
@@ -14,6 +14,7 @@ from logpipe.lines import MAX_LINE_BYTES, Text, decode
 from logpipe.parsing.failures import failed_event, flag_repairs, reason
 from logpipe.parsing.grammar_files import grammar_text
 from logpipe.parsing.traceback import split_traceback
+from logpipe.parsing.trees import branch_tokens
 from logpipe.timestamps import app_time_ms, error_time_ms
 
 ERROR_LOGGER = "gunicorn.error"
@@ -58,7 +59,7 @@ class ErrorParser:
             tree = self._lark.parse(text + END)
         except UnexpectedInput as error:
             raise ErrorRecordParseError(reason(error, _describe, "error record")) from None
-        tokens: dict[str, Token] = {token.type: token for token in tree.children[0].children}
+        tokens = {token.type: token for token in branch_tokens(tree)}
         body = tokens["MESSAGE"][:-1]
         if "GUNICORN_TIME" in tokens:
             stamp = tokens["GUNICORN_TIME"]
@@ -90,9 +91,9 @@ class ErrorParser:
             event["timestamp"] = fields["timestamp"]
         if "pid" in fields:
             event["pid"] = fields["pid"]
-        error = split_traceback(fields["body"])
-        if error:
-            event["error"] = error
+        traceback = split_traceback(fields["body"])
+        if traceback:
+            event["error"] = traceback
         return event
 
 

@@ -158,3 +158,24 @@ def test_wheel_ships_the_grammars_and_works_outside_the_checkout(tmp_path: Path)
         check=False,
     )
     assert probe.stdout.decode().strip() == str(tmp_path / "site" / "logpipe" / "grammars")
+
+
+def test_events_carry_service_hostname_and_tags() -> None:
+    line = (LOGS / "default" / "access.log").read_bytes().split(b"\n")[0] + b"\n"
+    env = {"DD_SERVICE": "shop", "DD_ENV": "prod", "DD_TAGS": "team:web tier:1", "PATH": "/bin"}
+    result = logpipe(
+        "parse",
+        "--kind",
+        "access",
+        "--tags",
+        "zone:a,team:web",
+        "--hostname",
+        "web-1",
+        "-",
+        stdin=line,
+        env=env,
+    )
+    event = orjson.loads(result.stdout)
+    assert (event["service"], event["hostname"]) == ("shop", "web-1")
+    assert event["ddtags"] == "team:web,tier:1,zone:a,env:prod"
+    assert event["ddsource"] == "gunicorn"
