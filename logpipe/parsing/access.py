@@ -12,6 +12,7 @@ from logpipe.parsing.access_event import ACCESS_LOGGER, access_event
 from logpipe.parsing.access_format import DEFAULT_FORMATS
 from logpipe.parsing.access_grammar import END, AccessGrammar, assemble, lark_parser
 from logpipe.parsing.failures import failed_event, flag_repairs, reason
+from logpipe.parsing.fast_access import fast_access
 from logpipe.parsing.trees import branch_tokens
 
 
@@ -26,6 +27,8 @@ class AccessParser:
     default followed by a quoted X-Forwarded-For field (what Datadog's pipeline accepts).
     ``parse`` never raises: a line that does not fit becomes an event carrying the raw
     ``message`` and ``logpipe.parse_error``. A bad format raises FormatError here.
+    Events may share nested details (``http.useragent_details``, cached per user agent): treat
+    them as read-only, or copy before changing them.
     """
 
     def __init__(
@@ -34,6 +37,7 @@ class AccessParser:
         *,
         max_line_bytes: int = MAX_LINE_BYTES,
         chain: Sequence[Processor] = ACCESS_CHAIN,
+        fast_path: bool = True,
     ) -> None:
         if fmt is None:
             self.formats = DEFAULT_FORMATS
@@ -41,6 +45,7 @@ class AccessParser:
             self.formats = (fmt,) if isinstance(fmt, str) else tuple(fmt)
         self.grammar: AccessGrammar = assemble(self.formats)
         self._lark = lark_parser(self.formats)
+        self._fast = fast_access(self.formats) if fast_path else None
         self.max_line_bytes = max_line_bytes
         self.chain = tuple(chain)
 
@@ -50,7 +55,15 @@ class AccessParser:
         return flag_repairs(run_chain(self._event(text), self.chain), text)
 
     def values(self, text: str) -> dict[str, str]:
-        """The raw atom values of a line, keyed like gunicorn's atoms; AccessParseError if none."""
+        """The raw atom values of a line, keyed like gunicorn's atoms; AccessParseError if none.
+
+        The fast path (regexes compiled from the grammar) answers for the lines it accepts; the
+        Lark parser takes the rest and explains why they fail.
+        """
+        if self._fast is not None:
+            values = self._fast.values(text)
+            if values is not None:
+                return values
         try:
             tree = self._lark.parse(text + END)
         except UnexpectedInput as error:
