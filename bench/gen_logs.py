@@ -24,11 +24,11 @@ USER_AGENTS = [
     "python-requests/2.32.3",
     "kube-probe/1.29",
     "Go-http-client/1.1",
-    "Ð¢ÐµÐ»ÐµÑ\x84Ð¾Ð½/1.0",
-    'Weird\\\\"Agent',
-    "EvilAgent/1.0 \\",
     "-",
 ]
+# Rare user agents and referers that exercise gunicorn's escaping (about 1% of lines each).
+ODD_USER_AGENTS = ["Ð¢ÐµÐ»ÐµÑ\x84Ð¾Ð½/1.0", 'Weird\\\\"Agent', "EvilAgent/1.0 \\"]
+ODD_REFERERS = ['https://example.com/search?q=\\"x\\"', "https://example.com/path\\"]
 PATHS = [
     "/",
     "/api/v1/users",
@@ -48,13 +48,11 @@ STATUSES = (
     + [500, 502, 503]
 )
 METHODS = ["GET"] * 8 + ["POST", "PUT", "DELETE", "HEAD", "OPTIONS"]
-REFERERS = ["-"] * 5 + [
-    "https://shop.example.com/",
-    "https://www.google.com/",
-    "",
-    'https://example.com/search?q=\\"x\\"',
-    "https://example.com/path\\",
-]
+REFERERS = (
+    ["-"] * 9
+    + ["https://shop.example.com/", "https://www.google.com/", ""] * 3
+    + ["https://shop.example.com/cart?step=2"]
+)
 
 
 def access_lines(count: int, seed: int = 7) -> list[str]:
@@ -71,9 +69,11 @@ def access_lines(count: int, seed: int = 7) -> list[str]:
         user = "-" if rng.random() < 0.95 else "frank"
         status = rng.choice(STATUSES)
         size = 0 if status in (204, 304) else rng.randrange(20, 50_000)
+        agent = rng.choice(ODD_USER_AGENTS) if rng.random() < 0.01 else rng.choice(USER_AGENTS)
+        referer = rng.choice(ODD_REFERERS) if rng.random() < 0.01 else rng.choice(REFERERS)
         lines.append(
             f'{ip} - {user} {stamp} "{rng.choice(METHODS)} {rng.choice(PATHS)} HTTP/1.1" '
-            f'{status} {size} "{rng.choice(REFERERS)}" "{rng.choice(USER_AGENTS)}"'
+            f'{status} {size} "{referer}" "{agent}"'
         )
     return lines
 

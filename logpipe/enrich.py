@@ -1,21 +1,29 @@
-"""Enrichment: small pure processors over an event dict (structlog-style), run after parsing.
+"""Derived attributes, and the processor chain embedders can extend.
 
-Each processor takes an event, adds derived attributes in place and returns it. The chains used by
-the parsers are ``ACCESS_CHAIN`` and ``ERROR_CHAIN``; embedders may pass their own.
+logpipe derives Datadog's attributes where their source is parsed, in the same pass that builds
+the event: ``status_attributes`` when the status is read, ``split_url`` for the request target,
+``useragent_details`` for the user agent, ``datadog_status`` for a level. (Running them as
+separate passes over the finished event cost about a microsecond a line, a fifth of the budget.)
+Values that repeat are cached, and cached details are shared between events: treat them as
+read-only.
+
+A *processor* takes an event, changes it in place and returns it (structlog-style); parsers run
+the ``chain`` they are given after building each event, empty by default.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
-
-from logpipe.useragent import useragent_details
 
 Event = dict[str, Any]
 Processor = Callable[[Event], Event]
 
-# Datadog's category processor on http.status_code.
+URL_CACHE_SIZE = 8192
+
+# Datadog's category processor on http.status_code (hundreds digit -> category).
 _STATUS_CATEGORIES = {2: "Info", 3: "Notice", 4: "Warning", 5: "Error"}
 
 # Datadog's status remapper: case-insensitive prefixes, first match wins.
@@ -38,6 +46,7 @@ _STATUS_PREFIXES = (
 )
 
 
+@lru_cache(maxsize=256)
 def datadog_status(word: str) -> str:
     """The Datadog log status a level or category word maps to (``info`` when unknown)."""
     lowered = word.lower()
@@ -47,35 +56,20 @@ def datadog_status(word: str) -> str:
     return "info"
 
 
-def http_status(event: Event) -> Event:
-    """``http.status_class`` (``"4xx"``) and ``http.status_category`` (``"Warning"``)."""
-    http: dict[str, Any] | None = event.get("http")
-    code = http.get("status_code") if http else None
-    if http is not None and code is not None and 100 <= code <= 599:
-        http["status_class"] = f"{code // 100}xx"
-        category = _STATUS_CATEGORIES.get(code // 100)
-        if category:
-            http["status_category"] = category
-    return event
+@lru_cache(maxsize=1024)
+def status_attributes(code: int) -> tuple[str | None, str | None, str]:
+    """``(http.status_class, http.status_category, status)`` for an HTTP status code.
+
+    ``("4xx", "Warning", "warning")`` for 404; codes outside 100-599 have no class, and codes
+    without a category leave the log status at ``info``.
+    """
+    if not 100 <= code <= 599:
+        return None, None, "info"
+    category = _STATUS_CATEGORIES.get(code // 100)
+    return f"{code // 100}xx", category, datadog_status(category) if category else "info"
 
 
-def log_status(event: Event) -> Event:
-    """``status``: from ``http.status_category`` when present, else from ``level``, else info."""
-    http = event.get("http")
-    word = (http and http.get("status_category")) or event.get("level")
-    event["status"] = datadog_status(word) if word else "info"
-    return event
-
-
-def url_details(event: Event) -> Event:
-    """``http.url_details``: path, queryString map, and scheme/host/port for absolute URLs."""
-    http: dict[str, Any] | None = event.get("http")
-    url = http.get("url") if http else None
-    if http is not None and url is not None:
-        http["url_details"] = split_url(url)
-    return event
-
-
+@lru_cache(maxsize=URL_CACHE_SIZE)
 def split_url(url: str) -> dict[str, Any]:
     """Split a request target as Datadog's URL parser does (absolute URLs get scheme/host/port)."""
     details: dict[str, Any] = {}
@@ -110,20 +104,8 @@ def query_map(query: str) -> dict[str, Any]:
     return result
 
 
-def user_agent(event: Event) -> Event:
-    """``http.useragent_details``: browser, os and device families, device category (``Bot``...)."""
-    http: dict[str, Any] | None = event.get("http")
-    agent = http.get("useragent") if http else None
-    if http is not None and agent:
-        http["useragent_details"] = useragent_details(agent)
-    return event
-
-
 def run_chain(event: Event, chain: Sequence[Processor]) -> Event:
+    """Run ``event`` through each processor in turn."""
     for processor in chain:
         event = processor(event)
     return event
-
-
-ACCESS_CHAIN: tuple[Processor, ...] = (http_status, url_details, user_agent, log_status)
-ERROR_CHAIN: tuple[Processor, ...] = (log_status,)

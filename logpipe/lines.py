@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 # Datadog's logs intake takes at most 1 MB per log; longer lines are cut there and flagged.
 MAX_LINE_BYTES = 1_000_000
 READ_CHUNK_BYTES = 1 << 20
 
 
-@dataclass(frozen=True, slots=True)
-class RawLine:
+class RawLine(NamedTuple):
     """One line as read: its byte range in the file and its bytes (capped, no line ending)."""
 
     offset: int  # where the line starts
@@ -21,8 +20,7 @@ class RawLine:
     truncated: bool  # the line was longer than the cap; data holds its head
 
 
-@dataclass(frozen=True, slots=True)
-class Text:
+class Text(NamedTuple):
     """A line decoded for parsing, with what had to be repaired on the way."""
 
     text: str
@@ -31,46 +29,83 @@ class Text:
     nul_bytes: bool = False
 
 
-def split_lines(
+@dataclass(slots=True)
+class LineBatch:
+    """The complete lines found in one read: hot loops walk ``lines`` and add up offsets."""
+
+    offset: int  # where lines[0] starts
+    end: int  # just past the last line
+    lines: list[bytes]  # without "\n" (a "\r" before it is kept); a cut line holds its head
+    cut: dict[int, int]  # index -> true length, for the lines longer than the cap
+
+    def __iter__(self) -> Iterator[RawLine]:
+        offset = self.offset
+        for index, data in enumerate(self.lines):
+            length = self.cut.get(index, len(data))
+            end = min(offset + length + 1, self.end)
+            yield RawLine(
+                offset, end, data[:-1] if data.endswith(b"\r") else data, index in self.cut
+            )
+            offset = end
+
+
+def read_batches(
     stream: BinaryIO,
     *,
     start: int = 0,
     max_bytes: int = MAX_LINE_BYTES,
     final: bool = True,
     chunk_bytes: int = READ_CHUNK_BYTES,
-) -> Iterator[RawLine]:
-    """Yield the lines of ``stream`` from byte ``start``, reading in large chunks.
+) -> Iterator[LineBatch]:
+    """The lines of ``stream`` from byte ``start``, a chunk's worth at a time.
 
-    A line longer than ``max_bytes`` is cut (its head kept, the rest skipped without being held in
-    memory). A last line without ``\\n`` is yielded only when ``final`` (the data is complete).
+    A line longer than ``max_bytes`` is cut at a character boundary (its head kept, the rest
+    skipped without being held in memory). A last line without ``\n`` is yielded only when
+    ``final`` (the data is complete).
     """
     offset = start
-    pending = b""  # head of the line being read (at most max_bytes)
-    pending_len = 0  # its true length so far
+    head = b""  # the start of a line that goes on in the next chunk (at most max_bytes)
+    head_length = 0  # that line's true length so far
     while chunk := stream.read(chunk_bytes):
-        position = 0
-        while (newline := chunk.find(b"\n", position)) >= 0:
-            piece = chunk[position:newline]
-            length = pending_len + len(piece)
-            data = pending + piece[: max(0, max_bytes - len(pending))] if pending else piece
-            end = offset + length + 1
-            yield _line(offset, end, data, length, max_bytes)
-            offset, pending, pending_len, position = end, b"", 0, newline + 1
-        rest = chunk[position:]
-        if len(pending) < max_bytes:
-            pending += rest[: max_bytes - len(pending)]
-        pending_len += len(rest)
-    if final and pending_len:
-        yield _line(offset, offset + pending_len, pending, pending_len, max_bytes)
+        lines = chunk.split(b"\n")
+        rest = lines.pop()
+        if lines:
+            cut: dict[int, int] = {}
+            if head_length:
+                length = head_length + len(lines[0])
+                lines[0] = head + lines[0][: max(0, max_bytes - len(head))]
+                if length > max_bytes:
+                    cut[0] = length
+                head, head_length = b"", 0
+            if max(map(len, lines)) > max_bytes or cut:
+                _cap(lines, cut, max_bytes)
+            size = sum(map(len, lines)) + sum(cut.values()) - sum(len(lines[i]) for i in cut)
+            end = offset + size + len(lines)
+            yield LineBatch(offset, end, lines, cut)
+            offset = end
+        if len(head) < max_bytes:
+            head += rest[: max_bytes - len(head)]
+        head_length += len(rest)
+    if final and head_length:
+        cut = {0: head_length} if head_length > max_bytes else {}
+        lines = [_cut_utf8(head) if cut else head]
+        yield LineBatch(offset, offset + head_length, lines, cut)
 
 
-def _line(offset: int, end: int, data: bytes, length: int, max_bytes: int) -> RawLine:
-    truncated = length > max_bytes
-    if truncated:
-        data = _cut_utf8(data[:max_bytes])
-    if data.endswith(b"\r"):
-        data = data[:-1]
-    return RawLine(offset, end, data, truncated)
+def split_lines(stream: BinaryIO, **options: Any) -> Iterator[RawLine]:
+    """The lines of ``stream`` one by one (``read_batches`` options); ``\r\n`` endings dropped."""
+    for batch in read_batches(stream, **options):
+        yield from batch
+
+
+def _cap(lines: list[bytes], cut: dict[int, int], max_bytes: int) -> None:
+    """Cut the lines longer than ``max_bytes``, recording their true length in ``cut``."""
+    for index, data in enumerate(lines):
+        if len(data) > max_bytes:
+            cut.setdefault(index, len(data))
+            lines[index] = _cut_utf8(data[:max_bytes])
+        elif index in cut:
+            lines[index] = _cut_utf8(data)
 
 
 def _cut_utf8(data: bytes) -> bytes:

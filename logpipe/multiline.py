@@ -45,7 +45,8 @@ class Multiline(Generic[AnyStr]):
         max_bytes: int = MAX_LINE_BYTES,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
-        self._start_text = re.compile(start_pattern)
+        # ASCII semantics for str lines too, so both kinds of line split the same way.
+        self._start_text = re.compile(start_pattern, re.ASCII)
         self._start_bytes = re.compile(start_pattern.encode("utf-8"))
         self.max_lines = max_lines
         self.max_bytes = max_bytes

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from lark import Token, Tree
 from lark.exceptions import UnexpectedInput
 
-from logpipe.enrich import ACCESS_CHAIN, Event, Processor, run_chain
+from logpipe.enrich import Event, Processor, run_chain
 from logpipe.lines import MAX_LINE_BYTES, Text, decode
-from logpipe.parsing.access_event import ACCESS_LOGGER, access_event
+from logpipe.parsing.access_event import ACCESS_LOGGER, AccessEventPlan
 from logpipe.parsing.access_format import DEFAULT_FORMATS
 from logpipe.parsing.access_grammar import END, AccessGrammar, assemble, lark_parser
 from logpipe.parsing.failures import failed_event, flag_repairs, reason
 from logpipe.parsing.fast_access import fast_access
-from logpipe.parsing.trees import branch_tokens
+
+Match = tuple[int, Sequence[str]]  # (index of the format, atom values in that format's order)
 
 
 class AccessParseError(ValueError):
@@ -36,7 +38,7 @@ class AccessParser:
         fmt: str | Sequence[str] | None = None,
         *,
         max_line_bytes: int = MAX_LINE_BYTES,
-        chain: Sequence[Processor] = ACCESS_CHAIN,
+        chain: Sequence[Processor] = (),
         fast_path: bool = True,
     ) -> None:
         if fmt is None:
@@ -46,6 +48,7 @@ class AccessParser:
         self.grammar: AccessGrammar = assemble(self.formats)
         self._lark = lark_parser(self.formats)
         self._fast = fast_access(self.formats) if fast_path else None
+        self._plans = tuple(AccessEventPlan(keys) for keys in self.grammar.keys)
         self.max_line_bytes = max_line_bytes
         self.chain = tuple(chain)
 
@@ -55,30 +58,42 @@ class AccessParser:
         return flag_repairs(run_chain(self._event(text), self.chain), text)
 
     def values(self, text: str) -> dict[str, str]:
-        """The raw atom values of a line, keyed like gunicorn's atoms; AccessParseError if none.
+        """The raw atom values of a line, keyed like gunicorn's atoms; AccessParseError if none."""
+        index, values = self.match(text)
+        return dict(zip(self.grammar.keys[index], values, strict=True))
+
+    def match(self, text: str) -> Match:
+        """Which format ``text`` is in and its atom values; AccessParseError if none fits.
 
         The fast path (regexes compiled from the grammar) answers for the lines it accepts; the
         Lark parser takes the rest and explains why they fail.
         """
         if self._fast is not None:
-            values = self._fast.values(text)
-            if values is not None:
-                return values
+            found = self._fast.match(text)
+            if found is not None:
+                return found
+        return self.lark_match(text)
+
+    def lark_match(self, text: str) -> Match:
+        """``match`` by the Lark parser alone."""
         try:
             tree = self._lark.parse(text + END)
         except UnexpectedInput as error:
             raise AccessParseError(self._explain(text, error)) from None
-        values: dict[str, str] = {}
-        for token in branch_tokens(tree):
-            spec = self.grammar.tokens[token.type]
-            values.update(zip((atom.key for atom in spec.atoms), spec.values(token), strict=False))
-        return values
+        (branch,) = tree.children
+        assert isinstance(branch, Tree)
+        values: list[str] = []
+        for token in branch.children:
+            assert isinstance(token, Token)
+            values.extend(self.grammar.tokens[token.type].values(token))
+        return int(str(branch.data).removeprefix("format_")), values
 
     def _event(self, text: Text) -> Event:
         try:
-            return access_event(text.text, self.values(text.text))
+            index, values = self.match(text.text)
         except AccessParseError as error:
             return failed_event(text.text, str(error), ACCESS_LOGGER)
+        return self._plans[index].build(text.text, values)
 
     def _explain(self, text: str, error: UnexpectedInput) -> str:
         """The reason for the failure that got furthest into the line, with or without lookahead."""

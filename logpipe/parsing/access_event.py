@@ -1,14 +1,20 @@
-"""Atom values of one access line to an event with Datadog's standard attributes."""
+"""Atom values of one access line to an event with Datadog's standard attributes.
+
+``AccessEventPlan`` is made once per format: it keeps, for the format's atoms only, the small
+function that writes each atom's attributes, so building an event costs one call per atom.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from logpipe.enrich import query_map
+from logpipe.enrich import query_map, split_url, status_attributes
 from logpipe.timestamps import access_time_ms
+from logpipe.useragent import useragent_details
 
 Event = dict[str, Any]
+Attributes = dict[str, Any]
 
 ACCESS_LOGGER = "gunicorn.access"
 # The attribute Datadog's pipeline gives the X-Forwarded-For field; used for that header anywhere.
@@ -31,72 +37,177 @@ def unescape(value: str) -> str:
     return value.replace('\\"', '"') if '\\"' in value else value
 
 
-def access_event(message: str, values: Mapping[str, str]) -> Event:
-    """The event for one access line from its raw atom values (keyed like gunicorn's atoms)."""
-    event: Event = {"message": message, "ddsource": "gunicorn", "logger": {"name": ACCESS_LOGGER}}
-    http: dict[str, Any] = {}
-    network: dict[str, Any] = {}
-    get = values.get
+Writer = Callable[[Event, Attributes, Attributes, str], None]
+"""Writes one atom's attributes: (event, its http object, its network object, the raw value)."""
 
-    if stamp := get("t"):
-        timestamp = access_time_ms(stamp)
-        if timestamp is not None:
-            event["timestamp"] = timestamp
-    if host := get("h"):
-        network["client"] = {"ip": host}
-    if (ident := get("l")) and ident != "-":
-        http["ident"] = ident
-    if (user := get("u")) is not None and user != "-":
-        http["auth"] = unescape(user)
+_LOGGER = {"name": ACCESS_LOGGER}
 
-    if request := get("r"):
-        method, _, rest = request.partition(" ")
-        url, _, protocol = rest.rpartition(" ")
-        http["method"] = method
-        http["url"] = unescape(url)
-        http["version"] = protocol.removeprefix("HTTP/")
-    else:
-        _request_parts(http, get("m"), get("U"), get("q"), get("H"))
 
-    if status := get("s"):
-        http["status_code"] = int(status)
-    sent = get("b") or get("B")
-    if sent and sent != "-":
-        network["bytes_written"] = int(sent)
-    for key, attribute in (("f", "referer"), ("a", "useragent")):
-        value = get(key)
-        if value is not None and value != "-":
+def _time(event: Event, http: Attributes, network: Attributes, value: str) -> None:
+    timestamp = access_time_ms(value)
+    if timestamp is not None:
+        event["timestamp"] = timestamp
+
+
+def _remote_addr(event: Event, http: Attributes, network: Attributes, value: str) -> None:
+    if value:
+        network["client"] = {"ip": value}
+
+
+def _ident(event: Event, http: Attributes, network: Attributes, value: str) -> None:
+    if value != "-":
+        http["ident"] = value
+
+
+def _user(event: Event, http: Attributes, network: Attributes, value: str) -> None:
+    if value != "-":
+        http["auth"] = unescape(value)
+
+
+def _request_line(event: Event, http: Attributes, network: Attributes, value: str) -> None:
+    method, _, rest = value.partition(" ")
+    url, _, protocol = rest.rpartition(" ")
+    url = unescape(url)
+    http["method"] = method
+    http["url"] = url
+    http["version"] = protocol.removeprefix("HTTP/")
+    http["url_details"] = split_url(url)
+
+
+def _status(event: Event, http: Attributes, network: Attributes, value: str) -> None:
+    code = int(value)
+    http["status_code"] = code
+    status_class, category, event["status"] = status_attributes(code)
+    if status_class:
+        http["status_class"] = status_class
+    if category:
+        http["status_category"] = category
+
+
+def _bytes_sent(event: Event, http: Attributes, network: Attributes, value: str) -> None:
+    if value != "-":
+        network["bytes_written"] = int(value)
+
+
+def _pid(event: Event, http: Attributes, network: Attributes, value: str) -> None:
+    event["pid"] = int(value[1:-1])
+
+
+def _header_text(attribute: str) -> Writer:
+    def write(event: Event, http: Attributes, network: Attributes, value: str) -> None:
+        if value != "-":
             http[attribute] = repair_mojibake(unescape(value))
 
-    duration = _duration_ns(get)
-    if duration is not None:
-        event["duration"] = duration
-    if pid := get("p"):
-        event["pid"] = int(pid[1:-1])
-    for key, value in values.items():
-        if key[0] == "{" and value != "-":
-            _braced(http, key, repair_mojibake(unescape(value)))
+    return write
 
-    if http:
-        event["http"] = http
-    if network:
-        event["network"] = network
-    return event
+
+def _user_agent(event: Event, http: Attributes, network: Attributes, value: str) -> None:
+    if value != "-":
+        agent = http["useragent"] = repair_mojibake(unescape(value))
+        if agent:
+            http["useragent_details"] = useragent_details(agent)
+
+
+def _braced(key: str) -> Writer:
+    """``%({name}i)s`` / ``o`` / ``e`` under http.request.headers / response.headers / environ."""
+    if key == FORWARDED_FOR_KEY:
+        return _header_text("_x_forwarded_for")
+    path, name = _BRACED_PARENTS[key[-1]], key[1:-2]
+
+    def write(event: Event, http: Attributes, network: Attributes, value: str) -> None:
+        if value != "-":
+            node = http
+            for part in path:
+                node = node.setdefault(part, {})
+            node[name] = repair_mojibake(unescape(value))
+
+    return write
+
+
+WRITERS: dict[str, Writer] = {
+    "t": _time,
+    "h": _remote_addr,
+    "l": _ident,
+    "u": _user,
+    "r": _request_line,
+    "s": _status,
+    "b": _bytes_sent,
+    "B": _bytes_sent,
+    "f": _header_text("referer"),
+    "a": _user_agent,
+    "p": _pid,
+}
+REQUEST_PARTS = ("m", "U", "q", "H")  # used when the format has no %(r)s
+# Duration atoms, most precise first, with their conversion to nanoseconds.
+DURATIONS: dict[str, Callable[[str], int]] = {
+    "D": lambda micros: int(micros) * 1_000,
+    "L": lambda decimal: int(decimal.replace(".", "")) * 1_000,  # always six decimals
+    "M": lambda millis: int(millis) * 1_000_000,
+    "T": lambda seconds: int(seconds) * 1_000_000_000,
+}
+
+
+def writer_for(key: str) -> Writer | None:
+    """The writer of one atom (keyed like gunicorn's atoms), None if it writes nothing itself."""
+    if key in WRITERS:
+        return WRITERS[key]
+    if key.startswith("{") and key[-1:] in _BRACED_PARENTS and key[-2:-1] == "}":
+        return _braced(key)
+    return None
+
+
+class AccessEventPlan:
+    """Builds events for one format: only the writers of the atoms that format has."""
+
+    def __init__(self, keys: Sequence[str]) -> None:
+        self.keys = tuple(keys)
+        position = {key: index for index, key in enumerate(self.keys)}
+        self._writers = tuple(
+            (index, writer) for index, key in enumerate(self.keys) if (writer := writer_for(key))
+        )
+        self._request = (
+            tuple(position.get(key) for key in REQUEST_PARTS)
+            if "r" not in position and not position.keys().isdisjoint(REQUEST_PARTS)
+            else None
+        )
+        self._duration = next(
+            ((position[key], convert) for key, convert in DURATIONS.items() if key in position),
+            None,
+        )
+
+    def build(self, message: str, values: Sequence[str]) -> Event:
+        """The event for one line, from its atom values in ``keys`` order."""
+        event: Event = {
+            "message": message,
+            "ddsource": "gunicorn",
+            "logger": _LOGGER,
+            "status": "info",
+        }
+        http: Attributes = {}
+        network: Attributes = {}
+        for index, write in self._writers:
+            write(event, http, network, values[index])
+        if self._request is not None:
+            _request_parts(http, *(None if i is None else values[i] for i in self._request))
+        if self._duration is not None:
+            index, convert = self._duration
+            event["duration"] = convert(values[index])
+        if http:
+            event["http"] = http
+        if network:
+            event["network"] = network
+        return event
 
 
 def _request_parts(
-    http: dict[str, Any],
-    method: str | None,
-    path: str | None,
-    query: str | None,
-    protocol: str | None,
+    http: Attributes, method: str | None, path: str | None, query: str | None, protocol: str | None
 ) -> None:
     """Request attributes from ``%(m)s %(U)s %(q)s %(H)s`` (a format without ``%(r)s``)."""
     if method:
         http["method"] = method
     if protocol:
         http["version"] = protocol.removeprefix("HTTP/")
-    details: dict[str, Any] = {}
+    details: Attributes = {}
     if path is not None and path != "None":
         details["path"] = repair_mojibake(unescape(path))
     if query:
@@ -105,28 +216,3 @@ def _request_parts(
         http["url"] = details["path"] + ("?" + unescape(query) if query else "")
     if details:
         http["url_details"] = details
-
-
-def _duration_ns(get: Any) -> int | None:
-    """The request time in ns from the most precise duration atom present."""
-    if micros := get("D"):
-        return int(micros) * 1_000
-    if decimal := get("L"):
-        whole, _, fraction = decimal.partition(".")
-        return int(whole) * 1_000_000_000 + int(fraction.ljust(9, "0")[:9])
-    if millis := get("M"):
-        return int(millis) * 1_000_000
-    if seconds := get("T"):
-        return int(seconds) * 1_000_000_000
-    return None
-
-
-def _braced(http: dict[str, Any], key: str, value: str) -> None:
-    """``%({name}i)s`` / ``o`` / ``e`` under http.request.headers / response.headers / environ."""
-    if key == FORWARDED_FOR_KEY:
-        http["_x_forwarded_for"] = value
-        return
-    node = http
-    for part in _BRACED_PARENTS[key[-1]]:
-        node = node.setdefault(part, {})
-    node[key[1:-2]] = value

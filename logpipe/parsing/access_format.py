@@ -47,6 +47,9 @@ UNKNOWN_ATOM_TERMINAL = "DASH"
 OPEN_ENDED_TERMINALS = frozenset({"TEXT", "NOSPACE", "REMOTE_ADDR"})
 # Free text may contain any separator: a lookahead stops before it (this keeps lexing linear).
 FREE_TEXT_TERMINALS = frozenset({"TEXT"})
+# A value of a fixed, distinctive shape (a time, a status...) confirms a split: a lookahead
+# stops after the first one.
+WEAK_TERMINALS = OPEN_ENDED_TERMINALS | {"DASH"}
 
 _PLACEHOLDER = re.compile(r"%(?:\((?P<name>[^()]*)\)(?P<conversion>[^%(]?)|(?P<percent>%))")
 _BRACED = re.compile(r"\{(?P<name>[^{}]*)\}(?P<kind>[ioe])")
@@ -72,6 +75,11 @@ class Atom:
     def free_text(self) -> bool:
         """Its value may contain any separator."""
         return self.terminal in FREE_TEXT_TERMINALS
+
+    @property
+    def anchor(self) -> bool:
+        """Its value has a fixed, distinctive shape."""
+        return self.terminal not in WEAK_TERMINALS
 
 
 @dataclass(frozen=True)

@@ -7,9 +7,10 @@ sentinel appended, so the last atom is followed by a literal too.
 
 Where a value ends is decided by field position, not by escape rules: an open-ended value (free
 text, a token without spaces) is matched lazily and must be followed by its literal *and* by what
-the format prints next, up to the next free-text atom (``(?=...)``). So a user agent ending in a
-backslash, a user name with spaces or a decoded path containing ``" 200 `` still split where
-gunicorn put the separators. Each lookahead spans only fixed-shape atoms, so lexing stays linear.
+the format prints next (``(?=...)``), up to the first atom of a distinctive fixed shape (a time,
+a status, a protocol...) and never into free text. So a user agent ending in a backslash, a user
+name with spaces or a decoded path with spaces still split where gunicorn put the separators.
+Lookaheads span only fixed-shape atoms, so lexing stays linear.
 
 Several formats can be accepted at once (``start: format_0 | format_1 | ...``); tokens that are
 the same in several formats are one terminal, so their common prefix is parsed once.
@@ -58,6 +59,14 @@ class AccessGrammar:
     lark_source: str
     tokens: dict[str, TokenSpec]
     sequences: tuple[tuple[TokenSpec, ...], ...]  # per format, in order
+
+    @property
+    def keys(self) -> tuple[tuple[str, ...], ...]:
+        """Per format, the atom key of each value, in line order."""
+        return tuple(
+            tuple(atom.key for spec in sequence for atom in spec.atoms)
+            for sequence in self.sequences
+        )
 
     @property
     def atoms(self) -> tuple[Atom, ...]:
@@ -161,7 +170,8 @@ def _tokenize(
 
 
 def _lookahead(following: Sequence[tuple[tuple[Atom, ...], str]]) -> str:
-    """Regex of what follows a token, up to (not into) the next free-text atom."""
+    """Regex of what must follow a token: up to and including the next anchor atom and its
+    literal, but never into a free-text atom."""
     patterns = atom_patterns()
     parts: list[str] = []
     for atoms, literal in following:
@@ -169,6 +179,8 @@ def _lookahead(following: Sequence[tuple[tuple[Atom, ...], str]]) -> str:
             break
         parts.extend(patterns[atom.terminal] for atom in atoms)
         parts.append(re.escape(literal))
+        if any(atom.anchor for atom in atoms):
+            break
     return "".join(parts)
 
 

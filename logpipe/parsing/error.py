@@ -9,7 +9,7 @@ from typing import Any
 from lark import Lark
 from lark.exceptions import UnexpectedInput
 
-from logpipe.enrich import ERROR_CHAIN, Event, Processor, run_chain
+from logpipe.enrich import Event, Processor, datadog_status, run_chain
 from logpipe.lines import MAX_LINE_BYTES, Text, decode
 from logpipe.parsing.failures import failed_event, flag_repairs, reason
 from logpipe.parsing.grammar_files import grammar_text
@@ -42,7 +42,7 @@ class ErrorParser:
         self,
         *,
         max_record_bytes: int = MAX_LINE_BYTES,
-        chain: Sequence[Processor] = ERROR_CHAIN,
+        chain: Sequence[Processor] = (),
     ) -> None:
         self._lark = error_parser()
         self.max_record_bytes = max_record_bytes
@@ -86,6 +86,7 @@ class ErrorParser:
             "ddsource": "gunicorn",
             "logger": {"name": ERROR_LOGGER},
             "level": fields["level"],
+            "status": datadog_status(fields["level"]),
         }
         if fields["timestamp"] is not None:
             event["timestamp"] = fields["timestamp"]

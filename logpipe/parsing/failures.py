@@ -31,6 +31,7 @@ def failed_event(text: str, cause: str, logger: str) -> dict[str, Any]:
         "message": text,
         "ddsource": "gunicorn",
         "logger": {"name": logger},
+        "status": "info",
         "logpipe": {"parse_error": cause},
     }
 

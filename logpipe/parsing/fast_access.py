@@ -11,9 +11,10 @@ matching linear: nothing is retried across tokens.
 Two compilations per format:
 
 * ``exact``: the terminals as written in grammars/access_atoms.lark;
-* ``plain``: for lines without a backslash (nearly all), free-text atoms use PLAIN_TEXT, the same
-  language restricted to backslash-free values, made possessive where the token's literal starts
-  with ``"`` (such a value cannot contain ``"``, so it can only end at the first one).
+* ``plain``: for lines without a backslash (nearly all), a terminal X with a ``PLAIN_X`` form in
+  the grammar (the same language restricted to backslash-free values) uses that form, made
+  possessive when it is lazy and the token's literal starts with ``"`` (such a value cannot
+  contain ``"``, so it can only end at the first one).
 
 A line neither regex accepts goes to the Lark parser, which explains why it fails.
 """
@@ -24,14 +25,15 @@ import re
 from dataclasses import dataclass
 from functools import cache
 
-from logpipe.parsing.access_grammar import END, AccessGrammar, TokenSpec, assemble, atom_patterns
+from logpipe.parsing.access_grammar import END, TokenSpec, assemble, atom_patterns
+
+_ESCAPED_END = re.escape(END)
 
 
 @dataclass(frozen=True)
 class FormatMatcher:
-    """The two compiled regexes of one format and the atom key of each group."""
+    """The two compiled regexes of one format (one group per atom, in line order)."""
 
-    keys: tuple[str, ...]
     exact: re.Pattern[str]
     plain: re.Pattern[str]
 
@@ -42,14 +44,13 @@ class FastAccess:
 
     matchers: tuple[FormatMatcher, ...]
 
-    def values(self, text: str) -> dict[str, str] | None:
-        """Raw atom values of ``text`` (no line ending), or None when no format matches."""
+    def match(self, text: str) -> tuple[int, tuple[str, ...]] | None:
+        """(format index, raw atom values) of ``text`` (no line ending), or None."""
         plain = "\\" not in text
-        line = text + END
-        for matcher in self.matchers:
-            found = (matcher.plain if plain else matcher.exact).match(line)
+        for index, matcher in enumerate(self.matchers):
+            found = (matcher.plain if plain else matcher.exact).match(text)
             if found is not None:
-                return dict(zip(matcher.keys, found.groups(), strict=True))
+                return index, found.groups()
         return None
 
 
@@ -57,14 +58,13 @@ class FastAccess:
 def fast_access(formats: tuple[str, ...]) -> FastAccess:
     """The fast path for ``formats`` (built once per process and format set)."""
     grammar = assemble(formats)
-    return FastAccess(tuple(_matcher(grammar, sequence) for sequence in grammar.sequences))
+    return FastAccess(tuple(_matcher(sequence) for sequence in grammar.sequences))
 
 
-def _matcher(grammar: AccessGrammar, sequence: tuple[TokenSpec, ...]) -> FormatMatcher:
-    keys = tuple(atom.key for spec in sequence for atom in spec.atoms)
+def _matcher(sequence: tuple[TokenSpec, ...]) -> FormatMatcher:
     exact = "".join(_token_regex(spec, plain=False) for spec in sequence)
     plain = "".join(_token_regex(spec, plain=True) for spec in sequence)
-    return FormatMatcher(keys, re.compile(exact + r"\Z"), re.compile(plain + r"\Z"))
+    return FormatMatcher(re.compile(exact), re.compile(plain))
 
 
 def _token_regex(spec: TokenSpec, *, plain: bool) -> str:
@@ -72,12 +72,14 @@ def _token_regex(spec: TokenSpec, *, plain: bool) -> str:
     parts = []
     for index, atom in enumerate(spec.atoms):
         pattern = patterns[atom.terminal]
-        if plain and atom.free_text:
-            pattern = patterns["PLAIN_TEXT"]
-            if index == len(spec.atoms) - 1 and spec.literal.startswith('"'):
+        if plain and f"PLAIN_{atom.terminal}" in patterns:
+            pattern = patterns[f"PLAIN_{atom.terminal}"]
+            last = index == len(spec.atoms) - 1
+            if last and pattern.endswith("*?") and spec.literal.startswith('"'):
                 pattern = pattern.removesuffix("*?") + "*+"
         parts.append(f"({pattern})")
     parts.append(re.escape(spec.literal))
     if spec.lookahead:
         parts.append(f"(?={spec.lookahead})")
-    return "(?>" + "".join(parts) + ")"
+    # Lark sees the line with the END sentinel; here the line has none, so END is its end.
+    return "(?>" + "".join(parts).replace(_ESCAPED_END, r"\Z") + ")"

@@ -123,3 +123,17 @@ def test_impossible_date_is_a_parse_of_the_rest() -> None:
     event = ErrorParser().parse("[2026-13-45 99:99:99 +0000] [1] [INFO] x")
     assert "timestamp" not in event
     assert event["level"] == "INFO"
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 3, 7, 64, 1 << 20])
+def test_reader_offsets_at_any_chunk_size(chunk_bytes: int) -> None:
+    data = b"a\r\n\nbb\n" + "é".encode() * 60 + b"\nccc\nlast"
+    lines = list(split_lines(io.BytesIO(data), max_bytes=100, chunk_bytes=chunk_bytes))
+    assert [(line.offset, line.end, line.data, line.truncated) for line in lines] == [
+        (0, 3, b"a", False),
+        (3, 4, b"", False),
+        (4, 7, b"bb", False),
+        (7, 128, "é".encode() * 50, True),
+        (128, 132, b"ccc", False),
+        (132, 136, b"last", False),
+    ]
