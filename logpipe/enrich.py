@@ -14,9 +14,10 @@ the ``chain`` they are given after building each event, empty by default.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
+
+from logpipe.memo import Memo
 
 Event = dict[str, Any]
 Processor = Callable[[Event], Event]
@@ -46,7 +47,6 @@ _STATUS_PREFIXES = (
 )
 
 
-@lru_cache(maxsize=256)
 def datadog_status(word: str) -> str:
     """The Datadog log status a level or category word maps to (``info`` when unknown)."""
     lowered = word.lower()
@@ -56,7 +56,6 @@ def datadog_status(word: str) -> str:
     return "info"
 
 
-@lru_cache(maxsize=1024)
 def status_attributes(code: int) -> tuple[str | None, str | None, str]:
     """``(http.status_class, http.status_category, status)`` for an HTTP status code.
 
@@ -69,7 +68,6 @@ def status_attributes(code: int) -> tuple[str | None, str | None, str]:
     return f"{code // 100}xx", category, datadog_status(category) if category else "info"
 
 
-@lru_cache(maxsize=URL_CACHE_SIZE)
 def split_url(url: str) -> dict[str, Any]:
     """Split a request target as Datadog's URL parser does (absolute URLs get scheme/host/port)."""
     details: dict[str, Any] = {}
@@ -102,6 +100,12 @@ def query_map(query: str) -> dict[str, Any]:
         else:
             result[key] = value
     return result
+
+
+# The memos the parsers use: ``STATUSES["WARNING"]``, ``URL_DETAILS["/a?b=c"]``...
+STATUSES: Memo[str, str] = Memo(datadog_status, 256)
+STATUS_ATTRIBUTES: Memo[int, tuple[str | None, str | None, str]] = Memo(status_attributes, 1024)
+URL_DETAILS: Memo[str, dict[str, Any]] = Memo(split_url, URL_CACHE_SIZE)
 
 
 def run_chain(event: Event, chain: Sequence[Processor]) -> Event:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from logpipe.enrich import Event
-from logpipe.lines import MAX_LINE_BYTES, split_lines
+from logpipe.lines import MAX_LINE_BYTES, read_batches, split_lines
 from logpipe.multiline import Multiline, Record
 from logpipe.parsing.access import AccessParser
 from logpipe.parsing.error import ErrorParser
@@ -17,9 +17,14 @@ def access_events(
     stream: BinaryIO, parser: AccessParser, *, path: str | None = None
 ) -> Iterator[Event]:
     """One event per non-empty access line of ``stream``."""
-    for line in split_lines(stream, max_bytes=parser.max_line_bytes):
-        if line.data:
-            yield stamp(parser.parse(line.data, truncated=line.truncated), path, line.offset)
+    parse = parser.parse
+    for batch in read_batches(stream, max_bytes=parser.max_line_bytes):
+        offset, cut = batch.offset, batch.cut
+        for index, data in enumerate(batch.lines):
+            if data and data != b"\r":
+                event = parse(data, truncated=index in cut) if cut else parse(data)
+                yield stamp(event, path, offset)
+            offset += (cut.get(index, len(data)) if cut else len(data)) + 1
 
 
 def error_events(

@@ -20,13 +20,12 @@ class RawLine(NamedTuple):
     truncated: bool  # the line was longer than the cap; data holds its head
 
 
-class Text(NamedTuple):
-    """A line decoded for parsing, with what had to be repaired on the way."""
+class Repairs(NamedTuple):
+    """What decoding a line had to change (see ``decode``)."""
 
-    text: str
-    truncated: bool = False
-    invalid_utf8: bool = False
-    nul_bytes: bool = False
+    truncated: bool
+    invalid_utf8: bool
+    nul_bytes: bool
 
 
 @dataclass(slots=True)
@@ -120,8 +119,25 @@ def _cut_utf8(data: bytes) -> bytes:
     return data
 
 
-def decode(line: bytes | str, *, max_bytes: int = MAX_LINE_BYTES, truncated: bool = False) -> Text:
-    """Decode a line (bad UTF-8 replaced), drop its line ending and NUL bytes, cap its size."""
+def decode(
+    line: bytes | str, *, max_bytes: int = MAX_LINE_BYTES, truncated: bool = False
+) -> tuple[str, Repairs | None]:
+    """Decode a line (bad UTF-8 replaced), drop its line ending and NUL bytes, cap its size.
+
+    Returns the text and what was repaired (None for a clean line, the common case).
+    """
+    if type(line) is bytes and not truncated and len(line) <= max_bytes:
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        else:
+            if "\x00" not in text and text[-1:] not in ("\r", "\n"):
+                return text, None
+    return _repair(line, max_bytes, truncated)
+
+
+def _repair(line: bytes | str, max_bytes: int, truncated: bool) -> tuple[str, Repairs | None]:
     if isinstance(line, bytes):
         if len(line) > max_bytes:
             line, truncated = _cut_utf8(line[:max_bytes]), True
@@ -143,4 +159,4 @@ def decode(line: bytes | str, *, max_bytes: int = MAX_LINE_BYTES, truncated: boo
     nul = "\x00" in text
     if nul:
         text = text.replace("\x00", "")
-    return Text(text, truncated, invalid, nul)
+    return text, (Repairs(truncated, invalid, nul) if truncated or invalid or nul else None)

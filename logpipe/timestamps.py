@@ -1,8 +1,10 @@
-"""Log timestamps to epoch milliseconds (UTC), cheaply: consecutive lines repeat the same second."""
+"""Log timestamps to epoch milliseconds (UTC)."""
 
 from __future__ import annotations
 
 from calendar import timegm
+
+from logpipe.memo import Memo
 
 _MONTHS = {
     name: number
@@ -12,24 +14,8 @@ _MONTHS = {
 }
 
 
-class _LastValue:
-    """Remember the last conversion: logs are written in time order, one second at a time."""
-
-    __slots__ = ("key", "value")
-
-    def __init__(self) -> None:
-        self.key = ""
-        self.value = 0
-
-
-_access = _LastValue()
-_error = _LastValue()
-
-
 def access_time_ms(stamp: str) -> int | None:
     """``[25/Nov/2026:04:22:59 +0000]`` (gunicorn's ``%(t)s``) to epoch ms; None if invalid."""
-    if stamp == _access.key:
-        return _access.value
     try:
         seconds = _civil_seconds(
             int(stamp[8:12]),
@@ -41,21 +27,15 @@ def access_time_ms(stamp: str) -> int | None:
         ) - _offset_seconds(stamp[22:27])
     except (KeyError, ValueError):
         return None
-    _access.key, _access.value = stamp, seconds * 1000
     return seconds * 1000
 
 
 def error_time_ms(date: str, zone: str) -> int | None:
     """``2026-11-25 04:22:59`` and ``+0000`` (gunicorn's error log) to epoch ms, or None."""
-    key = date + zone
-    if key == _error.key:
-        return _error.value
     try:
-        value = (_date_seconds(date) - _offset_seconds(zone)) * 1000
+        return (_date_seconds(date) - _offset_seconds(zone)) * 1000
     except ValueError:
         return None
-    _error.key, _error.value = key, value
-    return value
 
 
 def app_time_ms(date: str, millis: str) -> int | None:
@@ -89,3 +69,7 @@ def _offset_seconds(zone: str) -> int:
         raise ValueError(zone)
     seconds = int(zone[1:3]) * 3600 + int(zone[3:5]) * 60
     return -seconds if zone[0] == "-" else seconds
+
+
+# Access-log times per ``%(t)s`` text: lines written in the same second share one.
+ACCESS_TIMES: Memo[str, int | None] = Memo(access_time_ms, 4096)

@@ -9,10 +9,9 @@ they are not bots by Datadog's rule, so they never count as bot errors).
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 
-import ua_parser
+from logpipe.memo import Memo
 
 CACHE_SIZE = 4096
 
@@ -50,9 +49,10 @@ def is_bot(browser_family: str, device_family: str) -> bool:
     return device_family == "Spider" or "bot" in browser_family.lower()
 
 
-@lru_cache(maxsize=CACHE_SIZE)
 def useragent_details(user_agent: str) -> dict[str, Any]:
-    """``{"browser": {...}, "os": {...}, "device": {...}}`` for a user agent (shared, read-only)."""
+    """``{"browser": {...}, "os": {...}, "device": {...}}`` for a user agent."""
+    import ua_parser  # imported on first use: its import and rule set cost ~140 ms at start
+
     result = ua_parser.parse(user_agent)
     browser = _family_and_version(result.user_agent)
     os = _family_and_version(result.os)
@@ -86,3 +86,7 @@ def _category(browser: str, os: str, device: str, user_agent: str) -> str:
     if os in _DESKTOP_OS:
         return "Desktop"
     return "Other"
+
+
+# Details per user agent (shared between events: read-only).
+USER_AGENTS: Memo[str, dict[str, Any]] = Memo(useragent_details, CACHE_SIZE)

@@ -8,7 +8,7 @@ from lark import Token, Tree
 from lark.exceptions import UnexpectedInput
 
 from logpipe.enrich import Event, Processor, run_chain
-from logpipe.lines import MAX_LINE_BYTES, Text, decode
+from logpipe.lines import MAX_LINE_BYTES, decode
 from logpipe.parsing.access_event import ACCESS_LOGGER, AccessEventPlan
 from logpipe.parsing.access_format import DEFAULT_FORMATS
 from logpipe.parsing.access_grammar import END, AccessGrammar, assemble, lark_parser
@@ -47,15 +47,20 @@ class AccessParser:
             self.formats = (fmt,) if isinstance(fmt, str) else tuple(fmt)
         self.grammar: AccessGrammar = assemble(self.formats)
         self._lark = lark_parser(self.formats)
-        self._fast = fast_access(self.formats) if fast_path else None
-        self._plans = tuple(AccessEventPlan(keys) for keys in self.grammar.keys)
+        fast = fast_access(self.formats) if fast_path else None
+        self._plain = fast.plain if fast else ()
+        self._exact = fast.exact if fast else ()
+        self._builds = tuple(AccessEventPlan(keys).build for keys in self.grammar.keys)
         self.max_line_bytes = max_line_bytes
         self.chain = tuple(chain)
 
     def parse(self, line: str | bytes, *, truncated: bool = False) -> Event:
         """The event for one line (``truncated``: the reader already cut it)."""
-        text = decode(line, max_bytes=self.max_line_bytes, truncated=truncated)
-        return flag_repairs(run_chain(self._event(text), self.chain), text)
+        text, repairs = decode(line, max_bytes=self.max_line_bytes, truncated=truncated)
+        event = self._event(text)
+        if self.chain:
+            event = run_chain(event, self.chain)
+        return event if repairs is None else flag_repairs(event, repairs)
 
     def values(self, text: str) -> dict[str, str]:
         """The raw atom values of a line, keyed like gunicorn's atoms; AccessParseError if none."""
@@ -68,10 +73,10 @@ class AccessParser:
         The fast path (regexes compiled from the grammar) answers for the lines it accepts; the
         Lark parser takes the rest and explains why they fail.
         """
-        if self._fast is not None:
-            found = self._fast.match(text)
+        for index, match in self._exact if "\\" in text else self._plain:
+            found = match(text)
             if found is not None:
-                return found
+                return index, found.groups()
         return self.lark_match(text)
 
     def lark_match(self, text: str) -> Match:
@@ -88,12 +93,16 @@ class AccessParser:
             values.extend(self.grammar.tokens[token.type].values(token))
         return int(str(branch.data).removeprefix("format_")), values
 
-    def _event(self, text: Text) -> Event:
+    def _event(self, text: str) -> Event:
+        for index, match in self._exact if "\\" in text else self._plain:
+            found = match(text)
+            if found is not None:
+                return self._builds[index](text, found.groups())
         try:
-            index, values = self.match(text.text)
+            index, values = self.lark_match(text)
         except AccessParseError as error:
-            return failed_event(text.text, str(error), ACCESS_LOGGER)
-        return self._plans[index].build(text.text, values)
+            return failed_event(text, str(error), ACCESS_LOGGER)
+        return self._builds[index](text, values)
 
     def _explain(self, text: str, error: UnexpectedInput) -> str:
         """The reason for the failure that got furthest into the line, with or without lookahead."""

@@ -1,20 +1,23 @@
 """Atom values of one access line to an event with Datadog's standard attributes.
 
-``AccessEventPlan`` is made once per format: it keeps, for the format's atoms only, the small
-function that writes each atom's attributes, so building an event costs one call per atom.
+Building events is the hot loop of logpipe, so ``AccessEventPlan`` compiles, once per format, a
+small Python function with one statement block per atom of that format (as ``dataclasses``
+compiles ``__init__``): no per-atom calls, no lookups of atoms the format does not have. What
+each atom means is written once, below, as a statement template over ``$v`` (its raw value);
+``AccessEventPlan.source`` shows the function built for a format.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from string import Template
 from typing import Any
 
-from logpipe.enrich import query_map, split_url, status_attributes
-from logpipe.timestamps import access_time_ms
-from logpipe.useragent import useragent_details
+from logpipe.enrich import STATUS_ATTRIBUTES, URL_DETAILS, query_map
+from logpipe.timestamps import ACCESS_TIMES
+from logpipe.useragent import USER_AGENTS
 
 Event = dict[str, Any]
-Attributes = dict[str, Any]
 
 ACCESS_LOGGER = "gunicorn.access"
 # The attribute Datadog's pipeline gives the X-Forwarded-For field; used for that header anywhere.
@@ -37,177 +40,94 @@ def unescape(value: str) -> str:
     return value.replace('\\"', '"') if '\\"' in value else value
 
 
-Writer = Callable[[Event, Attributes, Attributes, str], None]
-"""Writes one atom's attributes: (event, its http object, its network object, the raw value)."""
+# Header text as the client sent it: unescaped, mojibake repaired (calls only when needed).
+_HEADER_TEXT = """if '\\\\"' in $v:
+        $v = unescape($v)
+    if not $v.isascii():
+        $v = repair_mojibake($v)"""
 
-_LOGGER = {"name": ACCESS_LOGGER}
-
-
-def _time(event: Event, http: Attributes, network: Attributes, value: str) -> None:
-    timestamp = access_time_ms(value)
-    if timestamp is not None:
-        event["timestamp"] = timestamp
-
-
-def _remote_addr(event: Event, http: Attributes, network: Attributes, value: str) -> None:
-    if value:
-        network["client"] = {"ip": value}
-
-
-def _ident(event: Event, http: Attributes, network: Attributes, value: str) -> None:
-    if value != "-":
-        http["ident"] = value
-
-
-def _user(event: Event, http: Attributes, network: Attributes, value: str) -> None:
-    if value != "-":
-        http["auth"] = unescape(value)
-
-
-def _request_line(event: Event, http: Attributes, network: Attributes, value: str) -> None:
-    method, _, rest = value.partition(" ")
-    url, _, protocol = rest.rpartition(" ")
-    url = unescape(url)
-    http["method"] = method
-    http["url"] = url
-    http["version"] = protocol.removeprefix("HTTP/")
-    http["url_details"] = split_url(url)
-
-
-def _status(event: Event, http: Attributes, network: Attributes, value: str) -> None:
-    code = int(value)
-    http["status_code"] = code
-    status_class, category, event["status"] = status_attributes(code)
-    if status_class:
-        http["status_class"] = status_class
-    if category:
-        http["status_category"] = category
-
-
-def _bytes_sent(event: Event, http: Attributes, network: Attributes, value: str) -> None:
-    if value != "-":
-        network["bytes_written"] = int(value)
-
-
-def _pid(event: Event, http: Attributes, network: Attributes, value: str) -> None:
-    event["pid"] = int(value[1:-1])
-
-
-def _header_text(attribute: str) -> Writer:
-    def write(event: Event, http: Attributes, network: Attributes, value: str) -> None:
-        if value != "-":
-            http[attribute] = repair_mojibake(unescape(value))
-
-    return write
-
-
-def _user_agent(event: Event, http: Attributes, network: Attributes, value: str) -> None:
-    if value != "-":
-        agent = http["useragent"] = repair_mojibake(unescape(value))
-        if agent:
-            http["useragent_details"] = useragent_details(agent)
-
-
-def _braced(key: str) -> Writer:
-    """``%({name}i)s`` / ``o`` / ``e`` under http.request.headers / response.headers / environ."""
-    if key == FORWARDED_FOR_KEY:
-        return _header_text("_x_forwarded_for")
-    path, name = _BRACED_PARENTS[key[-1]], key[1:-2]
-
-    def write(event: Event, http: Attributes, network: Attributes, value: str) -> None:
-        if value != "-":
-            node = http
-            for part in path:
-                node = node.setdefault(part, {})
-            node[name] = repair_mojibake(unescape(value))
-
-    return write
-
-
-WRITERS: dict[str, Writer] = {
-    "t": _time,
-    "h": _remote_addr,
-    "l": _ident,
-    "u": _user,
-    "r": _request_line,
-    "s": _status,
-    "b": _bytes_sent,
-    "B": _bytes_sent,
-    "f": _header_text("referer"),
-    "a": _user_agent,
-    "p": _pid,
+# What each atom writes. `$v` is the atom's raw value (a str); `event`, `http` and `network` are
+# the event and its two attribute objects; helpers are the module's imports above.
+STATEMENTS: dict[str, str] = {
+    "t": """
+timestamp = ACCESS_TIMES[$v]
+if timestamp is not None:
+    event["timestamp"] = timestamp""",
+    "h": """
+if $v:
+    network["client"] = {"ip": $v}""",
+    "l": """
+if $v != "-":
+    http["ident"] = $v""",
+    "u": """
+if $v != "-":
+    http["auth"] = unescape($v)""",
+    "r": """
+method, _, rest = $v.partition(" ")
+url, _, protocol = rest.rpartition(" ")
+url = unescape(url)
+http["method"] = method
+http["url"] = url
+http["version"] = protocol.removeprefix("HTTP/")
+http["url_details"] = URL_DETAILS[url]""",
+    "s": """
+code = int($v)
+http["status_code"] = code
+status_class, category, event["status"] = STATUS_ATTRIBUTES[code]
+if status_class:
+    http["status_class"] = status_class
+if category:
+    http["status_category"] = category""",
+    "b": """
+if $v != "-":
+    network["bytes_written"] = int($v)""",
+    "f": f"""
+if $v != "-":
+    {_HEADER_TEXT}
+    http["referer"] = $v""",
+    "a": f"""
+if $v != "-":
+    {_HEADER_TEXT}
+    http["useragent"] = $v
+    if $v:
+        http["useragent_details"] = USER_AGENTS[$v]""",
+    "p": """
+event["pid"] = int($v[1:-1])""",
+    # %({name}i)s, %({name}o)s, %({name}e)s: $path is the chain of parent objects under http.
+    "braced": f"""
+if $v != "-":
+    {_HEADER_TEXT}
+    http$path[$name] = $v""",
+    # Formats without %(r)s: the request from %(m)s %(U)s %(q)s %(H)s (absent ones are None).
+    "request": """
+request_parts(http, $m, $U, $q, $H)""",
 }
-REQUEST_PARTS = ("m", "U", "q", "H")  # used when the format has no %(r)s
-# Duration atoms, most precise first, with their conversion to nanoseconds.
-DURATIONS: dict[str, Callable[[str], int]] = {
-    "D": lambda micros: int(micros) * 1_000,
-    "L": lambda decimal: int(decimal.replace(".", "")) * 1_000,  # always six decimals
-    "M": lambda millis: int(millis) * 1_000_000,
-    "T": lambda seconds: int(seconds) * 1_000_000_000,
+STATEMENTS["B"] = STATEMENTS["b"]
+STATEMENTS[FORWARDED_FOR_KEY] = STATEMENTS["braced"].replace("$path[$name]", '["_x_forwarded_for"]')
+
+REQUEST_PARTS = ("m", "U", "q", "H")
+# Duration atoms, most precise first: the expression giving nanoseconds from `$v`.
+DURATIONS = {
+    "D": "int($v) * 1_000",
+    "L": 'int($v.replace(".", "")) * 1_000',  # always six decimals
+    "M": "int($v) * 1_000_000",
+    "T": "int($v) * 1_000_000_000",
 }
 
 
-def writer_for(key: str) -> Writer | None:
-    """The writer of one atom (keyed like gunicorn's atoms), None if it writes nothing itself."""
-    if key in WRITERS:
-        return WRITERS[key]
-    if key.startswith("{") and key[-1:] in _BRACED_PARENTS and key[-2:-1] == "}":
-        return _braced(key)
-    return None
-
-
-class AccessEventPlan:
-    """Builds events for one format: only the writers of the atoms that format has."""
-
-    def __init__(self, keys: Sequence[str]) -> None:
-        self.keys = tuple(keys)
-        position = {key: index for index, key in enumerate(self.keys)}
-        self._writers = tuple(
-            (index, writer) for index, key in enumerate(self.keys) if (writer := writer_for(key))
-        )
-        self._request = (
-            tuple(position.get(key) for key in REQUEST_PARTS)
-            if "r" not in position and not position.keys().isdisjoint(REQUEST_PARTS)
-            else None
-        )
-        self._duration = next(
-            ((position[key], convert) for key, convert in DURATIONS.items() if key in position),
-            None,
-        )
-
-    def build(self, message: str, values: Sequence[str]) -> Event:
-        """The event for one line, from its atom values in ``keys`` order."""
-        event: Event = {
-            "message": message,
-            "ddsource": "gunicorn",
-            "logger": _LOGGER,
-            "status": "info",
-        }
-        http: Attributes = {}
-        network: Attributes = {}
-        for index, write in self._writers:
-            write(event, http, network, values[index])
-        if self._request is not None:
-            _request_parts(http, *(None if i is None else values[i] for i in self._request))
-        if self._duration is not None:
-            index, convert = self._duration
-            event["duration"] = convert(values[index])
-        if http:
-            event["http"] = http
-        if network:
-            event["network"] = network
-        return event
-
-
-def _request_parts(
-    http: Attributes, method: str | None, path: str | None, query: str | None, protocol: str | None
+def request_parts(
+    http: dict[str, Any],
+    method: str | None,
+    path: str | None,
+    query: str | None,
+    protocol: str | None,
 ) -> None:
     """Request attributes from ``%(m)s %(U)s %(q)s %(H)s`` (a format without ``%(r)s``)."""
     if method:
         http["method"] = method
     if protocol:
         http["version"] = protocol.removeprefix("HTTP/")
-    details: Attributes = {}
+    details: dict[str, Any] = {}
     if path is not None and path != "None":
         details["path"] = repair_mojibake(unescape(path))
     if query:
@@ -216,3 +136,65 @@ def _request_parts(
         http["url"] = details["path"] + ("?" + unescape(query) if query else "")
     if details:
         http["url_details"] = details
+
+
+_TEMPLATE = """\
+def build(message, values):
+    {unpack} = values
+    event = {{"message": message, "ddsource": "gunicorn", "logger": LOGGER, "status": "info"}}
+    http = {{}}
+    network = {{}}
+{body}
+    if http:
+        event["http"] = http
+    if network:
+        event["network"] = network
+    return event
+"""
+_NAMESPACE = {
+    "LOGGER": {"name": ACCESS_LOGGER},
+    "ACCESS_TIMES": ACCESS_TIMES,
+    "STATUS_ATTRIBUTES": STATUS_ATTRIBUTES,
+    "URL_DETAILS": URL_DETAILS,
+    "USER_AGENTS": USER_AGENTS,
+    "query_map": query_map,
+    "repair_mojibake": repair_mojibake,
+    "request_parts": request_parts,
+    "unescape": unescape,
+}
+
+
+class AccessEventPlan:
+    """Builds the events of one format: ``build(message, values)`` with values in ``keys`` order."""
+
+    def __init__(self, keys: Sequence[str]) -> None:
+        self.keys = tuple(keys)
+        names = [f"v{index}" for index in range(len(self.keys))]
+        blocks = [_atom_block(key, name) for key, name in zip(self.keys, names, strict=True)]
+        position = dict(zip(self.keys, names, strict=True))
+        if "r" not in position and not position.keys().isdisjoint(REQUEST_PARTS):
+            parts = {key: position.get(key, "None") for key in REQUEST_PARTS}
+            blocks.append(Template(STATEMENTS["request"]).substitute(parts))
+        duration = next((key for key in DURATIONS if key in position), None)
+        if duration:
+            expression = Template(DURATIONS[duration]).substitute(v=position[duration])
+            blocks.append(f'event["duration"] = {expression}')
+        body = "\n".join(blocks)
+        self.source = _TEMPLATE.format(
+            unpack=", ".join(names) + ("," if len(names) == 1 else ""),
+            body="\n".join("    " + line for line in body.splitlines() if line),
+        )
+        namespace = dict(_NAMESPACE)
+        exec(compile(self.source, f"<access event plan {self.keys}>", "exec"), namespace)
+        self.build: Callable[[str, Sequence[str]], Event] = namespace["build"]  # type: ignore[assignment]
+
+
+def _atom_block(key: str, name: str) -> str:
+    """The statements for one atom whose raw value is in variable ``name``."""
+    if key in STATEMENTS:
+        return Template(STATEMENTS[key]).substitute(v=name)
+    if key.startswith("{") and key[-1:] in _BRACED_PARENTS and key[-2:-1] == "}":
+        parents = _BRACED_PARENTS[key[-1]]
+        path = "".join(f".setdefault({parent!r}, {{}})" for parent in parents)
+        return Template(STATEMENTS["braced"]).substitute(v=name, path=path, name=repr(key[1:-2]))
+    return ""  # unknown names, %(l)s-like constants and durations write nothing themselves

@@ -32,6 +32,8 @@ from logpipe.parsing.grammar_files import grammar_dir, grammar_text
 
 END = "\n"  # sentinel appended to every line before parsing
 
+Group = tuple[tuple[Atom, ...], str]  # atoms, then the literal printed after them
+
 
 @dataclass(frozen=True)
 class TokenSpec:
@@ -41,7 +43,20 @@ class TokenSpec:
     atoms: tuple[Atom, ...]  # empty for a literal that starts a format
     literal: str  # printed after the atoms (END for the last one)
     pattern: str  # Python regex for the token's text, one group per atom
-    lookahead: str  # regex that must follow the token ("" for none)
+    ahead: tuple[Group, ...]  # what must follow the token (see _ahead); () for nothing
+
+    @property
+    def lookahead(self) -> str:
+        """Regex of what must follow the token, in Lark's terms (END is the sentinel)."""
+        return self.lookahead_regex(re.escape(END))
+
+    def lookahead_regex(self, end: str) -> str:
+        """Regex of what must follow the token, with ``end`` matching the end of the line."""
+        patterns = atom_patterns()
+        return "".join(
+            "".join(patterns[atom.terminal] for atom in atoms) + literal_regex(literal, end)
+            for atoms, literal in self.ahead
+        )
 
     def values(self, text: str) -> tuple[str, ...]:
         """Split the token's text into its atom values."""
@@ -94,16 +109,17 @@ def atom_patterns() -> dict[str, str]:
 def assemble(formats: tuple[str, ...]) -> AccessGrammar:
     """Build the grammar accepting any of ``formats`` (raises FormatError on a bad format)."""
     tokens: dict[str, TokenSpec] = {}
-    names: dict[tuple[str, str, tuple[str, ...]], str] = {}  # (definition, lookahead, atoms)
+    names: dict[tuple[str, tuple[Group, ...], tuple[str, ...]], str] = {}  # by definition,
+    # lookahead span and atoms
     sequences = []
     lines = []
     for index, fmt in enumerate(formats):
         specs = []
-        for atoms, literal, lookahead in _tokenize(parse_format(fmt)):
+        for atoms, literal, ahead in _tokenize(parse_format(fmt)):
             definition = _definition(atoms, literal)
-            key = (definition, lookahead, tuple(atom.key for atom in atoms))
+            key = (definition, ahead, tuple(atom.key for atom in atoms))
             name = names.setdefault(key, f"T{len(names)}")
-            spec = TokenSpec(name, atoms, literal, _pattern(atoms, literal), lookahead)
+            spec = TokenSpec(name, atoms, literal, _pattern(atoms, literal), ahead)
             tokens.setdefault(name, spec)
             specs.append(spec)
         sequences.append(tuple(specs))
@@ -147,9 +163,9 @@ def lark_parser(formats: tuple[str, ...], *, lookahead: bool = True) -> Lark:
 
 def _tokenize(
     segments: Sequence[Segment],
-) -> list[tuple[tuple[Atom, ...], str, str]]:
-    """Group segments into (atoms, following literal, lookahead regex) triples."""
-    groups: list[tuple[tuple[Atom, ...], str]] = []
+) -> list[tuple[tuple[Atom, ...], str, tuple[Group, ...]]]:
+    """Group segments into (atoms, following literal, what must follow) triples."""
+    groups: list[Group] = []
     pending: list[Atom] = []
     for segment in segments:
         if isinstance(segment, Literal):
@@ -164,24 +180,29 @@ def _tokenize(
     result = []
     for index, (atoms, literal) in enumerate(groups):
         open_ended = any(atom.open_ended for atom in atoms)
-        lookahead = _lookahead(groups[index + 1 :]) if open_ended else ""
-        result.append((atoms, literal, lookahead))
+        ahead = _ahead(groups[index + 1 :]) if open_ended else ()
+        result.append((atoms, literal, ahead))
     return result
 
 
-def _lookahead(following: Sequence[tuple[tuple[Atom, ...], str]]) -> str:
-    """Regex of what must follow a token: up to and including the next anchor atom and its
-    literal, but never into a free-text atom."""
-    patterns = atom_patterns()
-    parts: list[str] = []
+def _ahead(following: Sequence[Group]) -> tuple[Group, ...]:
+    """What a token's lookahead spans: the groups after it up to and including the next anchor
+    atom, but never into a free-text atom."""
+    spanned: list[Group] = []
     for atoms, literal in following:
         if any(atom.free_text for atom in atoms):
             break
-        parts.extend(patterns[atom.terminal] for atom in atoms)
-        parts.append(re.escape(literal))
+        spanned.append((atoms, literal))
         if any(atom.anchor for atom in atoms):
             break
-    return "".join(parts)
+    return tuple(spanned)
+
+
+def literal_regex(literal: str, end: str) -> str:
+    """Regex of a format literal, with ``end`` for the END sentinel that closes the last one."""
+    if literal.endswith(END):
+        return re.escape(literal.removesuffix(END)) + end
+    return re.escape(literal)
 
 
 def _definition(atoms: tuple[Atom, ...], literal: str) -> str:

@@ -9,8 +9,8 @@ from typing import Any
 from lark import Lark
 from lark.exceptions import UnexpectedInput
 
-from logpipe.enrich import Event, Processor, datadog_status, run_chain
-from logpipe.lines import MAX_LINE_BYTES, Text, decode
+from logpipe.enrich import STATUSES, Event, Processor, run_chain
+from logpipe.lines import MAX_LINE_BYTES, decode
 from logpipe.parsing.failures import failed_event, flag_repairs, reason
 from logpipe.parsing.grammar_files import grammar_text
 from logpipe.parsing.traceback import split_traceback
@@ -50,8 +50,9 @@ class ErrorParser:
 
     def parse(self, record: str | bytes, *, truncated: bool = False) -> Event:
         """The event for one record (``truncated``: the aggregator already cut it)."""
-        text = decode(record, max_bytes=self.max_record_bytes, truncated=truncated)
-        return flag_repairs(run_chain(self._event(text), self.chain), text)
+        text, repairs = decode(record, max_bytes=self.max_record_bytes, truncated=truncated)
+        event = run_chain(self._event(text), self.chain)
+        return event if repairs is None else flag_repairs(event, repairs)
 
     def fields(self, text: str) -> dict[str, Any]:
         """Timestamp, level, pid and body of a record (ErrorRecordParseError if none)."""
@@ -76,17 +77,17 @@ class ErrorParser:
             "body": body,
         }
 
-    def _event(self, text: Text) -> Event:
+    def _event(self, text: str) -> Event:
         try:
-            fields = self.fields(text.text)
+            fields = self.fields(text)
         except ErrorRecordParseError as error:
-            return failed_event(text.text, str(error), ERROR_LOGGER)
+            return failed_event(text, str(error), ERROR_LOGGER)
         event: Event = {
-            "message": text.text,
+            "message": text,
             "ddsource": "gunicorn",
             "logger": {"name": ERROR_LOGGER},
             "level": fields["level"],
-            "status": datadog_status(fields["level"]),
+            "status": STATUSES[fields["level"]],
         }
         if fields["timestamp"] is not None:
             event["timestamp"] = fields["timestamp"]

@@ -7,7 +7,7 @@ from typing import Any
 
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
-from logpipe.lines import Text
+from logpipe.lines import Repairs
 
 
 def reason(error: UnexpectedInput, describe: Callable[[str], str], what: str) -> str:
@@ -36,14 +36,13 @@ def failed_event(text: str, cause: str, logger: str) -> dict[str, Any]:
     }
 
 
-def flag_repairs(event: dict[str, Any], line: Text) -> dict[str, Any]:
+def flag_repairs(event: dict[str, Any], repairs: Repairs) -> dict[str, Any]:
     """Record in ``logpipe.*`` what line hygiene changed (truncation, bad UTF-8, NUL bytes)."""
-    if line.truncated or line.invalid_utf8 or line.nul_bytes:
-        flags = event.setdefault("logpipe", {})
-        if line.truncated:
-            flags["truncated"] = True
-        if line.invalid_utf8:
-            flags["invalid_utf8"] = True
-        if line.nul_bytes:
-            flags["nul_bytes"] = True
+    flags = event.setdefault("logpipe", {})
+    if repairs.truncated:
+        flags["truncated"] = True
+    if repairs.invalid_utf8:
+        flags["invalid_utf8"] = True
+    if repairs.nul_bytes:
+        flags["nul_bytes"] = True
     return event

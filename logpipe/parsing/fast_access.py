@@ -11,23 +11,27 @@ matching linear: nothing is retried across tokens.
 Two compilations per format:
 
 * ``exact``: the terminals as written in grammars/access_atoms.lark;
-* ``plain``: for lines without a backslash (nearly all), a terminal X with a ``PLAIN_X`` form in
-  the grammar (the same language restricted to backslash-free values) uses that form, made
-  possessive when it is lazy and the token's literal starts with ``"`` (such a value cannot
-  contain ``"``, so it can only end at the first one).
+* ``plain``: a terminal X with a ``PLAIN_X`` form in the grammar (the same language restricted
+  to backslash-free values) uses that form, made possessive when it is lazy and the token's
+  literal starts with ``"`` (such a value cannot contain ``"``, so it can only end at the first
+  one). Where it matches, it splits the line as ``exact`` does; lines with a backslash inside a
+  field need ``exact``.
 
 A line neither regex accepts goes to the Lark parser, which explains why it fails.
+
+For whole batches of lines there is also ``batch``: every format's plain regex in one alternation,
+anchored at line starts (MULTILINE), so one ``finditer`` over a decoded chunk matches all its
+ordinary lines without a Python call per line; lines it skips take the per-line path.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
-from logpipe.parsing.access_grammar import END, TokenSpec, assemble, atom_patterns
-
-_ESCAPED_END = re.escape(END)
+from logpipe.parsing.access_grammar import TokenSpec, assemble, atom_patterns, literal_regex
 
 
 @dataclass(frozen=True)
@@ -38,27 +42,60 @@ class FormatMatcher:
     plain: re.Pattern[str]
 
 
+Matcher = Callable[[str], "re.Match[str] | None"]
+
+
 @dataclass(frozen=True)
 class FastAccess:
     """Match access lines of any of the grammar's formats (first format that matches wins)."""
 
     matchers: tuple[FormatMatcher, ...]
+    batch: re.Pattern[str]  # all plain regexes, one alternative per format, for finditer
+    groups: tuple[tuple[int, int], ...]  # per format, its slice of ``batch``'s groups
+
+    @property
+    def plain(self) -> tuple[tuple[int, Matcher], ...]:
+        """(format index, match function) of the plain regexes, in format order."""
+        return tuple((index, matcher.plain.match) for index, matcher in enumerate(self.matchers))
+
+    @property
+    def exact(self) -> tuple[tuple[int, Matcher], ...]:
+        """(format index, match function) of the exact regexes, in format order."""
+        return tuple((index, matcher.exact.match) for index, matcher in enumerate(self.matchers))
 
     def match(self, text: str) -> tuple[int, tuple[str, ...]] | None:
         """(format index, raw atom values) of ``text`` (no line ending), or None."""
-        plain = "\\" not in text
-        for index, matcher in enumerate(self.matchers):
-            found = (matcher.plain if plain else matcher.exact).match(text)
-            if found is not None:
-                return index, found.groups()
+        tiers = (self.plain, self.exact) if "\\" in text else (self.plain,)
+        for tier in tiers:
+            for index, match in tier:
+                found = match(text)
+                if found is not None:
+                    return index, found.groups()
         return None
+
+    def format_of(self, found: re.Match[str]) -> int:
+        """Which format a ``batch`` match is in."""
+        last = found.lastindex or 0
+        return next(index for index, (_, end) in enumerate(self.groups) if last <= end)
 
 
 @cache
 def fast_access(formats: tuple[str, ...]) -> FastAccess:
     """The fast path for ``formats`` (built once per process and format set)."""
     grammar = assemble(formats)
-    return FastAccess(tuple(_matcher(sequence) for sequence in grammar.sequences))
+    alternatives = [
+        "".join(_token_regex(spec, plain=True, end="$") for spec in sequence)
+        for sequence in grammar.sequences
+    ]
+    groups, start = [], 0
+    for keys in grammar.keys:
+        groups.append((start, start + len(keys)))
+        start += len(keys)
+    return FastAccess(
+        tuple(_matcher(sequence) for sequence in grammar.sequences),
+        re.compile("^(?:" + "|".join(alternatives) + ")", re.MULTILINE),
+        tuple(groups),
+    )
 
 
 def _matcher(sequence: tuple[TokenSpec, ...]) -> FormatMatcher:
@@ -67,7 +104,7 @@ def _matcher(sequence: tuple[TokenSpec, ...]) -> FormatMatcher:
     return FormatMatcher(re.compile(exact), re.compile(plain))
 
 
-def _token_regex(spec: TokenSpec, *, plain: bool) -> str:
+def _token_regex(spec: TokenSpec, *, plain: bool, end: str = r"\Z") -> str:
     patterns = atom_patterns()
     parts = []
     for index, atom in enumerate(spec.atoms):
@@ -78,8 +115,8 @@ def _token_regex(spec: TokenSpec, *, plain: bool) -> str:
             if last and pattern.endswith("*?") and spec.literal.startswith('"'):
                 pattern = pattern.removesuffix("*?") + "*+"
         parts.append(f"({pattern})")
-    parts.append(re.escape(spec.literal))
-    if spec.lookahead:
-        parts.append(f"(?={spec.lookahead})")
     # Lark sees the line with the END sentinel; here the line has none, so END is its end.
-    return "(?>" + "".join(parts).replace(_ESCAPED_END, r"\Z") + ")"
+    parts.append(literal_regex(spec.literal, end))
+    if spec.ahead:
+        parts.append(f"(?={spec.lookahead_regex(end)})")
+    return "(?>" + "".join(parts) + ")"

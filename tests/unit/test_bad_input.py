@@ -59,9 +59,9 @@ def test_oversize_line_is_cut_and_flagged(access: AccessParser) -> None:
 
 
 def test_cut_never_splits_a_character() -> None:
-    text = decode(("é" * 10).encode(), max_bytes=5)
-    assert text.text == "éé"
-    assert text.truncated and not text.invalid_utf8
+    text, repairs = decode(("é" * 10).encode(), max_bytes=5)
+    assert text == "éé"
+    assert repairs is not None and repairs.truncated and not repairs.invalid_utf8
 
 
 def test_reader_caps_lines_without_holding_them() -> None:
