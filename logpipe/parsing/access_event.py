@@ -102,7 +102,7 @@ if $v != "-":
     "request": """
 request_parts(http, $m, $U, $q, $H)""",
 }
-STATEMENTS["B"] = STATEMENTS["b"]
+STATEMENTS["B"] = STATEMENTS["b"].replace('!= "-"', 'not in ("-", "None")')
 STATEMENTS[FORWARDED_FOR_KEY] = STATEMENTS["braced"].replace("$path[$name]", '["_x_forwarded_for"]')
 
 REQUEST_PARTS = ("m", "U", "q", "H")

@@ -29,7 +29,7 @@ ATOM_TERMINALS: dict[str, str] = {
     "q": "NOSPACE",
     "H": "PROTOCOL",
     "s": "STATUS",
-    "B": "INTEGER",
+    "B": "INTEGER_OR_NONE",
     "b": "INTEGER_OR_DASH",
     "f": "TEXT",
     "a": "TEXT",

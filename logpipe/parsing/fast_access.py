@@ -18,10 +18,6 @@ Two compilations per format:
   field need ``exact``.
 
 A line neither regex accepts goes to the Lark parser, which explains why it fails.
-
-For whole batches of lines there is also ``batch``: every format's plain regex in one alternation,
-anchored at line starts (MULTILINE), so one ``finditer`` over a decoded chunk matches all its
-ordinary lines without a Python call per line; lines it skips take the per-line path.
 """
 
 from __future__ import annotations
@@ -50,8 +46,6 @@ class FastAccess:
     """Match access lines of any of the grammar's formats (first format that matches wins)."""
 
     matchers: tuple[FormatMatcher, ...]
-    batch: re.Pattern[str]  # all plain regexes, one alternative per format, for finditer
-    groups: tuple[tuple[int, int], ...]  # per format, its slice of ``batch``'s groups
 
     @property
     def plain(self) -> tuple[tuple[int, Matcher], ...]:
@@ -73,29 +67,12 @@ class FastAccess:
                     return index, found.groups()
         return None
 
-    def format_of(self, found: re.Match[str]) -> int:
-        """Which format a ``batch`` match is in."""
-        last = found.lastindex or 0
-        return next(index for index, (_, end) in enumerate(self.groups) if last <= end)
-
 
 @cache
 def fast_access(formats: tuple[str, ...]) -> FastAccess:
     """The fast path for ``formats`` (built once per process and format set)."""
     grammar = assemble(formats)
-    alternatives = [
-        "".join(_token_regex(spec, plain=True, end="$") for spec in sequence)
-        for sequence in grammar.sequences
-    ]
-    groups, start = [], 0
-    for keys in grammar.keys:
-        groups.append((start, start + len(keys)))
-        start += len(keys)
-    return FastAccess(
-        tuple(_matcher(sequence) for sequence in grammar.sequences),
-        re.compile("^(?:" + "|".join(alternatives) + ")", re.MULTILINE),
-        tuple(groups),
-    )
+    return FastAccess(tuple(_matcher(sequence) for sequence in grammar.sequences))
 
 
 def _matcher(sequence: tuple[TokenSpec, ...]) -> FormatMatcher:
@@ -104,7 +81,7 @@ def _matcher(sequence: tuple[TokenSpec, ...]) -> FormatMatcher:
     return FormatMatcher(re.compile(exact), re.compile(plain))
 
 
-def _token_regex(spec: TokenSpec, *, plain: bool, end: str = r"\Z") -> str:
+def _token_regex(spec: TokenSpec, *, plain: bool) -> str:
     patterns = atom_patterns()
     parts = []
     for index, atom in enumerate(spec.atoms):
@@ -116,7 +93,7 @@ def _token_regex(spec: TokenSpec, *, plain: bool, end: str = r"\Z") -> str:
                 pattern = pattern.removesuffix("*?") + "*+"
         parts.append(f"({pattern})")
     # Lark sees the line with the END sentinel; here the line has none, so END is its end.
-    parts.append(literal_regex(spec.literal, end))
+    parts.append(literal_regex(spec.literal, r"\Z"))
     if spec.ahead:
-        parts.append(f"(?={spec.lookahead_regex(end)})")
+        parts.append(f"(?={spec.lookahead_regex(r'\Z')})")
     return "(?>" + "".join(parts) + ")"
