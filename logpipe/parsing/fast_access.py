@@ -81,6 +81,9 @@ def _matcher(sequence: tuple[TokenSpec, ...]) -> FormatMatcher:
     return FormatMatcher(re.compile(exact), re.compile(plain))
 
 
+_LINE_END = r"\Z"
+
+
 def _token_regex(spec: TokenSpec, *, plain: bool) -> str:
     patterns = atom_patterns()
     parts = []
@@ -93,7 +96,7 @@ def _token_regex(spec: TokenSpec, *, plain: bool) -> str:
                 pattern = pattern.removesuffix("*?") + "*+"
         parts.append(f"({pattern})")
     # Lark sees the line with the END sentinel; here the line has none, so END is its end.
-    parts.append(literal_regex(spec.literal, r"\Z"))
+    parts.append(literal_regex(spec.literal, _LINE_END))
     if spec.ahead:
-        parts.append(f"(?={spec.lookahead_regex(r'\Z')})")
+        parts.append(f"(?={spec.lookahead_regex(_LINE_END)})")
     return "(?>" + "".join(parts) + ")"
