@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import sys
 import time
 from pathlib import Path
 
@@ -105,3 +106,30 @@ def write(path: Path, lines: list[str]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def with_durations(lines: list[str], seed: int = 13) -> list[str]:
+    """The same lines in a format that adds %(T)s %(D)s %(M)s %(L)s %(p)s."""
+    rng = random.Random(seed)
+    result = []
+    for line in lines:
+        micros = rng.randrange(50, 3_000_000)
+        seconds, rest = divmod(micros, 1_000_000)
+        result.append(
+            f"{line} {seconds} {micros} {micros // 1000} {seconds}.{rest:06d} "
+            f"<{rng.randrange(1000, 9999)}>"
+        )
+    return result
+
+
+def main() -> None:
+    """``gen_logs.py OUT_DIR ACCESS_LINES ERROR_RECORDS``: access.log, durations.log, error.log."""
+    out, lines, records = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    access = access_lines(lines)
+    write(out / "access.log", access)
+    write(out / "durations.log", with_durations(access))
+    write(out / "error.log", error_records(records))
+
+
+if __name__ == "__main__":
+    main()
