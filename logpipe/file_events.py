@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from logpipe.enrich import Event
-from logpipe.lines import MAX_LINE_BYTES, read_batches, split_lines
+from logpipe.lines import MAX_LINE_BYTES, read_batches
 from logpipe.multiline import Multiline, Record
 from logpipe.parsing.access import AccessParser
 from logpipe.parsing.error import ErrorParser
@@ -45,10 +45,11 @@ def error_events(
             truncated = True
         return stamp(parser.parse(record.text, truncated=truncated), path, record.start)
 
-    for line in split_lines(stream, max_bytes=max_line_bytes):
-        if line.truncated:
-            cut_lines.append(line.offset)
-        for record in multiline.feed(line.data, start=line.offset, end=line.end):
+    for batch in read_batches(stream, max_bytes=max_line_bytes):
+        for line in (batch.cut and batch) or ():
+            if line.truncated:
+                cut_lines.append(line.offset)
+        for record in multiline.feed_batch(batch):
             yield event(record)
     last = multiline.flush()
     if last is not None:

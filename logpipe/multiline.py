@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import AnyStr, Generic
 
-from logpipe.lines import MAX_LINE_BYTES
+from logpipe.lines import MAX_LINE_BYTES, LineBatch
 
 DEFAULT_START = r"\[\d{4}-\d{2}-\d{2}"  # Datadog's log_start_with_date rule, anchored
 DEFAULT_MAX_LINES = 1000
@@ -35,6 +35,7 @@ class Multiline(Generic[AnyStr]):
     """Aggregate lines into records that begin with a line matching ``start_pattern``.
 
     Lines may be ``str`` or ``bytes`` (one kind per aggregator); records are of the same kind.
+    ``feed_batch`` takes a whole ``LineBatch`` of bytes lines at once, with the same result.
     """
 
     def __init__(
@@ -48,10 +49,17 @@ class Multiline(Generic[AnyStr]):
         # ASCII semantics for str lines too, so both kinds of line split the same way.
         self._start_text = re.compile(start_pattern, re.ASCII)
         self._start_bytes = re.compile(start_pattern.encode("utf-8"))
+        # Candidate record starts in a block of lines (each is checked on its own line after).
+        self._block_starts = (
+            None
+            if re.search(r"\\[Zz]", start_pattern)  # anchored at the end of the text: per line only
+            else re.compile(b"^(?=" + start_pattern.encode("utf-8") + b")", re.MULTILINE)
+        )
         self.max_lines = max_lines
         self.max_bytes = max_bytes
         self.timeout = timeout
-        self._lines: list[AnyStr] = []
+        self._pieces: list[AnyStr] = []  # the pending record: lines, or runs of lines joined by \n
+        self._lines = 0
         self._bytes = 0
         self._first = 0
         self._last = 0
@@ -61,12 +69,12 @@ class Multiline(Generic[AnyStr]):
     @property
     def pending(self) -> bool:
         """Whether lines are held waiting for the rest of their record."""
-        return bool(self._lines)
+        return bool(self._pieces)
 
     @property
     def pending_start(self) -> int | None:
         """Offset of the first held line (a checkpoint must not pass it), or None."""
-        return self._first if self._lines else None
+        return self._first if self._pieces else None
 
     def is_start(self, line: AnyStr) -> bool:
         """Whether ``line`` begins a record."""
@@ -79,37 +87,92 @@ class Multiline(Generic[AnyStr]):
         """Add one line (no line ending); return the records it completes (zero or one)."""
         done: list[Record[AnyStr]] = []
         size = len(line.encode("utf-8", "replace")) if isinstance(line, str) else len(line)
-        if self._lines:
+        if self._pieces:
             if self.is_start(line):
                 done.append(self._take(truncated=self._cut))
-            elif len(self._lines) >= self.max_lines or self._bytes + 1 + size > self.max_bytes:
+            elif self._lines >= self.max_lines or self._bytes + 1 + size > self.max_bytes:
                 done.append(self._take(truncated=True))
                 self._cut = True
-        if not self._lines:
-            self._first = start
-            self._bytes = size
-        else:
-            self._bytes += 1 + size
-        self._lines.append(line)
-        self._last = end
-        self._touched = now
+        self._hold(line, 1, size, start, end, now)
+        return done
+
+    def feed_batch(
+        self: Multiline[bytes], batch: LineBatch, *, now: float = 0.0
+    ) -> list[Record[bytes]]:
+        """Add every line of ``batch``; the records they complete, as ``feed`` line by line gives.
+
+        Records are found with one regex pass over the batch and appended a run of lines at a
+        time, not with a call per line.
+        """
+        data = b"\n".join(batch.lines)
+        if self._block_starts is None or batch.cut or b"\r" in data:
+            return [
+                record
+                for line in batch
+                for record in self.feed(line.data, now=now, start=line.offset, end=line.end)
+            ]
+        done: list[Record[bytes]] = []
+        starts: list[int] = [
+            found.start()
+            for found in self._block_starts.finditer(data)
+            if self._start_bytes.match(data[found.start() : _line_end(data, found.start())])
+        ]
+        continues = starts[:1] != [0]  # the batch begins inside the pending record
+        bounds = [0, *starts] if continues else starts
+        for index, begin in enumerate(bounds):
+            stop = bounds[index + 1] - 1 if index + 1 < len(bounds) else len(data)
+            run = data[begin:stop]
+            offset = batch.offset + begin
+            end = batch.offset + stop + 1 if stop < len(data) else batch.end
+            lines = run.count(b"\n") + 1
+            if self._pieces and not (continues and index == 0):
+                done.append(self._take(truncated=self._cut))
+            held = self._bytes + 1 + len(run) if self._pieces else len(run)
+            if self._lines + lines > self.max_lines or held > self.max_bytes:
+                position = offset  # a cap falls inside this run: replay it line by line
+                for line in run.split(b"\n"):
+                    done.extend(
+                        self.feed(line, now=now, start=position, end=position + len(line) + 1)
+                    )
+                    position += len(line) + 1
+                self._last = end
+                continue
+            self._hold(run, lines, len(run), offset, end, now)
         return done
 
     def expire(self, now: float) -> Record[AnyStr] | None:
         """Flush the pending record if no line came for ``timeout`` seconds before ``now``."""
-        if self._lines and now - self._touched >= self.timeout:
+        if self._pieces and now - self._touched >= self.timeout:
             return self.flush()
         return None
 
     def flush(self) -> Record[AnyStr] | None:
         """Hand over the pending record, if any (at rotation, shutdown or end of input)."""
-        return self._take(truncated=self._cut) if self._lines else None
+        return self._take(truncated=self._cut) if self._pieces else None
+
+    def _hold(self, piece: AnyStr, lines: int, size: int, start: int, end: int, now: float) -> None:
+        """Append ``lines`` lines (``size`` bytes, joined by \\n) to the pending record."""
+        if self._pieces:
+            self._bytes += 1 + size
+        else:
+            self._first = start
+            self._bytes = size
+        self._pieces.append(piece)
+        self._lines += lines
+        self._last = end
+        self._touched = now
 
     def _take(self, *, truncated: bool) -> Record[AnyStr]:
-        lines = self._lines
-        text = (b"\n" if isinstance(lines[0], bytes) else "\n").join(lines)
-        record = Record(text, len(lines), self._first, self._last, truncated)
-        self._lines = []
+        pieces = self._pieces
+        text = (b"\n" if isinstance(pieces[0], bytes) else "\n").join(pieces)
+        record = Record(text, self._lines, self._first, self._last, truncated)
+        self._pieces = []
+        self._lines = 0
         self._bytes = 0
         self._cut = False
         return record
+
+
+def _line_end(data: bytes, position: int) -> int:
+    end = data.find(b"\n", position)
+    return len(data) if end < 0 else end

@@ -71,5 +71,11 @@ def _offset_seconds(zone: str) -> int:
     return -seconds if zone[0] == "-" else seconds
 
 
-# Access-log times per ``%(t)s`` text: lines written in the same second share one.
+def gunicorn_prefix_time_ms(stamp: str) -> int | None:
+    """``[2026-11-25 04:22:59 +0000] `` (the error-log prefix, with its space) to epoch ms."""
+    return error_time_ms(stamp[1:20], stamp[21:26])
+
+
+# Times per stamp text: lines written in the same second share one.
 ACCESS_TIMES: Memo[str, int | None] = Memo(access_time_ms, 4096)
+ERROR_TIMES: Memo[str, int | None] = Memo(gunicorn_prefix_time_ms, 4096)

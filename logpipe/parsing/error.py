@@ -12,10 +12,11 @@ from lark.exceptions import UnexpectedInput
 from logpipe.enrich import STATUSES, Event, Processor, run_chain
 from logpipe.lines import MAX_LINE_BYTES, decode
 from logpipe.parsing.failures import failed_event, flag_repairs, reason
+from logpipe.parsing.fast_error import record_rules
 from logpipe.parsing.grammar_files import grammar_text
 from logpipe.parsing.traceback import split_traceback
 from logpipe.parsing.trees import branch_tokens
-from logpipe.timestamps import app_time_ms, error_time_ms
+from logpipe.timestamps import ERROR_TIMES, app_time_ms
 
 ERROR_LOGGER = "gunicorn.error"
 END = "\n"
@@ -45,6 +46,7 @@ class ErrorParser:
         chain: Sequence[Processor] = (),
     ) -> None:
         self._lark = error_parser()
+        self._rules = record_rules(self._lark)
         self.max_record_bytes = max_record_bytes
         self.chain = tuple(chain)
 
@@ -54,18 +56,30 @@ class ErrorParser:
         event = run_chain(self._event(text), self.chain)
         return event if repairs is None else flag_repairs(event, repairs)
 
-    def fields(self, text: str) -> dict[str, Any]:
-        """Timestamp, level, pid and body of a record (ErrorRecordParseError if none)."""
+    def tokens(self, text: str) -> dict[str, str]:
+        """The record's text by terminal name (ErrorRecordParseError if it has no known prefix).
+
+        The fast path (the grammar's record rules as regexes) answers for the records it
+        matches; the Lark parser takes the rest and explains why they fail.
+        """
+        line = text + END
+        for rule in self._rules:
+            found = rule.pattern.match(line)
+            if found is not None:
+                return dict(zip(rule.terminals, found.groups(), strict=True))
         try:
-            tree = self._lark.parse(text + END)
+            tree = self._lark.parse(line)
         except UnexpectedInput as error:
             raise ErrorRecordParseError(reason(error, _describe, "error record")) from None
-        tokens = {token.type: token for token in branch_tokens(tree)}
+        return {token.type: str(token) for token in branch_tokens(tree)}
+
+    def fields(self, text: str) -> dict[str, Any]:
+        """Timestamp, level, pid and body of a record (ErrorRecordParseError if none)."""
+        tokens = self.tokens(text)
         body = tokens["MESSAGE"][:-1]
         if "GUNICORN_TIME" in tokens:
-            stamp = tokens["GUNICORN_TIME"]
             return {
-                "timestamp": error_time_ms(stamp[1:20], stamp[21:26]),
+                "timestamp": ERROR_TIMES[tokens["GUNICORN_TIME"]],
                 "pid": int(tokens["PROCESS"][1:-2]),
                 "level": tokens["LEVEL"][1:-2],
                 "body": body,

@@ -9,6 +9,7 @@ generated text includes non-ASCII digits, which must not start a record.
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Sequence
 from datetime import datetime
@@ -19,6 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from logpipe import Multiline, Record
+from logpipe.lines import read_batches, split_lines
+from logpipe.multiline import DEFAULT_START
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -304,3 +307,34 @@ def test_non_ascii_digits_do_not_start_a_record(kind: str) -> None:
         lines = [line.encode("utf-8") for line in lines]
     records = aggregate(Multiline(), lines, offsets(lines, 0))
     assert [record.lines for record in records] == [3]
+
+
+@SETTINGS
+@given(
+    lines=streams_bytes,
+    max_lines=max_lines_values,
+    max_bytes=max_bytes_values,
+    chunk_bytes=st.integers(1, 64),
+    final_newline=st.booleans(),
+    pattern=st.sampled_from([DEFAULT_START, r"^\[\d{4}", r"\[\d{4}-\d\d-\d\d\s"]),
+)
+def test_feed_batch_gives_what_feeding_line_by_line_gives(
+    lines: list[bytes],
+    max_lines: int,
+    max_bytes: int,
+    chunk_bytes: int,
+    final_newline: bool,
+    pattern: str,
+) -> None:
+    data = b"\n".join(lines) + (b"\n" if final_newline and lines else b"")
+    one_by_one: Multiline[bytes] = Multiline(pattern, max_lines=max_lines, max_bytes=max_bytes)
+    batched: Multiline[bytes] = Multiline(pattern, max_lines=max_lines, max_bytes=max_bytes)
+    expected: list[Record[bytes]] = []
+    got: list[Record[bytes]] = []
+    for line in split_lines(io.BytesIO(data), chunk_bytes=chunk_bytes):
+        expected.extend(one_by_one.feed(line.data, start=line.offset, end=line.end))
+    for batch in read_batches(io.BytesIO(data), chunk_bytes=chunk_bytes):
+        got.extend(batched.feed_batch(batch))
+    expected += [record for record in [one_by_one.flush()] if record]
+    got += [record for record in [batched.flush()] if record]
+    assert got == expected
