@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterator
 from typing import BinaryIO
 
 from logpipe.enrich import Event
 from logpipe.lines import MAX_LINE_BYTES, read_batches
-from logpipe.multiline import Multiline, Record
+from logpipe.multiline import Multiline
 from logpipe.parsing.access import AccessParser
 from logpipe.parsing.error import ErrorParser
 
@@ -36,24 +35,13 @@ def error_events(
     max_line_bytes: int = MAX_LINE_BYTES,
 ) -> Iterator[Event]:
     """One event per error-log record of ``stream`` (lines grouped by ``multiline``)."""
-    cut_lines: deque[int] = deque()  # offsets of lines cut by the line cap, not yet in a record
-
-    def event(record: Record[bytes]) -> Event:
-        truncated = record.truncated
-        while cut_lines and cut_lines[0] < record.end:
-            cut_lines.popleft()
-            truncated = True
-        return stamp(parser.parse(record.text, truncated=truncated), path, record.start)
-
+    parse = parser.parse
     for batch in read_batches(stream, max_bytes=max_line_bytes):
-        for line in (batch.cut and batch) or ():
-            if line.truncated:
-                cut_lines.append(line.offset)
         for record in multiline.feed_batch(batch):
-            yield event(record)
+            yield stamp(parse(record.text, truncated=record.truncated), path, record.start)
     last = multiline.flush()
     if last is not None:
-        yield event(last)
+        yield stamp(parse(last.text, truncated=last.truncated), path, last.start)
 
 
 def stamp(event: Event, path: str | None, offset: int) -> Event:

@@ -10,8 +10,7 @@ Every line ends up in exactly one record, in order; a record that would pass ``m
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import AnyStr, Generic
+from typing import AnyStr, Generic, NamedTuple
 
 from logpipe.lines import MAX_LINE_BYTES, LineBatch
 
@@ -20,15 +19,14 @@ DEFAULT_MAX_LINES = 1000
 DEFAULT_TIMEOUT = 1.0
 
 
-@dataclass(frozen=True, slots=True)
-class Record(Generic[AnyStr]):
+class Record(NamedTuple, Generic[AnyStr]):
     """Consecutive lines that form one record."""
 
     text: AnyStr  # the lines joined with "\n"
     lines: int
     start: int  # offset of the first line (as given to feed)
     end: int  # end offset of the last line
-    truncated: bool = False  # cut by a cap, or the continuation of a cut record
+    truncated: bool = False  # cut by a cap, continuing a cut record, or holding a cut line
 
 
 class Multiline(Generic[AnyStr]):
@@ -49,7 +47,9 @@ class Multiline(Generic[AnyStr]):
         # ASCII semantics for str lines too, so both kinds of line split the same way.
         self._start_text = re.compile(start_pattern, re.ASCII)
         self._start_bytes = re.compile(start_pattern.encode("utf-8"))
-        # Candidate record starts in a block of lines (each is checked on its own line after).
+        # Record starts in a block of lines: candidates, each then checked against its own line
+        # (MULTILINE so that `^` holds at a line start inside the block).
+        self._start_line = re.compile(start_pattern.encode("utf-8"), re.MULTILINE)
         self._block_starts = (
             None
             if re.search(r"\\[Zz]", start_pattern)  # anchored at the end of the text: per line only
@@ -63,7 +63,7 @@ class Multiline(Generic[AnyStr]):
         self._bytes = 0
         self._first = 0
         self._last = 0
-        self._cut = False  # the pending record continues one that was cut
+        self._cut = False  # the pending record continues one that was cut, or holds a cut line
         self._touched = 0.0
 
     @property
@@ -82,9 +82,18 @@ class Multiline(Generic[AnyStr]):
         return start.match(line) is not None
 
     def feed(
-        self, line: AnyStr, *, now: float = 0.0, start: int = 0, end: int = 0
+        self,
+        line: AnyStr,
+        *,
+        now: float = 0.0,
+        start: int = 0,
+        end: int = 0,
+        truncated: bool = False,
     ) -> list[Record[AnyStr]]:
-        """Add one line (no line ending); return the records it completes (zero or one)."""
+        """Add one line (no line ending); return the records it completes (zero or one).
+
+        ``truncated``: the reader cut this line; its record is flagged.
+        """
         done: list[Record[AnyStr]] = []
         size = len(line.encode("utf-8", "replace")) if isinstance(line, str) else len(line)
         if self._pieces:
@@ -94,6 +103,7 @@ class Multiline(Generic[AnyStr]):
                 done.append(self._take(truncated=True))
                 self._cut = True
         self._hold(line, 1, size, start, end, now)
+        self._cut = self._cut or truncated
         return done
 
     def feed_batch(
@@ -109,24 +119,33 @@ class Multiline(Generic[AnyStr]):
             return [
                 record
                 for line in batch
-                for record in self.feed(line.data, now=now, start=line.offset, end=line.end)
+                for record in self.feed(
+                    line.data, now=now, start=line.offset, end=line.end, truncated=line.truncated
+                )
             ]
         done: list[Record[bytes]] = []
+        verify, size = self._start_line.match, len(data)
         starts: list[int] = [
             found.start()
             for found in self._block_starts.finditer(data)
-            if self._start_bytes.match(data[found.start() : _line_end(data, found.start())])
+            # check the candidate on its own line: from it to its "\n" (or the end, find's -1)
+            if verify(data, found.start(), data.find(b"\n", found.start()) % (size + 1))
         ]
         continues = starts[:1] != [0]  # the batch begins inside the pending record
         bounds = [0, *starts] if continues else starts
+        last = len(bounds) - 1
         for index, begin in enumerate(bounds):
-            stop = bounds[index + 1] - 1 if index + 1 < len(bounds) else len(data)
+            stop = bounds[index + 1] - 1 if index < last else len(data)
             run = data[begin:stop]
             offset = batch.offset + begin
-            end = batch.offset + stop + 1 if stop < len(data) else batch.end
+            end = batch.offset + stop + 1 if index < last else batch.end
             lines = run.count(b"\n") + 1
-            if self._pieces and not (continues and index == 0):
-                done.append(self._take(truncated=self._cut))
+            if not (continues and index == 0):
+                if self._pieces:
+                    done.append(self._take(truncated=self._cut))
+                if index < last and lines <= self.max_lines and len(run) <= self.max_bytes:
+                    done.append(Record(run, lines, offset, end))  # a whole record, within caps
+                    continue
             held = self._bytes + 1 + len(run) if self._pieces else len(run)
             if self._lines + lines > self.max_lines or held > self.max_bytes:
                 position = offset  # a cap falls inside this run: replay it line by line
@@ -171,8 +190,3 @@ class Multiline(Generic[AnyStr]):
         self._bytes = 0
         self._cut = False
         return record
-
-
-def _line_end(data: bytes, position: int) -> int:
-    end = data.find(b"\n", position)
-    return len(data) if end < 0 else end

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cache
-from typing import Any
 
-from lark import Lark
+from lark import Lark, Tree
 from lark.exceptions import UnexpectedInput
 
 from logpipe.enrich import STATUSES, Event, Processor, run_chain
@@ -53,11 +52,14 @@ class ErrorParser:
     def parse(self, record: str | bytes, *, truncated: bool = False) -> Event:
         """The event for one record (``truncated``: the aggregator already cut it)."""
         text, repairs = decode(record, max_bytes=self.max_record_bytes, truncated=truncated)
-        event = run_chain(self._event(text), self.chain)
+        event = self._event(text)
+        if self.chain:
+            event = run_chain(event, self.chain)
         return event if repairs is None else flag_repairs(event, repairs)
 
-    def tokens(self, text: str) -> dict[str, str]:
-        """The record's text by terminal name (ErrorRecordParseError if it has no known prefix).
+    def layout(self, text: str) -> tuple[str, Sequence[str]]:
+        """Which record layout ``text`` has (``gunicorn_record``, ``app_record``) and the text of
+        each of its terminals; ErrorRecordParseError when it has no known prefix.
 
         The fast path (the grammar's record rules as regexes) answers for the records it
         matches; the Lark parser takes the rest and explains why they fail.
@@ -66,51 +68,70 @@ class ErrorParser:
         for rule in self._rules:
             found = rule.pattern.match(line)
             if found is not None:
-                return dict(zip(rule.terminals, found.groups(), strict=True))
+                return rule.name, found.groups()
         try:
             tree = self._lark.parse(line)
         except UnexpectedInput as error:
             raise ErrorRecordParseError(reason(error, _describe, "error record")) from None
-        return {token.type: str(token) for token in branch_tokens(tree)}
-
-    def fields(self, text: str) -> dict[str, Any]:
-        """Timestamp, level, pid and body of a record (ErrorRecordParseError if none)."""
-        tokens = self.tokens(text)
-        body = tokens["MESSAGE"][:-1]
-        if "GUNICORN_TIME" in tokens:
-            return {
-                "timestamp": ERROR_TIMES[tokens["GUNICORN_TIME"]],
-                "pid": int(tokens["PROCESS"][1:-2]),
-                "level": tokens["LEVEL"][1:-2],
-                "body": body,
-            }
-        stamp = tokens["APP_TIME"]
-        return {
-            "timestamp": app_time_ms(stamp[1:20], stamp[21:24]),
-            "level": tokens["APP_LEVEL"][:-1],
-            "body": body,
-        }
+        (branch,) = tree.children
+        assert isinstance(branch, Tree)
+        return str(branch.data), [str(token) for token in branch_tokens(tree)]
 
     def _event(self, text: str) -> Event:
         try:
-            fields = self.fields(text)
+            name, parts = self.layout(text)
         except ErrorRecordParseError as error:
             return failed_event(text, str(error), ERROR_LOGGER)
-        event: Event = {
-            "message": text,
-            "ddsource": "gunicorn",
-            "logger": {"name": ERROR_LOGGER},
-            "level": fields["level"],
-            "status": STATUSES[fields["level"]],
-        }
-        if fields["timestamp"] is not None:
-            event["timestamp"] = fields["timestamp"]
-        if "pid" in fields:
-            event["pid"] = fields["pid"]
-        traceback = split_traceback(fields["body"])
-        if traceback:
-            event["error"] = traceback
-        return event
+        return LAYOUTS[name](text, parts)
+
+
+_LOGGER = {"name": ERROR_LOGGER}
+
+
+def _gunicorn_event(text: str, parts: Sequence[str]) -> Event:
+    """``[2026-11-25 04:22:59 +0000] [16471] [INFO] message``"""
+    stamp, process, level, message = parts
+    level = level[1:-2]
+    event: Event = {
+        "message": text,
+        "ddsource": "gunicorn",
+        "logger": _LOGGER,
+        "level": level,
+        "status": STATUSES[level],
+        "pid": int(process[1:-2]),
+    }
+    timestamp = ERROR_TIMES[stamp]
+    if timestamp is not None:
+        event["timestamp"] = timestamp
+    return _with_traceback(event, message[:-1])
+
+
+def _app_event(text: str, parts: Sequence[str]) -> Event:
+    """``[2017-06-22 09:31:11,580] ERROR in app: message`` (Flask's logging format, UTC)."""
+    stamp, level, message = parts
+    level = level[:-1]
+    event: Event = {
+        "message": text,
+        "ddsource": "gunicorn",
+        "logger": _LOGGER,
+        "level": level,
+        "status": STATUSES[level],
+    }
+    timestamp = app_time_ms(stamp[1:20], stamp[21:24])
+    if timestamp is not None:
+        event["timestamp"] = timestamp
+    return _with_traceback(event, message[:-1])
+
+
+def _with_traceback(event: Event, body: str) -> Event:
+    traceback = split_traceback(body)
+    if traceback:
+        event["error"] = traceback
+    return event
+
+
+# Event builders by record layout (the alternatives of ``start`` in grammars/error_record.lark).
+LAYOUTS = {"gunicorn_record": _gunicorn_event, "app_record": _app_event}
 
 
 def _describe(terminal: str) -> str:

@@ -16,8 +16,9 @@ from lark import Lark
 
 @dataclass(frozen=True)
 class RecordRule:
-    """One record layout: its terminal names and the regex with a group for each."""
+    """One record layout: its rule name, terminal names and the regex with a group for each."""
 
+    name: str
     terminals: tuple[str, ...]
     pattern: re.Pattern[str]
 
@@ -33,5 +34,5 @@ def record_rules(lark: Lark) -> tuple[RecordRule, ...]:
         regex = "".join(
             f"(?>({lark.get_terminal(name).pattern.to_regexp()}))" for name in terminals
         )
-        rules.append(RecordRule(terminals, re.compile(regex)))
+        rules.append(RecordRule(layout, terminals, re.compile(regex)))
     return tuple(rules)

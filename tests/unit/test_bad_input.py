@@ -137,3 +137,18 @@ def test_reader_offsets_at_any_chunk_size(chunk_bytes: int) -> None:
         (128, 132, b"ccc", False),
         (132, 136, b"last", False),
     ]
+
+
+def test_a_cut_line_flags_its_error_record() -> None:
+    from logpipe import Multiline
+    from logpipe.file_events import error_events
+
+    data = (
+        b"[2026-11-25 04:22:59 +0000] [1] [ERROR] boom\n"
+        + b"x" * 500
+        + b"\n[2026-11-25 04:23:00 +0000] [1] [INFO] fine\n"
+    )
+    parser = ErrorParser(max_record_bytes=10_000)
+    events = list(error_events(io.BytesIO(data), parser, Multiline(), max_line_bytes=100))
+    assert [event.get("logpipe", {}).get("truncated") for event in events] == [True, None]
+    assert events[0]["message"].endswith("\n" + "x" * 100)
