@@ -138,12 +138,11 @@ def run_parse(args: argparse.Namespace) -> int:
                 stream, errors, multiline, path=path, max_line_bytes=args.max_line_bytes
             )
 
-    stamp = identity_from(args).stamp
+    identity = identity_from(args)
     relax_gc()
     with _open_input(args.file) as stream:
         writer = NdjsonWriter(sys.stdout.buffer)
-        for event in events(stream):
-            writer.write(stamp(event))
+        writer.write_all(events(stream), extra=identity.attributes)
         writer.flush()
     return 0
 

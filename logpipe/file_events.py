@@ -19,11 +19,22 @@ def access_events(
     parse = parser.parse
     for batch in read_batches(stream, max_bytes=parser.max_line_bytes):
         offset, cut = batch.offset, batch.cut
-        for index, data in enumerate(batch.lines):
+        if cut:
+            for line in batch:
+                if line.data:
+                    yield stamp(parse(line.data, truncated=line.truncated), path, line.offset)
+            continue
+        for data in batch.lines:
             if data and data != b"\r":
-                event = parse(data, truncated=index in cut) if cut else parse(data)
-                yield stamp(event, path, offset)
-            offset += (cut.get(index, len(data)) if cut else len(data)) + 1
+                event = parse(data)
+                if "logpipe" in event:
+                    stamp(event, path, offset)
+                else:
+                    event["logpipe"] = (
+                        {"path": path, "offset": offset} if path else {"offset": offset}
+                    )
+                yield event
+            offset += len(data) + 1
 
 
 def error_events(

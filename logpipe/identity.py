@@ -50,11 +50,14 @@ class Identity:
             tags=tuple(merged),
         )
 
+    @property
+    def attributes(self) -> dict[str, str]:
+        """``service``, ``hostname`` and ``ddtags``, as every event carries them."""
+        return {"service": self.service, "hostname": self.hostname, "ddtags": self.ddtags}
+
     def stamp(self, event: Event) -> Event:
         """Add ``service``, ``hostname`` and ``ddtags`` to ``event`` (a processor)."""
-        event["service"] = self.service
-        event["hostname"] = self.hostname
-        event["ddtags"] = self.ddtags
+        event.update(self.attributes)
         return event
 
 
