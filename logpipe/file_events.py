@@ -26,14 +26,7 @@ def access_events(
             continue
         for data in batch.lines:
             if data and data != b"\r":
-                event = parse(data)
-                if "logpipe" in event:
-                    stamp(event, path, offset)
-                else:
-                    event["logpipe"] = (
-                        {"path": path, "offset": offset} if path else {"offset": offset}
-                    )
-                yield event
+                yield stamp(parse(data), path, offset)
             offset += len(data) + 1
 
 
@@ -57,8 +50,7 @@ def error_events(
 
 def stamp(event: Event, path: str | None, offset: int) -> Event:
     """Add ``logpipe.path`` and ``logpipe.offset`` (the byte offset where the line starts)."""
-    bookkeeping = event.setdefault("logpipe", {})
-    if path is not None:
-        bookkeeping["path"] = path
-    bookkeeping["offset"] = offset
+    bookkeeping = {"path": path, "offset": offset} if path is not None else {"offset": offset}
+    flags = event.get("logpipe")
+    event["logpipe"] = bookkeeping if flags is None else {**flags, **bookkeeping}
     return event
