@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-from lark import Token, Tree
-from lark.exceptions import UnexpectedInput
+from typing import TYPE_CHECKING
 
 from logpipe.enrich import Event, Processor, run_chain
 from logpipe.lines import MAX_LINE_BYTES, decode
 from logpipe.parsing.access_event import ACCESS_LOGGER, AccessEventPlan
 from logpipe.parsing.access_format import DEFAULT_FORMATS
 from logpipe.parsing.access_grammar import END, AccessGrammar, assemble, lark_parser
+
+if TYPE_CHECKING:
+    from lark.exceptions import UnexpectedInput
 from logpipe.parsing.failures import failed_event, flag_repairs, reason
 from logpipe.parsing.fast_access import fast_access
 
@@ -46,7 +47,6 @@ class AccessParser:
         else:
             self.formats = (fmt,) if isinstance(fmt, str) else tuple(fmt)
         self.grammar: AccessGrammar = assemble(self.formats)
-        self._lark = lark_parser(self.formats)
         fast = fast_access(self.formats) if fast_path else None
         self._plain = fast.plain if fast else ()
         self._exact = fast.exact if fast else ()
@@ -81,8 +81,11 @@ class AccessParser:
 
     def lark_match(self, text: str) -> Match:
         """``match`` by the Lark parser alone."""
+        from lark import Token, Tree
+        from lark.exceptions import UnexpectedInput
+
         try:
-            tree = self._lark.parse(text + END)
+            tree = lark_parser(self.formats).parse(text + END)
         except UnexpectedInput as error:
             raise AccessParseError(self._explain(text, error)) from None
         (branch,) = tree.children
@@ -106,6 +109,8 @@ class AccessParser:
 
     def _explain(self, text: str, error: UnexpectedInput) -> str:
         """The reason for the failure that got furthest into the line, with or without lookahead."""
+        from lark.exceptions import UnexpectedInput
+
         try:
             lark_parser(self.formats, lookahead=False).parse(text + END)
         except UnexpectedInput as plain:

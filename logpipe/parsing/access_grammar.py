@@ -22,13 +22,15 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
-
-from lark import Lark
-from lark.lexer import PatternRE, TerminalDef
-from lark.load_grammar import load_grammar
+from typing import TYPE_CHECKING
 
 from logpipe.parsing.access_format import Atom, Literal, Segment, parse_format
+from logpipe.parsing.grammar_cache import cached
 from logpipe.parsing.grammar_files import grammar_dir, grammar_text
+
+if TYPE_CHECKING:
+    from lark import Lark
+    from lark.lexer import TerminalDef
 
 END = "\n"  # sentinel appended to every line before parsing
 
@@ -97,10 +99,16 @@ class AccessGrammar:
 @cache
 def atom_patterns() -> dict[str, str]:
     """Python regex of every terminal in grammars/access_atoms.lark, by name."""
+    source = grammar_text("access_atoms")
+    patterns: dict[str, str] = cached("access_atoms", source, lambda: _compile_atoms(source))
+    return patterns
+
+
+def _compile_atoms(source: str) -> dict[str, str]:
+    from lark.load_grammar import load_grammar
+
     # Compiled without a lexer: alone, TEXT and NOSPACE may be empty, which Lark's lexers refuse.
-    grammar, _ = load_grammar(  # type: ignore[no-untyped-call]
-        grammar_text("access_atoms"), "access_atoms", [], False
-    )
+    grammar, _ = load_grammar(source, "access_atoms", [], False)  # type: ignore[no-untyped-call]
     terminals, _, _ = grammar.compile(["atom_value"], "*")
     return {terminal.name: terminal.pattern.to_regexp() for terminal in terminals}
 
@@ -144,6 +152,9 @@ def lark_parser(formats: tuple[str, ...], *, lookahead: bool = True) -> Lark:
     lines, but where a line is wrong it fails at the field that is wrong, not at the free-text
     field before it, so it serves to explain failures.
     """
+    from lark import Lark
+    from lark.lexer import PatternRE
+
     grammar = assemble(formats)
 
     def add_lookahead(terminal: TerminalDef) -> None:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cache
-
-from lark import Lark, Tree
-from lark.exceptions import UnexpectedInput
+from typing import TYPE_CHECKING
 
 from logpipe.enrich import STATUSES, Event, Processor, run_chain
 from logpipe.lines import MAX_LINE_BYTES, decode
@@ -16,6 +14,9 @@ from logpipe.parsing.grammar_files import grammar_text
 from logpipe.parsing.traceback import split_traceback
 from logpipe.parsing.trees import branch_tokens
 from logpipe.timestamps import ERROR_TIMES, app_time_ms
+
+if TYPE_CHECKING:
+    from lark import Lark
 
 ERROR_LOGGER = "gunicorn.error"
 END = "\n"
@@ -28,6 +29,8 @@ class ErrorRecordParseError(ValueError):
 @cache
 def error_parser() -> Lark:
     """LALR parser for grammars/error_record.lark."""
+    from lark import Lark
+
     return Lark(grammar_text("error_record"), parser="lalr", lexer="contextual")
 
 
@@ -44,8 +47,7 @@ class ErrorParser:
         max_record_bytes: int = MAX_LINE_BYTES,
         chain: Sequence[Processor] = (),
     ) -> None:
-        self._lark = error_parser()
-        self._rules = record_rules(self._lark)
+        self._rules = record_rules()
         self.max_record_bytes = max_record_bytes
         self.chain = tuple(chain)
 
@@ -69,8 +71,11 @@ class ErrorParser:
             found = rule.pattern.match(line)
             if found is not None:
                 return rule.name, found.groups()
+        from lark import Tree
+        from lark.exceptions import UnexpectedInput
+
         try:
-            tree = self._lark.parse(line)
+            tree = error_parser().parse(line)
         except UnexpectedInput as error:
             raise ErrorRecordParseError(reason(error, _describe, "error record")) from None
         (branch,) = tree.children

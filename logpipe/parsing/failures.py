@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
-
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from typing import TYPE_CHECKING, Any
 
 from logpipe.lines import Repairs
+
+if TYPE_CHECKING:
+    from lark.exceptions import UnexpectedInput
 
 
 def reason(error: UnexpectedInput, describe: Callable[[str], str], what: str) -> str:
     """``"access line: no match at column 57, expected %(s)s"`` from a Lark error."""
+    from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
+
     if isinstance(error, UnexpectedEOF):
         return f"{what}: ends early"
     if isinstance(error, UnexpectedCharacters):

@@ -2,7 +2,8 @@
 
 Each alternative of ``start`` (``gunicorn_record``, ``app_record``) is a sequence of terminals;
 its regex is those terminals' own patterns, read from the compiled Lark grammar, one atomic group
-each, in order. A record they do not match goes to the Lark parser, which says why.
+each, in order. A record they do not match goes to the Lark parser, which says why. What is read
+from the grammar is cached on disk (see grammar_cache), so this needs Lark only once.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import re
 from dataclasses import dataclass
 from functools import cache
 
-from lark import Lark
+from logpipe.parsing.grammar_cache import cached
+from logpipe.parsing.grammar_files import grammar_text
 
 
 @dataclass(frozen=True)
@@ -24,15 +26,27 @@ class RecordRule:
 
 
 @cache
-def record_rules(lark: Lark) -> tuple[RecordRule, ...]:
-    """The record layouts of an error-record grammar, in the order ``start`` lists them."""
+def record_rules() -> tuple[RecordRule, ...]:
+    """The record layouts of grammars/error_record.lark, in the order ``start`` lists them."""
+    source = grammar_text("error_record")
+    layouts = cached("error_record", source, lambda: _compile_layouts(source))
+    return tuple(
+        RecordRule(name, tuple(terminals), re.compile("".join(f"(?>({p}))" for p in patterns)))
+        for name, terminals, patterns in layouts
+    )
+
+
+def _compile_layouts(source: str) -> list[tuple[str, list[str], list[str]]]:
+    """(rule name, its terminals, their regexes) for each alternative of ``start``."""
+    from logpipe.parsing.error import error_parser
+
+    lark = error_parser()
     expansions = {rule.origin.name: rule.expansion for rule in lark.rules}
-    layouts = [rule.expansion[0].name for rule in lark.rules if rule.origin.name == "start"]
-    rules = []
-    for layout in layouts:
-        terminals = tuple(symbol.name for symbol in expansions[layout])
-        regex = "".join(
-            f"(?>({lark.get_terminal(name).pattern.to_regexp()}))" for name in terminals
-        )
-        rules.append(RecordRule(layout, terminals, re.compile(regex)))
-    return tuple(rules)
+    layouts = []
+    for rule in lark.rules:
+        if rule.origin.name == "start":
+            name = rule.expansion[0].name
+            terminals = [symbol.name for symbol in expansions[name]]
+            patterns = [lark.get_terminal(t).pattern.to_regexp() for t in terminals]
+            layouts.append((name, terminals, patterns))
+    return layouts
