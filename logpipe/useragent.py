@@ -9,8 +9,11 @@ they are not bots by Datadog's rule, so they never count as bot errors).
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from typing import Any
 
+from logpipe.disk_cache import StoredTable
 from logpipe.memo import Memo
 
 CACHE_SIZE = 4096
@@ -88,5 +91,28 @@ def _category(browser: str, os: str, device: str, user_agent: str) -> str:
     return "Other"
 
 
-# Details per user agent (shared between events: read-only).
-USER_AGENTS: Memo[str, dict[str, Any]] = Memo(useragent_details, CACHE_SIZE)
+RULES_VERSION = "1"  # bump when _category or the shape of the details changes
+
+
+def _rules_identity() -> str:
+    """What the details depend on: ua-parser's rule set (by its file) and our own rules."""
+    spec = importlib.util.find_spec("ua_parser_builtins")
+    origin = spec.origin if spec and spec.origin else ""
+    stat = os.stat(origin) if origin else None
+    return (
+        f"{RULES_VERSION}:{origin}:{stat.st_mtime_ns if stat else 0}:{stat.st_size if stat else 0}"
+    )
+
+
+_STORED = StoredTable("useragents", _rules_identity())
+
+
+def _known_or_parsed(user_agent: str) -> dict[str, Any]:
+    details: dict[str, Any] | None = _STORED.get(user_agent)
+    if details is None:
+        details = _STORED.put(user_agent, useragent_details(user_agent))
+    return details
+
+
+# Details per user agent (shared between events: read-only); kept on disk between runs.
+USER_AGENTS: Memo[str, dict[str, Any]] = Memo(_known_or_parsed, CACHE_SIZE)

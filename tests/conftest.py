@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+# Tests (and the logpipe processes they start) keep their disk cache to themselves, cold at first.
+os.environ["LOGPIPE_CACHE_DIR"] = tempfile.mkdtemp(prefix="logpipe-test-cache-")
 
 FIXTURES = Path(__file__).parent / "fixtures"
 LOGS = FIXTURES / "logs"

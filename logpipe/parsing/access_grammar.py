@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING
 
+from logpipe.disk_cache import cached
 from logpipe.parsing.access_format import Atom, Literal, Segment, parse_format
-from logpipe.parsing.grammar_cache import cached
 from logpipe.parsing.grammar_files import grammar_dir, grammar_text
 
 if TYPE_CHECKING:

@@ -3,7 +3,7 @@
 Each alternative of ``start`` (``gunicorn_record``, ``app_record``) is a sequence of terminals;
 its regex is those terminals' own patterns, read from the compiled Lark grammar, one atomic group
 each, in order. A record they do not match goes to the Lark parser, which says why. What is read
-from the grammar is cached on disk (see grammar_cache), so this needs Lark only once.
+from the grammar is cached on disk (see logpipe.disk_cache), so this needs Lark only once.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from functools import cache
 
-from logpipe.parsing.grammar_cache import cached
+from logpipe.disk_cache import cached
 from logpipe.parsing.grammar_files import grammar_text
 
 

@@ -1,0 +1,98 @@
+"""Results kept on disk between runs, so that a short run starts about as fast as Python does.
+
+* ``cached``: what is compiled from the grammars. The fast paths need only the terminals'
+  regexes; reading them from a small JSON file keyed by a hash of the grammar text spares
+  importing and running Lark's grammar compiler (~40 ms) at every start. Lark is loaded only
+  when a line needs it.
+* ``StoredTable``: user-agent details already worked out, so that a run whose user agents were
+  all seen before never builds ua-parser's rule set (~140 ms).
+
+The directory is ``$LOGPIPE_CACHE_DIR``, else ``$XDG_CACHE_HOME/logpipe``, else
+``~/.cache/logpipe``. If it cannot be written, logpipe simply computes everything each time.
+"""
+
+from __future__ import annotations
+
+import atexit
+import hashlib
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+FORMAT_VERSION = "1"  # bump when what is cached changes shape
+
+
+def cache_dir() -> Path:
+    explicit = os.environ.get("LOGPIPE_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "logpipe"
+
+
+def cached(name: str, source: str, compute: Callable[[], Any]) -> Any:
+    """``compute()`` (a JSON value), read from the cache when ``source`` has not changed."""
+    path = _path(name, source)
+    value = _read(path)
+    if value is None:
+        value = compute()
+        _write(path, value)
+    return value
+
+
+class StoredTable:
+    """A string-keyed table of JSON values, read from disk on first use and written back at
+    exit when it grew (the newest ``max_size`` entries are kept)."""
+
+    def __init__(self, name: str, version: str, *, max_size: int = 10_000) -> None:
+        self.path = _path(name, version)
+        self.max_size = max_size
+        self._values: dict[str, Any] = {}
+        self._loaded = False
+        self._grown = False
+
+    def get(self, key: str) -> Any:
+        if not self._loaded:
+            stored = _read(self.path)
+            if isinstance(stored, dict):
+                self._values = {**stored, **self._values}
+            self._loaded = True
+        return self._values.get(key)
+
+    def put(self, key: str, value: Any) -> Any:
+        """Store ``value`` for ``key`` and return it."""
+        self._values[key] = value
+        if not self._grown:
+            self._grown = True
+            atexit.register(self.save)
+        return value
+
+    def save(self) -> None:
+        if self._grown:
+            _write(self.path, dict(list(self._values.items())[-self.max_size :]))
+            self._grown = False
+
+
+def _path(name: str, version: str) -> Path:
+    digest = hashlib.sha256(f"{FORMAT_VERSION}\0{version}".encode()).hexdigest()[:24]
+    return cache_dir() / f"{name}-{digest}.json"
+
+
+def _read(path: Path) -> Any:
+    try:
+        return orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+
+
+def _write(path: Path, value: Any) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_bytes(orjson.dumps(value))
+        os.replace(temporary, path)
+    except OSError:
+        pass  # a read-only home: compute again next time
