@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import re
 import sys
 from collections.abc import Iterator, Sequence
@@ -33,14 +34,54 @@ class _ArgumentParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """``logpipe`` (follow mode) and ``logpipe parse``."""
     parser = _ArgumentParser(
         prog="logpipe",
-        description="Tail, parse and ship gunicorn access and error logs.",
+        description="Follow gunicorn access and error logs through rotation and ship them as "
+        "structured events. Runs until SIGTERM/SIGINT.",
+        epilog="Other command: logpipe parse --help (parse a whole file to NDJSON).",
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    parse = commands.add_parser(
-        "parse",
-        help="parse a gunicorn log file to NDJSON events on stdout",
+    parser.add_argument(
+        "--access",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="gunicorn access log to follow (repeatable)",
+    )
+    parser.add_argument(
+        "--error",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="gunicorn error log to follow (repeatable)",
+    )
+    add_parsing_options(parser)
+    parser.add_argument(
+        "--output",
+        default="stdout",
+        metavar="stdout|file:PATH",
+        help="where events go, as NDJSON (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        default=default_state_dir(),
+        help="where checkpoints are kept (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--start-at",
+        choices=("end", "beginning"),
+        default="end",
+        help="where to start in files that have no checkpoint; files that "
+        "appear later are read from the beginning (default: %(default)s)",
+    )
+    add_identity_options(parser)
+    return parser
+
+
+def build_parse_parser() -> argparse.ArgumentParser:
+    parse = _ArgumentParser(
+        prog="logpipe parse",
         description="Parse a gunicorn access or error log to one NDJSON event per line/record.",
     )
     parse.add_argument(
@@ -49,25 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="access: one event per line; error: one per (multi-line) record",
     )
-    parse.add_argument(
-        "--access-format",
-        metavar="FMT",
-        help="gunicorn's access_log_format (default: gunicorn's default, plus the "
-        "common log format and a trailing quoted X-Forwarded-For)",
-    )
-    parse.add_argument(
-        "--multiline-pattern",
-        metavar="REGEX",
-        default=DEFAULT_START,
-        help="start of an error-log record (default: %(default)s)",
-    )
-    parse.add_argument(
-        "--max-line-bytes",
-        metavar="N",
-        type=int,
-        default=MAX_LINE_BYTES,
-        help="cut longer lines and records, flagging them (default: %(default)s)",
-    )
+    add_parsing_options(parse)
     add_identity_options(parse)
     parse.add_argument(
         "file",
@@ -76,7 +99,36 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="log file to read; - or nothing for stdin",
     )
-    return parser
+    return parse
+
+
+def add_parsing_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--access-format",
+        metavar="FMT",
+        help="gunicorn's access_log_format (default: gunicorn's default, plus the "
+        "common log format and a trailing quoted X-Forwarded-For)",
+    )
+    parser.add_argument(
+        "--multiline-pattern",
+        metavar="REGEX",
+        default=DEFAULT_START,
+        help="start of an error-log record (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-line-bytes",
+        metavar="N",
+        type=int,
+        default=MAX_LINE_BYTES,
+        help="cut longer lines and records, flagging them (default: %(default)s)",
+    )
+
+
+def default_state_dir() -> str:
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "state"
+    )
+    return os.path.join(base, "logpipe")
 
 
 def add_identity_options(parser: argparse.ArgumentParser) -> None:
@@ -101,9 +153,11 @@ def identity_from(args: argparse.Namespace) -> Identity:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    arguments = sys.argv[1:] if argv is None else list(argv)
     try:
-        args = build_parser().parse_args(argv)
-        return run_parse(args)
+        if arguments[:1] == ["parse"]:
+            return run_parse(build_parse_parser().parse_args(arguments[1:]))
+        return run_follow(build_parser().parse_args(arguments))
     except UsageError as error:
         print(f"logpipe: error: {error}", file=sys.stderr)
         return USAGE_ERROR
@@ -114,16 +168,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def run_parse(args: argparse.Namespace) -> int:
-    """``logpipe parse``: events of a whole file to NDJSON on stdout."""
+def access_parser(args: argparse.Namespace) -> AccessParser:
     if args.max_line_bytes < 1:
         raise UsageError("--max-line-bytes must be positive")
+    try:
+        return AccessParser(args.access_format, max_line_bytes=args.max_line_bytes)
+    except FormatError as error:
+        raise UsageError(f"--access-format: {error}") from None
+
+
+def run_follow(args: argparse.Namespace) -> int:
+    """``logpipe --access PATH --error PATH``: follow until SIGTERM/SIGINT, then drain."""
+    from logpipe.follow_command import follow
+
+    if not args.access and not args.error:
+        raise UsageError("nothing to follow: give --access PATH and/or --error PATH")
+    access = access_parser(args)
+    pattern = _pattern(args.multiline_pattern)
+    return follow(args, access, pattern, identity_from(args))
+
+
+def run_parse(args: argparse.Namespace) -> int:
+    """``logpipe parse``: events of a whole file to NDJSON on stdout."""
     path = None if args.file == "-" else args.file
     if args.kind == "access":
-        try:
-            access = AccessParser(args.access_format, max_line_bytes=args.max_line_bytes)
-        except FormatError as error:
-            raise UsageError(f"--access-format: {error}") from None
+        access = access_parser(args)
 
         def events(stream: BinaryIO) -> Iterator[Event]:
             return access_events(stream, access, path=path)

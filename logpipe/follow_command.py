@@ -1,0 +1,100 @@
+"""``logpipe --access ... --error ...``: wire the follower, the parsers and the sink, and run."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from contextlib import ExitStack
+from pathlib import Path
+from typing import BinaryIO
+
+from logpipe.identity import Identity
+from logpipe.multiline import Multiline
+from logpipe.parsing.access import AccessParser
+from logpipe.parsing.error import ErrorParser
+from logpipe.pipeline import FollowPipeline, NdjsonSink
+from logpipe.sources.checkpoints import CheckpointStore, CorruptCheckpoints
+from logpipe.sources.follow import Follower, FollowSpec
+from logpipe.sources.wake import Waker
+
+
+class StderrObserver:
+    """One line on stderr for each thing that happens to a followed file."""
+
+    def notice(self, event: str, path: str, **details: int | str) -> None:
+        if event == "missing":
+            message = f"{path} does not exist yet; waiting for it to appear"
+        else:
+            extra = " ".join(f"{key}={value}" for key, value in details.items())
+            message = f"{event} {path} {extra}".rstrip()
+        print(f"logpipe: {message}", file=sys.stderr, flush=True)
+
+
+def follow(args: argparse.Namespace, access: AccessParser, pattern: str, identity: Identity) -> int:
+    """Run follow mode until SIGTERM/SIGINT; exit status 0 after a clean drain."""
+    from logpipe.cli import UsageError, relax_gc
+
+    specs = [FollowSpec(path, "access") for path in args.access]
+    specs += [FollowSpec(path, "error") for path in args.error]
+    store = CheckpointStore(Path(args.state_dir), on_problem=_warn)
+    try:
+        follower = Follower(
+            specs,
+            store,
+            start_at=args.start_at,
+            multiline=lambda: Multiline(pattern, max_bytes=args.max_line_bytes),
+            max_line_bytes=args.max_line_bytes,
+            observer=StderrObserver(),
+        )
+    except CorruptCheckpoints as error:
+        raise UsageError(f"{error} (move the state dir aside to start over)") from None
+    except OSError as error:
+        raise UsageError(f"state dir {args.state_dir}: {error.strerror}") from None
+    stop = threading.Event()
+    waker = Waker(spec.path for spec in specs)
+    if waker.problem:
+        _warn(waker.problem)
+
+    def request_stop(signum: int, frame: object) -> None:
+        stop.set()
+        waker.wake()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    with ExitStack() as resources:
+        stream, durable = _output(args.output, resources)
+        sink = NdjsonSink(stream, fsync=durable)
+        pipeline = FollowPipeline(
+            follower,
+            sink,
+            access=access,
+            errors=ErrorParser(max_record_bytes=args.max_line_bytes),
+            attributes=identity.attributes,
+            waker=waker,
+        )
+        relax_gc()
+        try:
+            pipeline.run(stop)
+        finally:
+            waker.stop()
+    return 0
+
+
+def _output(target: str, resources: ExitStack) -> tuple[BinaryIO, bool]:
+    """The stream for ``--output`` and whether to fsync it at checkpoints."""
+    from logpipe.cli import UsageError
+
+    if target == "stdout":
+        return sys.stdout.buffer, False
+    if target.startswith("file:") and len(target) > 5:
+        try:
+            return resources.enter_context(open(target[5:], "ab")), True
+        except OSError as error:
+            raise UsageError(f"--output {target}: {error.strerror}") from None
+    raise UsageError(f"--output must be stdout or file:PATH, not {target!r}")
+
+
+def _warn(message: str) -> None:
+    print(f"logpipe: {message}", file=sys.stderr, flush=True)

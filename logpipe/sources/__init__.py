@@ -1,0 +1,1 @@
+"""Where events come from: followed files, their identities and checkpoints."""

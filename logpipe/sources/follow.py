@@ -1,0 +1,386 @@
+"""Follow log files through every kind of rotation: the source of follow mode.
+
+``Follower.poll()`` returns what was appended since the last call, as ``Item``s: access lines,
+and error-log records (aggregated per file, flushed after a quiet period). The caller delivers
+them and acknowledges with ``ack(key, end)``; ``checkpoint()`` stores, per file identity, the
+offset below which everything was acknowledged (never past a partial line or a pending record).
+
+Each poll ``stat``s every followed path; that rescan is the source of truth (watchdog, in
+``logpipe.sources.wake``, only makes it happen sooner). For each path:
+
+* a different file now at the path (rename + create, delete + create, a swapped symlink): the
+  old one keeps being read to its end, and until nothing was added for ``rotate_wait`` seconds
+  (gunicorn workers write to it until they reopen their logs), its pending record first; the
+  new one is read from byte 0;
+* the same inode, but shorter than the read offset or with another head (copytruncate,
+  truncation, delete + create reusing the inode): first the bytes not yet read are taken from
+  the rotated copy in the same directory (``access.log.1``...) if one has the same head, then the
+  file is read again from 0; what could not be recovered is reported;
+* at start, a file with a checkpoint resumes there; others start at the end (``start_at``) or,
+  when they appear later, at 0.
+
+No threads, no globals: the checkpoint store, the clock and the observer are given.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import BinaryIO, NamedTuple, Protocol
+
+from logpipe.lines import MAX_LINE_BYTES, read_batches
+from logpipe.multiline import Multiline, Record
+from logpipe.sources.checkpoints import Checkpoint, CheckpointStore
+from logpipe.sources.identity import Identity, head_matches, identity_of, key_matches
+
+READ_BUDGET_BYTES = 8 << 20  # per file per poll: memory stays bounded, files are the buffer
+ROTATE_WAIT = 5.0
+KEEP_CHECKPOINTS = 256  # checkpoints of files no longer open that are remembered
+
+
+class FollowSpec(NamedTuple):
+    """A path to follow and what it holds (``access`` lines or ``error`` records)."""
+
+    path: str
+    kind: str
+
+
+class Item(NamedTuple):
+    """A complete line (access) or record (error) read from a followed file."""
+
+    kind: str
+    path: str
+    key: str  # identity of the file it was read from
+    offset: int  # where it starts in that file
+    end: int  # just past it: acknowledging ``end`` lets the checkpoint move there
+    data: bytes
+    truncated: bool
+
+
+class Observer(Protocol):
+    """Told what happens to the followed files (for logs and metrics)."""
+
+    def notice(self, event: str, path: str, **details: int | str) -> None: ...
+
+
+class SilentObserver:
+    def notice(self, event: str, path: str, **details: int | str) -> None:
+        """Ignore everything."""
+
+
+@dataclass(eq=False)
+class _Reader:
+    """One open file."""
+
+    spec: FollowSpec
+    file: BinaryIO
+    device: int
+    inode: int
+    identity: Identity | None
+    offset: int  # start of the first unread line
+    multiline: Multiline[bytes] | None
+    last_data: float
+    size: int = 0  # as of the last read
+    retired_at: float | None = None  # when it stopped being the file at its path
+
+    @property
+    def fd(self) -> int:
+        return self.file.fileno()
+
+
+@dataclass
+class _Positions:
+    """Acknowledged offsets by file identity, and what is known of each file."""
+
+    offsets: dict[str, int] = field(default_factory=dict)
+    paths: dict[str, str] = field(default_factory=dict)
+    head_bytes: dict[str, int] = field(default_factory=dict)
+
+    def track(self, identity: Identity, path: str, offset: int) -> None:
+        self.offsets.setdefault(identity.key, offset)
+        self.paths[identity.key] = path
+        self.head_bytes[identity.key] = identity.head_bytes
+
+
+class Follower:
+    """Follow ``specs``; see the module documentation."""
+
+    def __init__(
+        self,
+        specs: Iterable[FollowSpec],
+        store: CheckpointStore,
+        *,
+        start_at: str = "end",
+        multiline: Callable[[], Multiline[bytes]] = Multiline,
+        max_line_bytes: int = MAX_LINE_BYTES,
+        rotate_wait: float = ROTATE_WAIT,
+        clock: Callable[[], float] = time.monotonic,
+        observer: Observer | None = None,
+    ) -> None:
+        self.specs = tuple(specs)
+        self._store = store
+        self._start_at = start_at
+        self._multiline = multiline
+        self._max_line_bytes = max_line_bytes
+        self._rotate_wait = rotate_wait
+        self._clock = clock
+        self._observer = observer or SilentObserver()
+        self._stored = store.load()
+        self._positions = _Positions()
+        for checkpoint in self._stored.values():
+            self._positions.offsets[checkpoint.identity] = checkpoint.offset
+            self._positions.paths[checkpoint.identity] = checkpoint.path
+            self._positions.head_bytes[checkpoint.identity] = checkpoint.fingerprint_bytes
+        self._current: dict[str, _Reader | None] = {}
+        self._retired: list[_Reader] = []
+        self._missing: set[str] = set()
+        self._started = False
+
+    def poll(self) -> list[Item]:
+        """Everything complete that was added since the last poll, oldest files first."""
+        now = self._clock()
+        items: list[Item] = []
+        for spec in self.specs:
+            self._scan(spec, now, items)
+        self._started = True
+        for reader in [*self._retired, *filter(None, self._current.values())]:
+            self._read(reader, now, items)
+            if reader.multiline is not None:
+                record = reader.multiline.expire(now)
+                if record is not None:
+                    items.append(self._record_item(reader, record))
+        for reader in list(self._retired):
+            if now - reader.last_data >= self._rotate_wait:
+                self._close(reader, items)
+        return items
+
+    def ack(self, key: str, end: int) -> None:
+        """Everything of file ``key`` before ``end`` was delivered."""
+        if end > self._positions.offsets.get(key, 0):
+            self._positions.offsets[key] = end
+
+    def checkpoint(self) -> None:
+        """Store the acknowledged offsets (a no-op when nothing moved)."""
+        open_keys = {
+            reader.identity.key
+            for reader in [*self._retired, *self._current.values()]
+            if reader is not None and reader.identity is not None
+        }
+        keys = list(self._positions.offsets)
+        closed = [key for key in keys if key not in open_keys][-KEEP_CHECKPOINTS:]
+        self._store.save(
+            Checkpoint(
+                key,
+                self._positions.paths.get(key, ""),
+                self._positions.offsets[key],
+                self._positions.head_bytes.get(key, 0),
+            )
+            for key in [*closed, *(key for key in keys if key in open_keys)]
+        )
+
+    def close(self) -> list[Item]:
+        """Flush pending records and close every file (at shutdown)."""
+        items: list[Item] = []
+        for reader in [*self._retired, *filter(None, self._current.values())]:
+            self._read(reader, self._clock(), items)
+            self._close(reader, items)
+        self._current.clear()
+        return items
+
+    # -- scanning ------------------------------------------------------------------------------
+
+    def _scan(self, spec: FollowSpec, now: float, items: list[Item]) -> None:
+        current = self._current.get(spec.path)
+        try:
+            status = os.stat(spec.path)
+        except OSError:
+            status = None
+        if status is None:
+            if current is not None:
+                self._retire(current, now)
+                self._current[spec.path] = None
+            if spec.path not in self._missing:
+                self._missing.add(spec.path)
+                self._observer.notice("missing", spec.path)
+            return
+        self._missing.discard(spec.path)
+        if current is not None and (status.st_dev, status.st_ino) == (
+            current.device,
+            current.inode,
+        ):
+            self._check_in_place(current, status.st_size, now, items)
+            return
+        if current is not None:
+            self._retire(current, now)
+        self._current[spec.path] = self._open(spec, now)
+
+    def _open(self, spec: FollowSpec, now: float) -> _Reader | None:
+        try:
+            file = open(spec.path, "rb", buffering=0)  # noqa: SIM115 - kept open while followed
+        except OSError:
+            return None
+        status = os.fstat(file.fileno())
+        identity = identity_of(file.fileno(), status.st_size)
+        offset = self._start_offset(file, status.st_size, identity)
+        reader = _Reader(
+            spec,
+            file,
+            status.st_dev,
+            status.st_ino,
+            identity,
+            offset,
+            self._multiline() if spec.kind == "error" else None,
+            now,
+        )
+        if identity is not None:
+            self._positions.track(identity, spec.path, offset)
+        self._observer.notice("opened", spec.path, offset=offset)
+        return reader
+
+    def _start_offset(self, file: BinaryIO, size: int, identity: Identity | None) -> int:
+        if identity is not None:
+            for key in sorted(self._positions.offsets, key=_head_length, reverse=True):
+                if key_matches(file.fileno(), key):
+                    stored = self._positions.offsets[key]
+                    return stored if stored <= size else 0  # shorter than we read: start over
+        if self._started or self._start_at == "beginning" or size == 0:
+            return 0
+        return _after_last_newline(file, size)
+
+    def _retire(self, reader: _Reader, now: float) -> None:
+        reader.retired_at = now
+        self._retired.append(reader)
+        self._observer.notice("rotated", reader.spec.path, offset=reader.offset)
+
+    def _check_in_place(self, reader: _Reader, size: int, now: float, items: list[Item]) -> None:
+        """Truncation, copytruncate, or new content under the same inode: start again at 0."""
+        replaced = reader.identity is not None and not head_matches(reader.fd, reader.identity)
+        if size >= reader.offset and not replaced:
+            return
+        self._recover_from_copy(reader, now, items)
+        if reader.multiline is not None:
+            record = reader.multiline.flush()
+            if record is not None:
+                items.append(self._record_item(reader, record))
+        self._observer.notice("truncated", reader.spec.path, offset=reader.offset, size=size)
+        reader.offset = 0
+        reader.size = 0
+        reader.identity = identity_of(reader.fd, size)
+        if reader.identity is not None:
+            self._positions.track(reader.identity, reader.spec.path, 0)
+
+    def _recover_from_copy(self, reader: _Reader, now: float, items: list[Item]) -> None:
+        """Read what was not read yet from a rotated copy with the same head, if there is one."""
+        unread = reader.size - reader.offset
+        identity = reader.identity
+        if identity is None:
+            return
+        directory = os.path.dirname(os.path.abspath(reader.spec.path))
+        base = os.path.basename(reader.spec.path)
+        for name in sorted(os.listdir(directory)):
+            if not name.startswith(base) or name == base or name.endswith(".gz"):
+                continue
+            try:
+                copy = open(os.path.join(directory, name), "rb", buffering=0)  # noqa: SIM115
+            except OSError:
+                continue
+            with copy:
+                size = os.fstat(copy.fileno()).st_size
+                if size < reader.offset or not head_matches(copy.fileno(), identity):
+                    continue
+                before = reader.offset
+                self._read_from(reader, copy, size, now, items, budget=None)
+                self._observer.notice(
+                    "recovered", reader.spec.path, copy=name, bytes=reader.offset - before
+                )
+                return
+        if unread > 0:
+            self._observer.notice("missed", reader.spec.path, bytes=unread)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def _read(self, reader: _Reader, now: float, items: list[Item]) -> None:
+        size = os.fstat(reader.fd).st_size
+        if reader.identity is None:
+            reader.identity = identity_of(reader.fd, size)
+            if reader.identity is None:
+                return
+            self._positions.track(reader.identity, reader.spec.path, reader.offset)
+        if size > reader.offset:
+            self._read_from(reader, reader.file, size, now, items, budget=READ_BUDGET_BYTES)
+        reader.size = max(reader.size, size)
+
+    def _read_from(
+        self,
+        reader: _Reader,
+        file: BinaryIO,
+        size: int,
+        now: float,
+        items: list[Item],
+        *,
+        budget: int | None,
+    ) -> None:
+        """Complete lines from ``reader.offset`` in ``file`` (the reader's own, or a copy)."""
+        assert reader.identity is not None
+        key, path, kind = reader.identity.key, reader.spec.path, reader.spec.kind
+        start = reader.offset
+        file.seek(start)
+        batches = read_batches(file, start=start, max_bytes=self._max_line_bytes, final=False)
+        for batch in batches:
+            for line in batch:
+                if reader.multiline is None:
+                    if line.data:
+                        items.append(
+                            Item(kind, path, key, line.offset, line.end, line.data, line.truncated)
+                        )
+                    continue
+                for record in reader.multiline.feed(
+                    line.data, now=now, start=line.offset, end=line.end, truncated=line.truncated
+                ):
+                    items.append(self._record_item(reader, record))
+            reader.offset = batch.end
+            reader.last_data = now
+            if budget is not None and batch.end - start >= budget:
+                break
+
+    def _record_item(self, reader: _Reader, record: Record[bytes]) -> Item:
+        assert reader.identity is not None
+        return Item(
+            reader.spec.kind,
+            reader.spec.path,
+            reader.identity.key,
+            record.start,
+            record.end,
+            record.text,
+            record.truncated,
+        )
+
+    def _close(self, reader: _Reader, items: list[Item]) -> None:
+        if reader.multiline is not None:
+            record = reader.multiline.flush()
+            if record is not None:
+                items.append(self._record_item(reader, record))
+        reader.file.close()
+        if reader in self._retired:
+            self._retired.remove(reader)
+        self._observer.notice("closed", reader.spec.path, offset=reader.offset)
+
+
+def _head_length(key: str) -> int:
+    length = key.partition(":")[0]
+    return int(length) if length.isdigit() else 0
+
+
+def _after_last_newline(file: BinaryIO, size: int) -> int:
+    """Where the line being written at the end of the file starts (start-at end)."""
+    position = size
+    while position > 0:
+        block = min(65536, position)
+        chunk = os.pread(file.fileno(), block, position - block)
+        newline = chunk.rfind(b"\n")
+        if newline >= 0:
+            return position - block + newline + 1
+        position -= block
+    return 0

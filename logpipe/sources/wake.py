@@ -1,0 +1,66 @@
+"""Wake the follow loop early when a followed directory changes (watchdog), as a hint only.
+
+The follower's periodic rescan is the source of truth: watchdog drops events when inotify's
+queue overflows, and cannot watch every filesystem. If watchdog cannot start (no inotify, watch
+limit reached), logpipe says so once and relies on the rescan alone.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
+
+
+class _Poke(FileSystemEventHandler):
+    def __init__(self, event: threading.Event, names: set[str]) -> None:
+        self._event = event
+        self._names = names
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        paths = (event.src_path, getattr(event, "dest_path", ""))
+        if any(
+            os.path.basename(os.fsdecode(path)).startswith(tuple(self._names)) for path in paths
+        ):
+            self._event.set()
+
+
+class Waker:
+    """``wait(timeout)`` returns early when a followed file's directory shows activity."""
+
+    def __init__(self, paths: Iterable[str]) -> None:
+        self._event = threading.Event()
+        self._observer: BaseObserver | None = None
+        self.problem: str | None = None
+        directories: dict[str, set[str]] = {}
+        for path in paths:
+            absolute = os.path.abspath(path)
+            directories.setdefault(os.path.dirname(absolute), set()).add(os.path.basename(absolute))
+        try:
+            observer = Observer()
+            for directory, names in directories.items():
+                if os.path.isdir(directory):
+                    observer.schedule(_Poke(self._event, names), directory, recursive=False)
+            observer.daemon = True
+            observer.start()
+            self._observer = observer
+        except OSError as error:
+            self.problem = f"file notifications unavailable ({error}); rescanning every interval"
+
+    def wait(self, timeout: float) -> None:
+        """Sleep until activity, ``wake()``, or ``timeout`` seconds."""
+        self._event.wait(timeout)
+        self._event.clear()
+
+    def wake(self) -> None:
+        """End the current ``wait`` now (e.g. on a shutdown signal)."""
+        self._event.set()
+
+    def stop(self) -> None:
+        if self._observer is not None:
+            self._observer.stop()
+            self._observer.join(timeout=2)
