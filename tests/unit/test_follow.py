@@ -1,0 +1,180 @@
+"""The Follower on real files, step by step, with a clock the test drives."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from logpipe.sources.checkpoints import CheckpointStore
+from logpipe.sources.follow import Follower, FollowSpec, Item
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def line(n: int) -> bytes:
+    text = f'127.0.0.1 - - [25/Nov/2026:04:22:59 +0000] "GET /seq/{n} HTTP/1.1" 200 5 "-" "t"\n'
+    return text.encode()
+
+
+def append(path: Path, data: bytes) -> None:
+    with open(path, "ab") as file:
+        file.write(data)
+
+
+def seqs(items: list[Item]) -> list[int]:
+    return [int(item.data.split(b"/seq/")[1].split(b" ")[0]) for item in items]
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+def follower(
+    tmp_path: Path, clock: Clock, *specs: FollowSpec, start_at: str = "beginning"
+) -> Follower:
+    store = CheckpointStore(tmp_path / "state", on_problem=lambda message: None)
+    return Follower(specs, store, start_at=start_at, clock=clock, rotate_wait=5.0)
+
+
+def drain(tail: Follower) -> list[Item]:
+    items = tail.poll()
+    for item in items:
+        tail.ack(item.key, item.end)
+    return items
+
+
+def test_lines_partial_lines_and_checkpoint_resume(tmp_path: Path, clock: Clock) -> None:
+    log = tmp_path / "access.log"
+    append(log, line(1) + line(2) + line(3)[:20])
+    tail = follower(tmp_path, clock, FollowSpec(str(log), "access"))
+    assert seqs(drain(tail)) == [1, 2]
+    append(log, line(3)[20:])
+    assert seqs(drain(tail)) == [3]
+    tail.checkpoint()
+    append(log, line(4))
+    tail.close()
+    again = follower(tmp_path, clock, FollowSpec(str(log), "access"), start_at="end")
+    assert seqs(drain(again)) == [4]
+
+
+def test_start_at_end_skips_what_is_there(tmp_path: Path, clock: Clock) -> None:
+    log = tmp_path / "access.log"
+    append(log, line(1) + line(2)[:10])
+    tail = follower(tmp_path, clock, FollowSpec(str(log), "access"), start_at="end")
+    assert drain(tail) == []
+    append(log, line(2)[10:] + line(3))
+    assert seqs(drain(tail)) == [2, 3]  # the line being written at start is not cut
+
+
+def test_rename_rotation_drains_the_old_file_first(tmp_path: Path, clock: Clock) -> None:
+    log = tmp_path / "access.log"
+    append(log, line(1))
+    tail = follower(tmp_path, clock, FollowSpec(str(log), "access"))
+    assert seqs(drain(tail)) == [1]
+    os.rename(log, tmp_path / "access.log.1")
+    append(tmp_path / "access.log.1", line(2))  # a worker that has not reopened yet
+    append(log, line(3))
+    assert seqs(drain(tail)) == [2, 3]
+    clock.now += 1
+    append(tmp_path / "access.log.1", line(4))
+    assert seqs(drain(tail)) == [4]
+    clock.now += 6
+    assert drain(tail) == []  # quiet long enough: the old file is closed
+    append(tmp_path / "access.log.1", line(5))
+    assert drain(tail) == []
+
+
+def test_copytruncate_reads_the_missed_tail_from_the_copy(tmp_path: Path, clock: Clock) -> None:
+    log = tmp_path / "access.log"
+    append(log, line(1))
+    tail = follower(tmp_path, clock, FollowSpec(str(log), "access"))
+    assert seqs(drain(tail)) == [1]
+    append(log, line(2) + line(3))  # written, not read yet
+    (tmp_path / "access.log.1").write_bytes(log.read_bytes())
+    os.truncate(log, 0)
+    append(log, line(4))
+    assert seqs(drain(tail)) == [2, 3, 4]
+
+
+def test_truncation_without_a_copy_restarts_at_zero(tmp_path: Path, clock: Clock) -> None:
+    log = tmp_path / "access.log"
+    append(log, line(1) + line(2))
+    tail = follower(tmp_path, clock, FollowSpec(str(log), "access"))
+    assert seqs(drain(tail)) == [1, 2]
+    os.truncate(log, 0)
+    append(log, line(3) + line(4) + line(5))  # regrown past the old offset before the poll
+    assert seqs(drain(tail)) == [3, 4, 5]
+
+
+def test_delete_and_recreate(tmp_path: Path, clock: Clock) -> None:
+    log = tmp_path / "access.log"
+    append(log, line(1))
+    tail = follower(tmp_path, clock, FollowSpec(str(log), "access"))
+    assert seqs(drain(tail)) == [1]
+    os.unlink(log)
+    assert drain(tail) == []
+    append(log, line(2))
+    assert seqs(drain(tail)) == [2]
+
+
+def test_symlink_swapped_to_a_new_target(tmp_path: Path, clock: Clock) -> None:
+    first, second, link = tmp_path / "a.log", tmp_path / "b.log", tmp_path / "access.log"
+    append(first, line(1))
+    append(second, line(2))
+    link.symlink_to(first)
+    tail = follower(tmp_path, clock, FollowSpec(str(link), "access"))
+    assert seqs(drain(tail)) == [1]
+    temporary = tmp_path / "link.tmp"
+    temporary.symlink_to(second)
+    os.replace(temporary, link)
+    append(first, line(3))
+    assert sorted(seqs(drain(tail))) == [2, 3]
+
+
+def test_error_records_flush_after_quiet_and_at_rotation(tmp_path: Path, clock: Clock) -> None:
+    log = tmp_path / "error.log"
+    append(
+        log, b"[2026-11-25 04:22:59 +0000] [1] [ERROR] boom\nTraceback (most recent call last):\n"
+    )
+    tail = follower(tmp_path, clock, FollowSpec(str(log), "error"))
+    assert drain(tail) == []  # pending: the record may go on
+    clock.now += 1.5
+    (record,) = drain(tail)
+    assert record.data.endswith(b"Traceback (most recent call last):")
+    append(log, b"[2026-11-25 04:23:00 +0000] [1] [INFO] old file\n")
+    assert drain(tail) == []
+    os.rename(log, tmp_path / "error.log.1")
+    append(log, b"[2026-11-25 04:23:01 +0000] [1] [INFO] new file\n")
+    drain(tail)
+    clock.now += 6
+    items = drain(tail) + tail.close()
+    assert [item.data.split(b"] ")[-1] for item in items] == [b"old file", b"new file"]
+
+
+def test_checkpoints_never_pass_a_pending_record(tmp_path: Path, clock: Clock) -> None:
+    log = tmp_path / "error.log"
+    first = b"[2026-11-25 04:22:59 +0000] [1] [INFO] one\n"
+    append(log, first + b"[2026-11-25 04:23:00 +0000] [1] [INFO] two\n")
+    tail = follower(tmp_path, clock, FollowSpec(str(log), "error"))
+    drain(tail)
+    tail.checkpoint()
+    store = CheckpointStore(tmp_path / "state", on_problem=lambda message: None)
+    (checkpoint,) = store.load().values()
+    assert checkpoint.offset == len(first)
+
+
+def test_missing_file_is_followed_once_it_appears(tmp_path: Path, clock: Clock) -> None:
+    log = tmp_path / "access.log"
+    tail = follower(tmp_path, clock, FollowSpec(str(log), "access"), start_at="end")
+    assert drain(tail) == []
+    append(log, line(1))
+    assert seqs(drain(tail)) == [1]  # appeared after start: read from the beginning
