@@ -17,6 +17,7 @@ from logpipe.parsing.failures import failed_event, flag_repairs, reason
 from logpipe.parsing.fast_access import fast_access
 
 Match = tuple[int, Sequence[str]]  # (index of the format, atom values in that format's order)
+EXPLAIN_LIMIT = 65_536  # characters: longer lines the fast path declines are not given to Lark
 
 
 class AccessParseError(ValueError):
@@ -77,6 +78,17 @@ class AccessParser:
             found = match(text)
             if found is not None:
                 return index, found.groups()
+        return self._explained(text)
+
+    def _explained(self, text: str) -> Match:
+        """Lark's verdict on a line the fast path declined (declined lines are bad lines, so
+        this explains them; Lark needs ~200 bytes of memory per character to do it, hence the
+        limit)."""
+        if self._plain and len(text) > EXPLAIN_LIMIT:
+            raise AccessParseError(
+                f"access line: does not fit the format ({len(text)} characters: too long to "
+                "explain)"
+            )
         return self.lark_match(text)
 
     def lark_match(self, text: str) -> Match:
@@ -102,7 +114,7 @@ class AccessParser:
             if found is not None:
                 return self._builds[index](text, found.groups())
         try:
-            index, values = self.lark_match(text)
+            index, values = self._explained(text)
         except AccessParseError as error:
             return failed_event(text, str(error), ACCESS_LOGGER)
         return self._builds[index](text, values)
