@@ -17,7 +17,11 @@ Each poll ``stat``s every followed path; that rescan is the source of truth (wat
   the rotated copy in the same directory (``access.log.1``...) if one has the same head, then the
   file is read again from 0; what could not be recovered is reported;
 * at start, a file with a checkpoint resumes there; others start at the end (``start_at``) or,
-  when they appear later, at 0.
+  when they appear later, at 0;
+* at most ``max_open`` files are open: beyond that, quiet files (read to their end, no record
+  pending) are *parked*, their descriptor closed and their position kept, and reopened when they
+  grow; a parked file renamed meanwhile is found again by its inode. Files that find no room
+  wait their turn, and logpipe says so.
 
 No threads, no globals: the checkpoint store, the clock and the observer are given.
 """
@@ -25,6 +29,7 @@ No threads, no globals: the checkpoint store, the clock and the observer are giv
 from __future__ import annotations
 
 import os
+import resource
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -38,6 +43,13 @@ from logpipe.sources.identity import Identity, head_matches, identity_of, key_ma
 READ_BUDGET_BYTES = 8 << 20  # per file per poll: memory stays bounded, files are the buffer
 ROTATE_WAIT = 5.0
 KEEP_CHECKPOINTS = 256  # checkpoints of files no longer open that are remembered
+FD_HEADROOM = 64  # descriptors left for everything else (sockets, the sink, imports)
+
+
+def default_max_open() -> int:
+    """Files that may be open at once, from the process's descriptor limit."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return max(8, (soft if soft != resource.RLIM_INFINITY else 65536) - FD_HEADROOM)
 
 
 class FollowSpec(NamedTuple):
@@ -75,7 +87,7 @@ class _Reader:
     """One open file."""
 
     spec: FollowSpec
-    file: BinaryIO
+    file: BinaryIO | None  # None while parked
     device: int
     inode: int
     identity: Identity | None
@@ -87,7 +99,13 @@ class _Reader:
 
     @property
     def fd(self) -> int:
+        assert self.file is not None
         return self.file.fileno()
+
+    @property
+    def quiet(self) -> bool:
+        """Read to its end with no record pending: it can be parked without loss."""
+        return self.offset >= self.size and not (self.multiline and self.multiline.pending)
 
 
 @dataclass
@@ -118,6 +136,7 @@ class Follower:
         rotate_wait: float = ROTATE_WAIT,
         clock: Callable[[], float] = time.monotonic,
         observer: Observer | None = None,
+        max_open: int | None = None,
     ) -> None:
         self.specs = tuple(specs)
         self._store = store
@@ -137,15 +156,25 @@ class Follower:
         self._retired: list[_Reader] = []
         self._missing: set[str] = set()
         self._started = False
+        self._max_open = max_open or default_max_open()
+        self._waiting: set[str] = set()  # paths with no descriptor to spare, as of the last poll
 
     def poll(self) -> list[Item]:
         """Everything complete that was added since the last poll, oldest files first."""
         now = self._clock()
         items: list[Item] = []
+        waiting = len(self._waiting)
+        self._waiting.clear()
         for spec in self.specs:
             self._scan(spec, now, items)
+        if self._waiting and not waiting:
+            self._observer.notice(
+                "open-files-limit", "", limit=self._max_open, waiting=len(self._waiting)
+            )
         self._started = True
         for reader in [*self._retired, *filter(None, self._current.values())]:
+            if reader.file is None:
+                continue
             self._read(reader, now, items)
             if reader.multiline is not None:
                 record = reader.multiline.expire(now)
@@ -184,7 +213,8 @@ class Follower:
         """Flush pending records and close every file (at shutdown)."""
         items: list[Item] = []
         for reader in [*self._retired, *filter(None, self._current.values())]:
-            self._read(reader, self._clock(), items)
+            if reader.file is not None:
+                self._read(reader, self._clock(), items)
             self._close(reader, items)
         self._current.clear()
         return items
@@ -206,15 +236,69 @@ class Follower:
                 self._observer.notice("missing", spec.path)
             return
         self._missing.discard(spec.path)
-        if current is not None and (status.st_dev, status.st_ino) == (
+        same = current is not None and (status.st_dev, status.st_ino) == (
             current.device,
             current.inode,
-        ):
+        )
+        if current is not None and current.file is None:
+            if same and status.st_size == current.size:
+                return  # parked and unchanged
+            if not self._unpark(current, same):
+                return
+            if same:
+                current.size = max(current.size, status.st_size)  # not quiet until read
+        if current is not None and same:
             self._check_in_place(current, status.st_size, now, items)
             return
         if current is not None:
             self._retire(current, now)
+            self._current[spec.path] = None
+        if not self._make_room(spec.path):
+            self._current[spec.path] = None
+            return
         self._current[spec.path] = self._open(spec, now)
+
+    def _open_count(self) -> int:
+        readers = [*self._retired, *self._current.values()]
+        return sum(1 for reader in readers if reader is not None and reader.file is not None)
+
+    def _make_room(self, path: str) -> bool:
+        """A descriptor for ``path``: free, or taken from the quietest open file."""
+        if self._open_count() < self._max_open:
+            return True
+        quiet = [
+            reader
+            for reader in self._current.values()
+            if reader is not None and reader.file is not None and reader.quiet
+        ]
+        if not quiet:
+            self._waiting.add(path)
+            return False
+        parked = min(quiet, key=lambda reader: reader.last_data)
+        assert parked.file is not None
+        parked.file.close()
+        parked.file = None
+        return True
+
+    def _unpark(self, reader: _Reader, same: bool) -> bool:
+        """Reopen a parked file: at its path, or (renamed meanwhile) wherever its inode is now."""
+        if not self._make_room(reader.spec.path):
+            return False
+        path = (
+            reader.spec.path if same else _find_inode(reader.spec.path, reader.device, reader.inode)
+        )
+        if path is None:
+            return True  # deleted while parked: nothing more to read from it
+        try:
+            file = open(path, "rb", buffering=0)  # noqa: SIM115 - kept open while followed
+        except OSError:
+            return True
+        status = os.fstat(file.fileno())
+        if (status.st_dev, status.st_ino) != (reader.device, reader.inode):
+            file.close()
+            return True
+        reader.file = file
+        return True
 
     def _open(self, spec: FollowSpec, now: float) -> _Reader | None:
         try:
@@ -234,6 +318,7 @@ class Follower:
             self._multiline() if spec.kind == "error" else None,
             now,
         )
+        reader.size = status.st_size  # not quiet until read
         if identity is not None:
             self._positions.track(identity, spec.path, offset)
         self._observer.notice("opened", spec.path, offset=offset)
@@ -308,7 +393,7 @@ class Follower:
             if reader.identity is None:
                 return
             self._positions.track(reader.identity, reader.spec.path, reader.offset)
-        if size > reader.offset:
+        if size > reader.offset and reader.file is not None:
             self._read_from(reader, reader.file, size, now, items, budget=READ_BUDGET_BYTES)
         reader.size = max(reader.size, size)
 
@@ -362,10 +447,25 @@ class Follower:
             record = reader.multiline.flush()
             if record is not None:
                 items.append(self._record_item(reader, record))
-        reader.file.close()
+        if reader.file is not None:
+            reader.file.close()
         if reader in self._retired:
             self._retired.remove(reader)
         self._observer.notice("closed", reader.spec.path, offset=reader.offset)
+
+
+def _find_inode(path: str, device: int, inode: int) -> str | None:
+    """The path in ``path``'s directory of the file with this device and inode, if any."""
+    directory = os.path.dirname(os.path.abspath(path))
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            try:
+                status = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if (status.st_dev, status.st_ino) == (device, inode):
+                return entry.path
+    return None
 
 
 def _head_length(key: str) -> int:

@@ -178,3 +178,28 @@ def test_missing_file_is_followed_once_it_appears(tmp_path: Path, clock: Clock) 
     assert drain(tail) == []
     append(log, line(1))
     assert seqs(drain(tail)) == [1]  # appeared after start: read from the beginning
+
+
+def test_files_beyond_the_open_limit_are_parked_and_read_in_turn(
+    tmp_path: Path, clock: Clock
+) -> None:
+    paths = [tmp_path / f"app-{n}.log" for n in range(10)]
+    for n, path in enumerate(paths):
+        append(path, line(n))
+    store = CheckpointStore(tmp_path / "state", on_problem=lambda message: None)
+    specs = [FollowSpec(str(path), "access") for path in paths]
+    tail = Follower(specs, store, start_at="beginning", clock=clock, max_open=3)
+    seen: list[int] = []
+    for _ in range(10):
+        seen += seqs(drain(tail))
+        clock.now += 0.25
+    assert sorted(seen) == list(range(10))
+    os.rename(paths[0], tmp_path / "app-0.log.1")  # renamed while parked
+    append(tmp_path / "app-0.log.1", line(100))
+    append(paths[0], line(200))
+    for n, path in enumerate(paths[1:], 1):
+        append(path, line(10 + n))
+    for _ in range(20):
+        seen += seqs(drain(tail))
+        clock.now += 0.25
+    assert sorted(seen) == [*range(10), *range(11, 20), 100, 200]
