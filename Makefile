@@ -28,6 +28,7 @@ lint: $(READY)
 
 bench: $(READY)
 	$(BIN)/python bench/parse_bench.py
+	$(BIN)/python bench/follow_bench.py
 
 # Regenerate tests/fixtures/logs/ from real gunicorn (commit the result).
 fixtures: $(READY)

@@ -115,9 +115,12 @@ def hostile_rows() -> list[str]:
         times = []
         for n in (100_000, 200_000, 400_000):
             line = make(n)
-            started = time.perf_counter()
-            parser.parse(line)
-            times.append((len(line), time.perf_counter() - started))
+            best = float("inf")
+            for _ in range(3):
+                started = time.perf_counter()
+                parser.parse(line)
+                best = min(best, time.perf_counter() - started)
+            times.append((len(line), best))
         cells = " | ".join(f"{size / 1e6:.1f} MB: {secs * 1000:.0f} ms" for size, secs in times)
         growth = times[-1][1] / times[0][1]
         rows.append(f"| {name} | {cells} | {growth:.1f}x for 4x the size |")
@@ -205,8 +208,9 @@ def main() -> None:
     record(report)
 
 
-def record(report: str) -> None:
-    heading = "## Parse throughput (`make bench`: bench/parse_bench.py)"
+def record(
+    report: str, heading: str = "## Parse throughput (`make bench`: bench/parse_bench.py)"
+) -> None:
     section = f"{heading}\n\nMeasured {time.strftime('%Y-%m-%d')}.\n\n{report}\n"
     text = RESULTS.read_text(encoding="utf-8") if RESULTS.exists() else "# Benchmark results\n"
     if heading in text:
