@@ -10,12 +10,34 @@ Library use::
     multiline = logpipe.Multiline()
     for record in multiline.feed(line):
         event = errors.parse(record.text)
+
+    follower = logpipe.Follower(                    # follow files through rotation
+        [logpipe.FollowSpec("/var/log/gunicorn/access.log", "access")],
+        logpipe.CheckpointStore(Path("/var/lib/myshipper")),
+    )
+    for item in follower.poll():                    # complete lines / error records
+        ship(access.parse(item.data))
+        follower.ack(item.key, item.end)            # delivered: the checkpoint may move on
+    follower.checkpoint()
 """
 
 from logpipe.multiline import Multiline, Record
 from logpipe.parsing.access import AccessParser
 from logpipe.parsing.access_format import DEFAULT_FORMAT, FormatError
 from logpipe.parsing.error import ErrorParser
+from logpipe.sources.checkpoints import CheckpointStore
+from logpipe.sources.follow import Follower, FollowSpec, Item
 
-__all__ = ["DEFAULT_FORMAT", "AccessParser", "ErrorParser", "FormatError", "Multiline", "Record"]
+__all__ = [
+    "DEFAULT_FORMAT",
+    "AccessParser",
+    "CheckpointStore",
+    "ErrorParser",
+    "FollowSpec",
+    "Follower",
+    "FormatError",
+    "Item",
+    "Multiline",
+    "Record",
+]
 __version__ = "0.1.0"

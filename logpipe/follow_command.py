@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import fcntl
 import signal
 import sys
 import threading
 from contextlib import ExitStack
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TextIO
 
 from logpipe.identity import Identity
 from logpipe.multiline import Multiline
@@ -38,6 +39,7 @@ def follow(args: argparse.Namespace, access: AccessParser, pattern: str, identit
 
     specs = [FollowSpec(path, "access") for path in args.access]
     specs += [FollowSpec(path, "error") for path in args.error]
+    lock = _lock_state_dir(Path(args.state_dir))
     store = CheckpointStore(Path(args.state_dir), on_problem=_warn)
     try:
         follower = Follower(
@@ -79,7 +81,25 @@ def follow(args: argparse.Namespace, access: AccessParser, pattern: str, identit
             pipeline.run(stop)
         finally:
             waker.stop()
+            lock.close()
     return 0
+
+
+def _lock_state_dir(state_dir: Path) -> TextIO:
+    """Hold the state dir for this process: two followers must not share checkpoints."""
+    from logpipe.cli import UsageError
+
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        lock = open(state_dir / "lock", "w")  # noqa: SIM115 - held until exit
+    except OSError as error:
+        raise UsageError(f"state dir {state_dir}: {error.strerror}") from None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.close()
+        raise UsageError(f"state dir {state_dir} is in use by another logpipe") from None
+    return lock
 
 
 def _output(target: str, resources: ExitStack) -> tuple[BinaryIO, bool]:

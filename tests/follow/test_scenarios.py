@@ -136,6 +136,28 @@ def test_02_real_gunicorn_usr1(follow_env: FollowEnv) -> None:
     assert not (acc.lost or acc.duplicated or acc.malformed or acc.unexpected), acc.summary()
 
 
+def test_03_real_gunicorn_copytruncate(follow_env: FollowEnv) -> None:
+    """logrotate copytruncate on real gunicorn (no signal: workers keep their O_APPEND fds)."""
+    access, error = follow_env.log("access.log"), follow_env.log("error.log")
+    server = follow_env.gunicorn(access, error)
+    follow_env.logpipe(access=[access], error=[error])
+    client = RequestLoop(server, count=1500, rate=500)
+    client.start()
+    for target in (500, 1000):
+        client.wait_sent(target)
+        rotate_copytruncate(access)
+    client.join(30)
+    assert client.sent == 1500 and not client.errors, client.errors
+    assert server.stop() == 0
+    stream = client.stream()
+    on_disk = keys_in_files([access, rotated_name(access, 1), rotated_name(access, 2)])
+    acc = follow_env.finish([stream])
+    assert not (acc.duplicated or acc.malformed or acc.unexpected), acc.summary()
+    # Only lines that copytruncate itself destroyed (written between the copy and the truncate,
+    # so in no file on disk) may be missing.
+    assert set(acc.lost) <= set(stream.sent_keys()) - set(on_disk), acc.summary()
+
+
 def test_03_copytruncate_under_load(follow_env: FollowEnv, report: Report) -> None:
     access = follow_env.log("access.log")
     create_empty(access)

@@ -179,3 +179,25 @@ def test_events_carry_service_hostname_and_tags() -> None:
     assert (event["service"], event["hostname"]) == ("shop", "web-1")
     assert event["ddtags"] == "team:web,tier:1,zone:a,env:prod"
     assert event["ddsource"] == "gunicorn"
+
+
+def test_follow_refuses_a_state_dir_in_use_and_bad_usage(tmp_path: Path) -> None:
+    import fcntl
+
+    state = tmp_path / "state"
+    state.mkdir()
+    with open(state / "lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        result = logpipe("--access", str(tmp_path / "a.log"), "--state-dir", str(state))
+    assert result.returncode == 2
+    assert (
+        result.stderr.decode().strip()
+        == f"logpipe: error: state dir {state} is in use by another logpipe"
+    )
+    nothing = logpipe("--state-dir", str(state))
+    assert nothing.stderr.decode().strip() == (
+        "logpipe: error: nothing to follow: give --access PATH and/or --error PATH"
+    )
+    bad_output = logpipe("--access", "x.log", "--state-dir", str(state), "--output", "kafka")
+    assert bad_output.returncode == 2
+    assert b"--output must be stdout or file:PATH" in bad_output.stderr
