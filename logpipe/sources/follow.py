@@ -229,7 +229,7 @@ class Follower:
             status = None
         if status is None:
             if current is not None:
-                self._retire(current, now)
+                self._retire(current, now, items)
                 self._current[spec.path] = None
             if spec.path not in self._missing:
                 self._missing.add(spec.path)
@@ -251,7 +251,7 @@ class Follower:
             self._check_in_place(current, status.st_size, now, items)
             return
         if current is not None:
-            self._retire(current, now)
+            self._retire(current, now, items)
             self._current[spec.path] = None
         if not self._make_room(spec.path):
             self._current[spec.path] = None
@@ -334,7 +334,16 @@ class Follower:
             return 0
         return _after_last_newline(file, size)
 
-    def _retire(self, reader: _Reader, now: float) -> None:
+    def _retire(self, reader: _Reader, now: float, items: list[Item]) -> None:
+        """The file is no longer at its path: read what it has and flush its pending record
+        now, before anything of the new file (gunicorn writes a record with one write()); it
+        is still read for late lines until it has been quiet for ``rotate_wait``."""
+        if reader.file is not None:
+            self._read(reader, now, items)
+        if reader.multiline is not None:
+            record = reader.multiline.flush()
+            if record is not None:
+                items.append(self._record_item(reader, record))
         reader.retired_at = now
         self._retired.append(reader)
         self._observer.notice("rotated", reader.spec.path, offset=reader.offset)

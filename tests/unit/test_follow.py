@@ -154,10 +154,12 @@ def test_error_records_flush_after_quiet_and_at_rotation(tmp_path: Path, clock: 
     assert drain(tail) == []
     os.rename(log, tmp_path / "error.log.1")
     append(log, b"[2026-11-25 04:23:01 +0000] [1] [INFO] new file\n")
-    drain(tail)
+    append(log, b"[2026-11-25 04:23:02 +0000] [1] [INFO] newer\n")
+    items = drain(tail)  # at the rotation: the old file's pending record first
+    assert [item.data.split(b"] ")[-1] for item in items] == [b"old file", b"new file"]
     clock.now += 6
     items = drain(tail) + tail.close()
-    assert [item.data.split(b"] ")[-1] for item in items] == [b"old file", b"new file"]
+    assert [item.data.split(b"] ")[-1] for item in items] == [b"newer"]
 
 
 def test_checkpoints_never_pass_a_pending_record(tmp_path: Path, clock: Clock) -> None:
