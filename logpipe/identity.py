@@ -7,8 +7,6 @@ import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from logpipe.enrich import Event
-
 DEFAULT_SERVICE = "gunicorn"
 
 
@@ -54,11 +52,6 @@ class Identity:
     def attributes(self) -> dict[str, str]:
         """``service``, ``hostname`` and ``ddtags``, as every event carries them."""
         return {"service": self.service, "hostname": self.hostname, "ddtags": self.ddtags}
-
-    def stamp(self, event: Event) -> Event:
-        """Add ``service``, ``hostname`` and ``ddtags`` to ``event`` (a processor)."""
-        event.update(self.attributes)
-        return event
 
 
 def split_tags(text: str) -> list[str]:

@@ -71,11 +71,6 @@ class Multiline(Generic[AnyStr]):
         """Whether lines are held waiting for the rest of their record."""
         return bool(self._pieces)
 
-    @property
-    def pending_start(self) -> int | None:
-        """Offset of the first held line (a checkpoint must not pass it), or None."""
-        return self._first if self._pieces else None
-
     def is_start(self, line: AnyStr) -> bool:
         """Whether ``line`` begins a record."""
         start = self._start_bytes if isinstance(line, bytes) else self._start_text

@@ -11,11 +11,6 @@ FLUSH_BYTES = 1 << 20
 _OPTIONS = orjson.OPT_APPEND_NEWLINE
 
 
-def dumps(event: dict[str, Any]) -> bytes:
-    """One event as one JSON line (newline included)."""
-    return orjson.dumps(event, option=_OPTIONS)
-
-
 class NdjsonWriter:
     """Buffer serialised events and write them to ``stream`` about a megabyte at a time."""
 
@@ -25,9 +20,6 @@ class NdjsonWriter:
         self._chunks: list[bytes] = []
         self._size = 0
         self.events = 0
-
-    def write(self, event: dict[str, Any]) -> None:
-        self.write_all((event,))
 
     def write_all(
         self, events: Iterable[dict[str, Any]], *, extra: dict[str, Any] | None = None
