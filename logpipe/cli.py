@@ -58,9 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_parsing_options(parser)
     parser.add_argument(
         "--output",
-        default="stdout",
-        metavar="stdout|file:PATH",
-        help="where events go, as NDJSON (default: %(default)s)",
+        metavar="stdout|file:PATH|datadog",
+        help="where events go: NDJSON on stdout or in a file, or Datadog's logs intake "
+        "(default: datadog when DD_API_KEY is set, else stdout)",
+    )
+    parser.add_argument(
+        "--intake-url",
+        metavar="URL",
+        help="full URL to post logs to (default: the v2 intake for DD_SITE)",
     )
     parser.add_argument(
         "--state-dir",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import os
 import signal
 import sys
 import threading
@@ -15,7 +16,10 @@ from logpipe.identity import Identity
 from logpipe.multiline import Multiline
 from logpipe.parsing.access import AccessParser
 from logpipe.parsing.error import ErrorParser
-from logpipe.pipeline import FollowPipeline, NdjsonSink
+from logpipe.pipeline import FollowPipeline
+from logpipe.sinks import LogSink
+from logpipe.sinks.datadog_logs import DatadogLogsSink, Interrupted, intake_url
+from logpipe.sinks.ndjson_sink import NdjsonSink
 from logpipe.sources.checkpoints import CheckpointStore, CorruptCheckpoints
 from logpipe.sources.follow import Follower, FollowSpec
 from logpipe.sources.wake import Waker
@@ -66,8 +70,8 @@ def follow(args: argparse.Namespace, access: AccessParser, pattern: str, identit
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     with ExitStack() as resources:
-        stream, durable = _output(args.output, resources)
-        sink = NdjsonSink(stream, fsync=durable)
+        sink = _sink(args, stop, resources)
+        resources.callback(sink.close)
         pipeline = FollowPipeline(
             follower,
             sink,
@@ -79,6 +83,8 @@ def follow(args: argparse.Namespace, access: AccessParser, pattern: str, identit
         relax_gc()
         try:
             pipeline.run(stop)
+        except Interrupted as interrupted:
+            _warn(f"{interrupted}: undelivered events will be sent after a restart")
         finally:
             waker.stop()
             lock.close()
@@ -102,18 +108,35 @@ def _lock_state_dir(state_dir: Path) -> TextIO:
     return lock
 
 
-def _output(target: str, resources: ExitStack) -> tuple[BinaryIO, bool]:
-    """The stream for ``--output`` and whether to fsync it at checkpoints."""
+def _sink(args: argparse.Namespace, stop: threading.Event, resources: ExitStack) -> LogSink:
+    """The log sink ``--output`` names (datadog by default when DD_API_KEY is set)."""
     from logpipe.cli import UsageError
 
+    target = args.output or ("datadog" if os.environ.get("DD_API_KEY") else "stdout")
     if target == "stdout":
-        return sys.stdout.buffer, False
+        return NdjsonSink(sys.stdout.buffer, fsync=False)
     if target.startswith("file:") and len(target) > 5:
         try:
-            return resources.enter_context(open(target[5:], "ab")), True
+            stream: BinaryIO = resources.enter_context(open(target[5:], "ab"))  # noqa: SIM115
         except OSError as error:
             raise UsageError(f"--output {target}: {error.strerror}") from None
-    raise UsageError(f"--output must be stdout or file:PATH, not {target!r}")
+        return NdjsonSink(stream, fsync=True)
+    if target == "datadog":
+        api_key = os.environ.get("DD_API_KEY", "")
+        if not api_key:
+            raise UsageError("--output datadog needs the API key in DD_API_KEY")
+        url = args.intake_url or intake_url(os.environ.get("DD_SITE"))
+        try:
+            return DatadogLogsSink(
+                url,
+                api_key,
+                dead_letters=Path(args.state_dir) / "dead-letters.ndjson",
+                stop=stop,
+                warn=_warn,
+            )
+        except ValueError as error:
+            raise UsageError(f"--intake-url: {error}") from None
+    raise UsageError(f"--output must be stdout, file:PATH or datadog, not {target!r}")
 
 
 def _warn(message: str) -> None:

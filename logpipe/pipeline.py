@@ -1,51 +1,29 @@
-"""Follow mode: items from the follower become events, go to the sink, and acks come back.
+"""Follow mode: items from the follower become events, go to the log sink, and acks come back.
 
-One thread, one direction: ``Follower.poll`` -> parse -> ``ddsource/service/hostname/ddtags``
--> sink; once the sink has the events, their offsets are acknowledged, and about once a second
-(after the sink made them durable) the checkpoints are stored. While the sink writes, nothing is
-read: a slow sink slows reading, and the files on disk are the buffer.
+One thread, one direction: ``Follower.poll`` -> parse -> identity attributes -> observers
+(metrics) -> log sink. The sink returns the tokens ``(file key, end offset)`` of what it has
+delivered, and only those are acknowledged; about once a second the sink makes them durable and
+the checkpoints are stored. While the sink sends (or retries), nothing is read: a slow sink slows
+reading, and the files on disk are the buffer.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-from collections.abc import Callable, Iterable
-from typing import Any, BinaryIO
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from logpipe.enrich import Event
 from logpipe.file_events import stamp
-from logpipe.ndjson import NdjsonWriter
 from logpipe.parsing.access import AccessParser
 from logpipe.parsing.error import ErrorParser
+from logpipe.sinks import LogSink, Token
 from logpipe.sources.follow import Follower, Item
 from logpipe.sources.wake import Waker
 
 CHECKPOINT_INTERVAL = 1.0
 POLL_INTERVAL = 0.25
-
-
-class NdjsonSink:
-    """NDJSON to a stream (stdout) or a file; ``flush(durable=True)`` also fsyncs a file."""
-
-    def __init__(self, stream: BinaryIO, *, fsync: bool) -> None:
-        self._writer = NdjsonWriter(stream)
-        self._stream = stream
-        self._fsync = fsync
-
-    def write(self, events: Iterable[Event], extra: dict[str, Any]) -> None:
-        self._writer.write_all(events, extra=extra)
-        self._writer.flush()
-
-    def flush(self, *, durable: bool) -> None:
-        self._writer.flush()
-        if durable and self._fsync:
-            os.fsync(self._stream.fileno())
-
-    @property
-    def events(self) -> int:
-        return self._writer.events
 
 
 class FollowPipeline:
@@ -54,11 +32,12 @@ class FollowPipeline:
     def __init__(
         self,
         follower: Follower,
-        sink: NdjsonSink,
+        sink: LogSink,
         *,
         access: AccessParser,
         errors: ErrorParser,
         attributes: dict[str, Any],
+        observers: Sequence[Callable[[Event], object]] = (),
         waker: Waker | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -66,14 +45,26 @@ class FollowPipeline:
         self.sink = sink
         self._parse = {"access": access.parse, "error": errors.parse}
         self._attributes = attributes
+        self._observers = tuple(observers)
         self._waker = waker
         self._clock = clock
 
     def run(self, stop: threading.Event) -> None:
+        """Loop until ``stop``; then deliver what is left and store the checkpoints, also when
+        the sink gives up at shutdown (it raises ``Interrupted``: the undelivered events stay
+        behind the checkpoints and are sent after a restart)."""
+        try:
+            self._loop(stop)
+            items = [*self.follower.poll(), *self.follower.close()]
+            self._acknowledge(self.sink.send(self._events(items)) + self.sink.drain())
+        finally:
+            self._checkpoint()
+
+    def _loop(self, stop: threading.Event) -> None:
         next_checkpoint = self._clock() + CHECKPOINT_INTERVAL
         while not stop.is_set():
             items = self.follower.poll()
-            self._deliver(items)
+            self._acknowledge(self.sink.send(self._events(items)) + self.sink.tick())
             if self._clock() >= next_checkpoint:
                 self._checkpoint()
                 next_checkpoint = self._clock() + CHECKPOINT_INTERVAL
@@ -82,26 +73,22 @@ class FollowPipeline:
                     self._waker.wait(POLL_INTERVAL)
                 else:
                     stop.wait(POLL_INTERVAL)
-        self._deliver([*self.follower.poll(), *self.follower.close()])
-        self._checkpoint()
 
-    def _deliver(self, items: list[Item]) -> None:
-        if not items:
-            return
-        self.sink.write(
-            (
-                stamp(
-                    self._parse[item.kind](item.data, truncated=item.truncated),
-                    item.path,
-                    item.offset,
-                )
-                for item in items
-            ),
-            self._attributes,
-        )
+    def _events(self, items: list[Item]) -> list[tuple[Event, Token]]:
+        events = []
         for item in items:
-            self.follower.ack(item.key, item.end)
+            event = self._parse[item.kind](item.data, truncated=item.truncated)
+            event = stamp(event, item.path, item.offset)
+            event.update(self._attributes)
+            for observe in self._observers:
+                observe(event)
+            events.append((event, (item.key, item.end)))
+        return events
+
+    def _acknowledge(self, tokens: list[Token]) -> None:
+        for key, end in tokens:
+            self.follower.ack(key, end)
 
     def _checkpoint(self) -> None:
-        self.sink.flush(durable=True)
+        self.sink.make_durable()
         self.follower.checkpoint()

@@ -200,4 +200,4 @@ def test_follow_refuses_a_state_dir_in_use_and_bad_usage(tmp_path: Path) -> None
     )
     bad_output = logpipe("--access", "x.log", "--state-dir", str(state), "--output", "kafka")
     assert bad_output.returncode == 2
-    assert b"--output must be stdout or file:PATH" in bad_output.stderr
+    assert b"--output must be stdout, file:PATH or datadog" in bad_output.stderr

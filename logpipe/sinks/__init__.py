@@ -1,0 +1,29 @@
+"""Where events go. A log sink takes ``(event, token)`` pairs and gives back the tokens of the
+events it has delivered (at once, or later when a batch is sent), so that the checkpoints only
+ever cover delivered events."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+Token = Any
+
+
+class LogSink(Protocol):
+    def send(self, events: list[tuple[dict[str, Any], Token]]) -> list[Token]:
+        """Take events; return the tokens of the events delivered meanwhile."""
+        ...
+
+    def tick(self) -> list[Token]:
+        """Deliver what has waited long enough."""
+        ...
+
+    def drain(self) -> list[Token]:
+        """Deliver everything taken so far."""
+        ...
+
+    def make_durable(self) -> None:
+        """Make what was delivered survive a crash (before checkpoints are stored)."""
+        ...
+
+    def close(self) -> None: ...

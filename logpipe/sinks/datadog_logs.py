@@ -1,0 +1,207 @@
+"""Datadog's HTTP logs intake (v2): batches, gzip, retries forever, dead letters, acks.
+
+Events are gathered into batches of at most 1,000 events and 5 MB of JSON, sent when full or
+``flush_seconds`` after their first event. A batch is retried on 408, 429, 5xx and network
+errors with exponential backoff and jitter (1 s doubling to 120 s, ``Retry-After`` honoured),
+for as long as it takes: while it waits nothing else is read (backpressure) and its events are
+not acknowledged, so checkpoints stay behind them. Answers that retrying cannot fix (400, 401,
+403, 404, 413) are reported once per kind, counted, and the batch is appended to a dead-letter
+NDJSON file so that nothing vanishes; its events then count as handled. The API key is sent in
+the ``DD-API-KEY`` header and never written anywhere else.
+"""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+MAX_EVENTS = 1000
+MAX_BYTES = 5_000_000
+FLUSH_SECONDS = 2.0
+RETRYABLE = frozenset({408, 429})
+FIRST_DELAY, MAX_DELAY = 1.0, 120.0
+TIMEOUT = 30.0
+
+Token = Any  # what the caller gets back once an event is delivered (e.g. (file key, end offset))
+
+
+def intake_url(site: str | None) -> str:
+    """The v2 logs intake for a Datadog site (``DD_SITE``; default datadoghq.com)."""
+    return f"https://http-intake.logs.{site or 'datadoghq.com'}/api/v2/logs"
+
+
+class Interrupted(Exception):
+    """Shutdown was requested while a batch was waiting for its next try."""
+
+
+@dataclass
+class Counters:
+    sent_events: int = 0
+    sent_batches: int = 0
+    retries: int = 0
+    dead_lettered: int = 0
+    rejected: dict[int, int] = field(default_factory=dict)
+
+
+class DatadogLogsSink:
+    """See the module documentation."""
+
+    def __init__(
+        self,
+        url: str,
+        api_key: str,
+        *,
+        dead_letters: Path,
+        stop: threading.Event,
+        warn: Callable[[str], None],
+        flush_seconds: float = FLUSH_SECONDS,
+        max_events: int = MAX_EVENTS,
+        max_bytes: int = MAX_BYTES,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._url = urlsplit(url)
+        if self._url.scheme not in ("http", "https") or not self._url.hostname:
+            raise ValueError(f"not an http(s) URL: {url}")
+        self._api_key = api_key
+        self._dead_letters = dead_letters
+        self._stop = stop
+        self._warn = warn
+        self._flush_seconds = flush_seconds
+        self._max_events = max_events
+        self._max_bytes = max_bytes
+        self._clock = clock
+        self._events: list[bytes] = []
+        self._tokens: list[Token] = []
+        self._bytes = 2  # "[" and "]"
+        self._opened = 0.0
+        self._connection: http.client.HTTPConnection | None = None
+        self._reported: set[int] = set()
+        self.counters = Counters()
+
+    def send(self, events: list[tuple[dict[str, Any], Token]]) -> list[Token]:
+        """Queue events; returns the tokens of the events delivered meanwhile (full batches)."""
+        delivered: list[Token] = []
+        for event, token in events:
+            encoded = orjson.dumps(event)
+            if self._events and (
+                len(self._events) >= self._max_events
+                or self._bytes + len(encoded) + 1 > self._max_bytes
+            ):
+                delivered += self._send_batch()
+            if not self._events:
+                self._opened = self._clock()
+            self._events.append(encoded)
+            self._tokens.append(token)
+            self._bytes += len(encoded) + 1
+        return delivered
+
+    def tick(self) -> list[Token]:
+        """Send the open batch if it has waited ``flush_seconds``."""
+        if self._events and self._clock() - self._opened >= self._flush_seconds:
+            return self._send_batch()
+        return []
+
+    def drain(self) -> list[Token]:
+        """Send everything queued (checkpoint time, shutdown)."""
+        return self._send_batch() if self._events else []
+
+    def make_durable(self) -> None:
+        """Delivered means accepted by the intake: nothing to sync locally."""
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+
+    # -- sending -------------------------------------------------------------------------------
+
+    def _send_batch(self) -> list[Token]:
+        body = b"[" + b",".join(self._events) + b"]"
+        compressed = gzip.compress(body, compresslevel=6)
+        attempt = 0
+        while True:
+            status, retry_after = self._post(compressed)
+            if status is not None and 200 <= status < 300:
+                self.counters.sent_batches += 1
+                self.counters.sent_events += len(self._events)
+                return self._take()
+            if status is not None and status not in RETRYABLE and status < 500:
+                self._reject(status, body)
+                return self._take()
+            self.counters.retries += 1
+            delay = retry_after if retry_after is not None else _backoff(attempt)
+            if attempt == 0 or attempt % 10 == 0:
+                what = f"HTTP {status}" if status is not None else "no answer"
+                self._warn(f"logs intake: {what}; retrying in {delay:.1f} s (batch kept)")
+            if self._stop.wait(delay):
+                raise Interrupted("shutdown while the logs intake was failing")
+            attempt += 1
+
+    def _post(self, body: bytes) -> tuple[int | None, float | None]:
+        """(status, Retry-After seconds) of one try; status None when nothing came back."""
+        headers = {
+            "Content-Type": "application/json",
+            "Content-Encoding": "gzip",
+            "DD-API-KEY": self._api_key,
+        }
+        path = self._url.path + (f"?{self._url.query}" if self._url.query else "")
+        try:
+            connection = self._connect()
+            connection.request("POST", path or "/", body=body, headers=headers)
+            response = connection.getresponse()
+            response.read()
+        except (OSError, http.client.HTTPException):
+            self.close()
+            self._connection = None
+            return None, None
+        retry_after = response.getheader("Retry-After")
+        seconds = float(retry_after) if retry_after and retry_after.isdigit() else None
+        return response.status, min(seconds, MAX_DELAY) if seconds is not None else None
+
+    def _connect(self) -> http.client.HTTPConnection:
+        if self._connection is None:
+            kind = (
+                http.client.HTTPSConnection
+                if self._url.scheme == "https"
+                else http.client.HTTPConnection
+            )
+            self._connection = kind(self._url.hostname or "", self._url.port, timeout=TIMEOUT)
+        return self._connection
+
+    def _reject(self, status: int, body: bytes) -> None:
+        self.counters.rejected[status] = self.counters.rejected.get(status, 0) + 1
+        self.counters.dead_lettered += len(self._events)
+        if status not in self._reported:
+            self._reported.add(status)
+            reason = {401: "API key refused", 403: "API key refused", 413: "batch too large"}
+            self._warn(
+                f"logs intake refused a batch with HTTP {status} "
+                f"({reason.get(status, 'bad request')}); not retrying, its "
+                f"{len(self._events)} events go to {self._dead_letters}"
+            )
+        self._dead_letters.parent.mkdir(parents=True, exist_ok=True)
+        with open(self._dead_letters, "ab") as file:
+            file.write(b"\n".join(self._events) + b"\n")
+            file.flush()
+            os.fsync(file.fileno())
+
+    def _take(self) -> list[Token]:
+        tokens = self._tokens
+        self._events, self._tokens, self._bytes = [], [], 2
+        return tokens
+
+
+def _backoff(attempt: int) -> float:
+    """1 s doubling to 120 s, with jitter (between half and all of it)."""
+    delay: float = min(MAX_DELAY, FIRST_DELAY * 2.0**attempt)
+    return delay * random.uniform(0.5, 1.0)

@@ -1,0 +1,37 @@
+"""NDJSON to stdout or a file: events are delivered as soon as they are written."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, BinaryIO
+
+from logpipe.ndjson import NdjsonWriter
+from logpipe.sinks import Token
+
+
+class NdjsonSink:
+    """A log sink writing one JSON object per line; ``make_durable`` fsyncs a file."""
+
+    def __init__(self, stream: BinaryIO, *, fsync: bool) -> None:
+        self._writer = NdjsonWriter(stream)
+        self._stream = stream
+        self._fsync = fsync
+
+    def send(self, events: list[tuple[dict[str, Any], Token]]) -> list[Token]:
+        self._writer.write_all(event for event, _ in events)
+        self._writer.flush()
+        return [token for _, token in events]
+
+    def tick(self) -> list[Token]:
+        return []
+
+    def drain(self) -> list[Token]:
+        return []
+
+    def make_durable(self) -> None:
+        self._writer.flush()
+        if self._fsync:
+            os.fsync(self._stream.fileno())
+
+    def close(self) -> None:
+        self._writer.flush()
