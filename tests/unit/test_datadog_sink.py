@@ -1,0 +1,120 @@
+"""The Datadog logs sink against the strict local intake stand-in (real HTTP on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from logpipe.sinks import datadog_logs
+from logpipe.sinks.datadog_logs import DatadogLogsSink, Interrupted
+from tests.support.intake import Drop, Intake, Status
+
+KEY = "test-key"
+
+
+@pytest.fixture
+def intake() -> Iterator[Intake]:
+    server = Intake(api_key=KEY).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def quick_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(datadog_logs, "FIRST_DELAY", 0.01)
+
+
+def event(n: int, size: int = 0) -> dict[str, object]:
+    return {
+        "message": f"line {n}" + "x" * size,
+        "ddsource": "gunicorn",
+        "service": "s",
+        "hostname": "h",
+        "ddtags": "env:test",
+    }
+
+
+def sink(
+    intake: Intake,
+    tmp_path: Path,
+    warnings: list[str] | None = None,
+    stop: threading.Event | None = None,
+) -> DatadogLogsSink:
+    return DatadogLogsSink(
+        intake.url,
+        KEY,
+        dead_letters=tmp_path / "dead.ndjson",
+        stop=stop or threading.Event(),
+        warn=(warnings if warnings is not None else []).append,
+        flush_seconds=60,
+    )
+
+
+def messages(intake: Intake) -> list[str]:
+    return [str(received["message"]) for received in intake.events]
+
+
+def test_batches_of_at_most_1000_events_in_order(intake: Intake, tmp_path: Path) -> None:
+    logs = sink(intake, tmp_path)
+    tokens = logs.send([(event(n), n) for n in range(2500)]) + logs.drain()
+    assert tokens == list(range(2500))
+    assert messages(intake) == [f"line {n}" for n in range(2500)]
+    assert [request.n_events for request in intake.requests] == [1000, 1000, 500]
+    assert all(request.gzip for request in intake.requests)
+    assert intake.violations == []
+
+
+def test_batches_stay_under_5_mb(intake: Intake, tmp_path: Path) -> None:
+    logs = sink(intake, tmp_path)
+    tokens = logs.send([(event(n, size=400_000), n) for n in range(30)]) + logs.drain()
+    assert tokens == list(range(30))
+    assert len(intake.events) == 30
+    assert intake.violations == []
+    assert all(request.n_events <= 12 for request in intake.requests)
+
+
+def test_retries_until_delivered_exactly_once(intake: Intake, tmp_path: Path) -> None:
+    warnings: list[str] = []
+    logs = sink(intake, tmp_path, warnings)
+    intake.script(Status(500), Status(503), Drop(), Status(429, retry_after=0), Status(408))
+    tokens = logs.send([(event(n), n) for n in range(10)]) + logs.drain()
+    assert tokens == list(range(10))
+    assert messages(intake) == [f"line {n}" for n in range(10)]
+    assert logs.counters.retries == 5
+    assert all(KEY not in warning for warning in warnings)
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 413])
+def test_refused_batches_go_to_dead_letters(intake: Intake, tmp_path: Path, status: int) -> None:
+    warnings: list[str] = []
+    logs = sink(intake, tmp_path, warnings)
+    intake.script(Status(status), Status(status))
+    tokens = logs.send([(event(n), n) for n in range(3)]) + logs.drain()
+    tokens += logs.send([(event(n), n) for n in range(3, 5)]) + logs.drain()
+    assert tokens == list(range(5))
+    assert intake.events == []
+    dead = [
+        orjson.loads(line)["message"]
+        for line in (tmp_path / "dead.ndjson").read_bytes().splitlines()
+    ]
+    assert dead == [f"line {n}" for n in range(5)]
+    assert len(warnings) == 1 and f"HTTP {status}" in warnings[0] and KEY not in warnings[0]
+    assert logs.counters.rejected == {status: 2}
+    assert logs.counters.dead_lettered == 5
+
+
+def test_shutdown_during_an_outage_keeps_the_batch_unacknowledged(
+    intake: Intake, tmp_path: Path
+) -> None:
+    stop = threading.Event()
+    logs = sink(intake, tmp_path, stop=stop)
+    intake.fail_for(30, Status(503))
+    assert logs.send([(event(n), n) for n in range(3)]) == []
+    stop.set()
+    with pytest.raises(Interrupted):
+        logs.drain()
+    assert intake.events == []
