@@ -11,6 +11,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import BinaryIO, NoReturn
 
+from logpipe.config import ConfigError, apply_config, config_path
 from logpipe.enrich import Event
 from logpipe.file_events import access_events, error_events
 from logpipe.identity import Identity, split_tags
@@ -61,6 +62,25 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="stdout|file:PATH|datadog",
         help="where events go: NDJSON on stdout or in a file, or Datadog's logs intake "
         "(default: datadog when DD_API_KEY is set, else stdout)",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="TOML file with any of these options as keys (the command line wins)",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default="info",
+        help="info: also what happens to followed files (opened, rotated...); "
+        "warning: problems only (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--status-interval",
+        metavar="SECONDS",
+        type=int,
+        default=60,
+        help="print a one-line status on stderr this often; 0: never (default: %(default)s)",
     )
     parser.add_argument(
         "--intake-url",
@@ -162,7 +182,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if arguments[:1] == ["parse"]:
             return run_parse(build_parse_parser().parse_args(arguments[1:]))
-        return run_follow(build_parser().parse_args(arguments))
+        parser = build_parser()
+        config = config_path(arguments)
+        if config:
+            try:
+                apply_config(parser, config)
+            except ConfigError as error:
+                raise UsageError(str(error)) from None
+        return run_follow(parser.parse_args(arguments))
     except UsageError as error:
         print(f"logpipe: error: {error}", file=sys.stderr)
         return USAGE_ERROR

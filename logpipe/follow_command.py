@@ -24,11 +24,19 @@ from logpipe.sources.checkpoints import CheckpointStore, CorruptCheckpoints
 from logpipe.sources.follow import Follower, FollowSpec
 from logpipe.sources.wake import Waker
 
+QUIET_EVENTS = frozenset({"opened", "rotated", "closed", "truncated", "recovered"})
+
 
 class StderrObserver:
-    """One line on stderr for each thing that happens to a followed file."""
+    """One line on stderr for each thing that happens to a followed file (with ``quiet``,
+    only for problems: a missing file, lost bytes, the open-files limit)."""
+
+    def __init__(self, *, quiet: bool = False) -> None:
+        self.quiet = quiet
 
     def notice(self, event: str, path: str, **details: int | str) -> None:
+        if self.quiet and event in QUIET_EVENTS:
+            return
         if event == "missing":
             message = f"{path} does not exist yet; waiting for it to appear"
         else:
@@ -52,7 +60,7 @@ def follow(args: argparse.Namespace, access: AccessParser, pattern: str, identit
             start_at=args.start_at,
             multiline=lambda: Multiline(pattern, max_bytes=args.max_line_bytes),
             max_line_bytes=args.max_line_bytes,
-            observer=StderrObserver(),
+            observer=StderrObserver(quiet=args.log_level in ("warning", "error")),
         )
     except CorruptCheckpoints as error:
         raise UsageError(f"{error} (move the state dir aside to start over)") from None
@@ -79,6 +87,8 @@ def follow(args: argparse.Namespace, access: AccessParser, pattern: str, identit
             errors=ErrorParser(max_record_bytes=args.max_line_bytes),
             attributes=identity.attributes,
             waker=waker,
+            status_interval=args.status_interval,
+            report=_warn,
         )
         relax_gc()
         try:

@@ -40,6 +40,8 @@ class FollowPipeline:
         observers: Sequence[Callable[[Event], object]] = (),
         waker: Waker | None = None,
         clock: Callable[[], float] = time.monotonic,
+        status_interval: float = 0,
+        report: Callable[[str], None] = lambda line: None,
     ) -> None:
         self.follower = follower
         self.sink = sink
@@ -48,6 +50,10 @@ class FollowPipeline:
         self._observers = tuple(observers)
         self._waker = waker
         self._clock = clock
+        self._status_interval = status_interval
+        self._report = report
+        self.lines = 0  # lines or records read
+        self.delivered = 0
 
     def run(self, stop: threading.Event) -> None:
         """Loop until ``stop``; then deliver what is left and store the checkpoints, also when
@@ -62,12 +68,19 @@ class FollowPipeline:
 
     def _loop(self, stop: threading.Event) -> None:
         next_checkpoint = self._clock() + CHECKPOINT_INTERVAL
+        last_status, lines_then = self._clock(), 0
         while not stop.is_set():
             items = self.follower.poll()
+            self.lines += len(items)
             self._acknowledge(self.sink.send(self._events(items)) + self.sink.tick())
-            if self._clock() >= next_checkpoint:
+            now = self._clock()
+            if now >= next_checkpoint:
                 self._checkpoint()
-                next_checkpoint = self._clock() + CHECKPOINT_INTERVAL
+                next_checkpoint = now + CHECKPOINT_INTERVAL
+            if self._status_interval and now - last_status >= self._status_interval:
+                rate = (self.lines - lines_then) / (now - last_status)
+                self._report(self.status(rate))
+                last_status, lines_then = now, self.lines
             if not items:
                 if self._waker is not None:
                     self._waker.wait(POLL_INTERVAL)
@@ -85,7 +98,16 @@ class FollowPipeline:
             events.append((event, (item.key, item.end)))
         return events
 
+    def status(self, rate: float) -> str:
+        """One line: throughput, delivery, backlog, and the sink's counters."""
+        extra = " ".join(f"{key}={value}" for key, value in self.sink.stats().items())
+        return (
+            f"status: lines/s={rate:.0f} read={self.lines} delivered={self.delivered} "
+            f"behind_bytes={self.follower.behind()} {extra}"
+        ).rstrip()
+
     def _acknowledge(self, tokens: list[Token]) -> None:
+        self.delivered += len(tokens)
         for key, end in tokens:
             self.follower.ack(key, end)
 

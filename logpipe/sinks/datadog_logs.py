@@ -119,6 +119,13 @@ class DatadogLogsSink:
     def make_durable(self) -> None:
         """Delivered means accepted by the intake: nothing to sync locally."""
 
+    def stats(self) -> dict[str, int]:
+        return {
+            "retries": self.counters.retries,
+            "dead_lettered": self.counters.dead_lettered,
+            "queued": len(self._events),
+        }
+
     def close(self) -> None:
         if self._connection is not None:
             self._connection.close()

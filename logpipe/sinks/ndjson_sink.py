@@ -33,5 +33,8 @@ class NdjsonSink:
         if self._fsync:
             os.fsync(self._stream.fileno())
 
+    def stats(self) -> dict[str, int]:
+        return {}
+
     def close(self) -> None:
         self._writer.flush()

@@ -185,6 +185,14 @@ class Follower:
                 self._close(reader, items)
         return items
 
+    def behind(self) -> int:
+        """Bytes written to the open files and not read yet."""
+        total = 0
+        for reader in [*self._retired, *self._current.values()]:
+            if reader is not None and reader.file is not None:
+                total += max(0, os.fstat(reader.fd).st_size - reader.offset)
+        return total
+
     def ack(self, key: str, end: int) -> None:
         """Everything of file ``key`` before ``end`` was delivered."""
         if end > self._positions.offsets.get(key, 0):

@@ -1,0 +1,64 @@
+"""``--config FILE``: a TOML file whose keys are the command's long options.
+
+``state-dir = "/var/lib/logpipe"`` (or ``state_dir``), ``tags = "team:web,tier:1"``,
+``access = ["/var/log/gunicorn/access.log"]``... Options given on the command line win over the
+file; paths given with ``--access``/``--error`` are added to the file's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tomllib
+from collections.abc import Sequence
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """The config file cannot be used (reported as a usage error)."""
+
+
+def config_path(arguments: Sequence[str]) -> str | None:
+    """The value of ``--config`` in ``arguments``, if any."""
+    for index, argument in enumerate(arguments):
+        if argument == "--config" and index + 1 < len(arguments):
+            return arguments[index + 1]
+        if argument.startswith("--config="):
+            return argument.partition("=")[2]
+    return None
+
+
+def apply_config(parser: argparse.ArgumentParser, path: str) -> None:
+    """Make the file's values the parser's defaults (unknown keys and bad types are errors)."""
+    try:
+        with open(path, "rb") as file:
+            values = tomllib.load(file)
+    except OSError as error:
+        raise ConfigError(f"--config {path}: {error.strerror}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"--config {path}: {error}") from None
+    actions = {action.dest: action for action in parser._actions if action.dest != "help"}
+    defaults: dict[str, Any] = {}
+    for key, value in values.items():
+        dest = key.replace("-", "_")
+        action = actions.get(dest)
+        if action is None or dest == "config":
+            raise ConfigError(f"--config {path}: unknown key {key!r}")
+        defaults[dest] = _checked(path, key, action, value)
+    parser.set_defaults(**defaults)
+
+
+def _checked(path: str, key: str, action: argparse.Action, value: Any) -> Any:
+    if isinstance(action, argparse._AppendAction):
+        items = value if isinstance(value, list) else [value]
+        if not all(isinstance(item, str) for item in items):
+            raise ConfigError(f"--config {path}: {key} must be a path or a list of paths")
+        return list(items)
+    if action.type is int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigError(f"--config {path}: {key} must be an integer")
+        return value
+    if not isinstance(value, str):
+        raise ConfigError(f"--config {path}: {key} must be a string")
+    if action.choices and value not in action.choices:
+        raise ConfigError(f"--config {path}: {key} must be one of {', '.join(action.choices)}")
+    return value

@@ -1,0 +1,258 @@
+"""Datadog metrics derived from logpipe events, sent to DogStatsD (DESIGN.md section 4).
+
+``EventMetrics`` is a processor: put ``metrics.observe`` in a parser's ``chain`` (or call it on
+each event) and it counts what the event says, returning the event unchanged::
+
+    statsd = dogstatsd(None, tags=["service:web", "env:prod"])   # None when --dogstatsd off
+    metrics = EventMetrics(statsd)
+    parser = AccessParser(chain=[metrics.observe])
+    ...
+    metrics.count_self("lines_read", 1000)                       # logpipe.lines_read
+    metrics.close()                                              # at shutdown: flush, stop
+
+Metrics, all carrying the client's constant tags (``service``, ``env``, the user's tags):
+
+- access events with ``http.status_code``: ``<ns>.requests`` (tagged ``status_class:2xx`` and
+  ``status_code:200``), ``<ns>.requests.4xx`` / ``<ns>.requests.5xx``, ``<ns>.requests.bot_errors``
+  (``http.useragent_details.device.category == "Bot"``, status 400-599, tagged
+  ``bot:<browser family>``), and the distribution ``<ns>.request.duration`` in ms when the event
+  has a ``duration`` (ns);
+- error events with a known ``level``: ``<ns>.log.critical|error|warning|info|debug``, and
+  ``<ns>.log.exception`` when the event has ``error.stack``;
+- self-telemetry, never namespaced: ``logpipe.parse_errors`` and ``logpipe.truncations`` from the
+  events' ``logpipe.parse_error`` / ``logpipe.truncated``, and whatever ``count_self`` is given.
+
+The ``datadog`` client aggregates counts in process (``disable_aggregation=False``) and packs
+datagrams (``disable_buffering=False``); its own thread sends both every 0.3 s, and ``flush``
+sends them at once. DogStatsd puts its ``namespace`` in front of every name it serializes, with no
+per-call way out, and aggregated metrics are serialized later, by that thread, so the namespace
+cannot be switched off around a call either: ``logpipe.*`` goes through a second client with the
+same destination and constant tags and no namespace (or through the same client when it has no
+namespace).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from datadog.dogstatsd.base import DogStatsd
+
+Event = dict[str, Any]
+
+DEFAULT_NAMESPACE = "gunicorn.logs"
+DEFAULT_HOST = "localhost"
+DEFAULT_PORT = 8125
+SELF_PREFIX = "logpipe."
+
+ACCESS_LOGGER = "gunicorn.access"
+ERROR_LOGGER = "gunicorn.error"
+
+# Error-log levels (as logged, and lower-cased) -> metric; other levels are not counted, so a
+# stray word in the level position cannot make up new metric names.
+_LEVEL_METRICS = {
+    "critical": "log.critical",
+    "fatal": "log.critical",
+    "error": "log.error",
+    "warning": "log.warning",
+    "warn": "log.warning",
+    "info": "log.info",
+    "debug": "log.debug",
+}
+_LEVEL_METRICS.update({level.upper(): metric for level, metric in _LEVEL_METRICS.items()})
+
+# Per-value tag lists are built once and reused (the client keeps them, read-only, until it
+# flushes); a cache stops growing at this size, its later values get fresh lists.
+_CACHE_LIMIT = 1024
+
+
+class EventMetrics:
+    """Derive Datadog metrics from logpipe events (a processor: observe(event) returns the event).
+
+    ``tags`` are added to every metric sent here, on top of the client's constant tags. The
+    instance takes over ``statsd``: ``close`` flushes and stops it.
+    """
+
+    def __init__(self, statsd: DogStatsd, *, tags: Sequence[str] = ()) -> None:
+        self.statsd = statsd
+        # logpipe.* must not get the namespace: a twin client without one (see the module doc).
+        self.self_statsd = statsd if not statsd.namespace else _twin_without_namespace(statsd)
+        self._tags: list[str] | None = list(tags) or None
+        self._extra = list(tags)
+        self._status: dict[int, tuple[list[str], str | None]] = {}
+        self._bots: dict[str, list[str]] = {}
+        self._closed = False
+
+    def observe(self, event: Event) -> Event:
+        """Count what ``event`` says; return it unchanged."""
+        flags = event.get("logpipe")
+        if flags:
+            if "parse_error" in flags:
+                self.count_self("parse_errors")
+            if flags.get("truncated"):
+                self.count_self("truncations")
+        logger = event.get("logger")
+        if not isinstance(logger, dict):
+            return event
+        name = logger.get("name")
+        if name == ACCESS_LOGGER:
+            http = event.get("http")
+            if isinstance(http, dict):
+                code = http.get("status_code")
+                if type(code) is int:
+                    self._request(code, http)
+            duration = event.get("duration")
+            if type(duration) is int or type(duration) is float:
+                self.statsd.distribution("request.duration", duration / 1e6, self._tags)
+        elif name == ERROR_LOGGER:
+            level = event.get("level")
+            if isinstance(level, str):
+                metric = _LEVEL_METRICS.get(level) or _LEVEL_METRICS.get(level.lower())
+                if metric is not None:
+                    self.statsd.count(metric, 1, self._tags)
+            error = event.get("error")
+            if isinstance(error, dict) and error.get("stack"):
+                self.statsd.count("log.exception", 1, self._tags)
+        return event
+
+    def count_self(self, name: str, value: int = 1, tags: Sequence[str] = ()) -> None:
+        """Count ``logpipe.<name>`` (self-telemetry; ``name`` may already start with logpipe.)."""
+        metric = name if name.startswith(SELF_PREFIX) else SELF_PREFIX + name
+        all_tags = [*tags, *self._extra] if tags else self._tags
+        self.self_statsd.count(metric, value, all_tags)
+
+    def flush(self) -> None:
+        """Send the aggregated and buffered metrics now (at checkpoints and shutdown)."""
+        for client in self._clients():
+            client.flush_aggregated_metrics()
+            client.flush()  # the datagram buffer, which aggregated metrics went into
+
+    def close(self) -> None:
+        """Flush, then stop the clients' flush threads and close their sockets (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        for client in self._clients():
+            shutdown(client)
+
+    def _clients(self) -> list[DogStatsd]:
+        if self.self_statsd is self.statsd:
+            return [self.statsd]
+        return [self.statsd, self.self_statsd]
+
+    def _request(self, code: int, http: dict[str, Any]) -> None:
+        entry = self._status.get(code)
+        if entry is None:
+            entry = self._status_entry(code)
+        tags, errors = entry
+        count = self.statsd.count
+        count("requests", 1, tags)
+        if errors is None:
+            return
+        count(errors, 1, self._tags)
+        details = http.get("useragent_details")
+        if not isinstance(details, dict):
+            return
+        device = details.get("device")
+        if not isinstance(device, dict) or device.get("category") != "Bot":
+            return
+        browser = details.get("browser")
+        family = browser.get("family") if isinstance(browser, dict) else None
+        family = family if isinstance(family, str) and family else "unknown"
+        bot_tags = self._bots.get(family)
+        if bot_tags is None:
+            bot_tags = [f"bot:{family}", *self._extra]
+            if len(self._bots) < _CACHE_LIMIT:
+                self._bots[family] = bot_tags
+        count("requests.bot_errors", 1, bot_tags)
+
+    def _status_entry(self, code: int) -> tuple[list[str], str | None]:
+        """Tags for ``requests`` with this status, and its 4xx/5xx metric if any."""
+        hundreds = code // 100
+        tags = [f"status_class:{hundreds}xx", f"status_code:{code}", *self._extra]
+        errors = {4: "requests.4xx", 5: "requests.5xx"}.get(hundreds)
+        entry = (tags, errors)
+        if len(self._status) < _CACHE_LIMIT:
+            self._status[code] = entry
+        return entry
+
+
+def dogstatsd(
+    target: str | None, *, namespace: str = DEFAULT_NAMESPACE, tags: Sequence[str] = ()
+) -> DogStatsd | None:
+    """The DogStatsD client for ``--dogstatsd`` (None for ``off``).
+
+    ``target``: ``HOST:PORT`` (``[v6addr]:PORT`` too); ``off``; or None for ``DD_AGENT_HOST`` and
+    ``DD_DOGSTATSD_PORT``, each defaulting to localhost and 8125. Raises ValueError with a one-line
+    reason for anything else. The client aggregates counts and buffers datagrams. Its constant
+    tags are ``tags``, then those the ``datadog`` package adds from ``DD_ENV``, ``DD_SERVICE``,
+    ``DD_VERSION``, ``DATADOG_TAGS`` and ``DD_ENTITY_ID`` whose key ``tags`` does not have (so
+    ``--service web`` with ``DD_SERVICE=api`` tags ``service:web`` only).
+    """
+    if target is not None and target.strip().lower() == "off":
+        return None
+    host, port = parse_target(target) if target is not None else _target_from_env()
+    wanted = list(tags)
+    client = DogStatsd(
+        host=host,
+        port=port,
+        namespace=namespace or None,
+        constant_tags=list(wanted),
+        disable_aggregation=False,
+        disable_buffering=False,
+    )
+    # The client put the environment's tags after ours; explicit ones win, key by key.
+    added = list(client.constant_tags)[len(wanted) :]
+    keys = {tag.partition(":")[0] for tag in wanted}
+    merged = wanted + [tag for tag in added if tag.partition(":")[0] not in keys]
+    client.constant_tags = list(dict.fromkeys(merged))
+    return client
+
+
+def parse_target(target: str) -> tuple[str, int]:
+    """``"HOST:PORT"`` -> (host, port); ValueError with a one-line reason if it is not that."""
+    host, colon, port_text = target.strip().rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not colon or not host:
+        raise ValueError(f"DogStatsD target must be HOST:PORT or off, not {target!r}")
+    return host, _port(port_text, f"DogStatsD target {target!r}")
+
+
+def shutdown(client: DogStatsd) -> None:
+    """Flush ``client``, stop its flush thread and close its socket (it can still send after)."""
+    client.disable_aggregation()
+    client.disable_buffering = True  # with aggregation off too, this stops and joins the thread
+    client.flush_aggregated_metrics()  # now straight to the socket
+    client.flush()  # what was still in the datagram buffer
+    client.close_socket()
+
+
+def _target_from_env() -> tuple[str, int]:
+    host = os.environ.get("DD_AGENT_HOST") or DEFAULT_HOST
+    port_text = os.environ.get("DD_DOGSTATSD_PORT")
+    port = _port(port_text, "DD_DOGSTATSD_PORT") if port_text else DEFAULT_PORT
+    return host, port
+
+
+def _port(text: str, what: str) -> int:
+    text = text.strip()
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 65536:
+        raise ValueError(f"{what}: the port must be a number from 1 to 65535, not {text!r}")
+    return int(text)
+
+
+def _twin_without_namespace(statsd: DogStatsd) -> DogStatsd:
+    """A client sending where ``statsd`` sends, with its constant tags, and no namespace."""
+    twin = DogStatsd(
+        host=statsd.host,
+        port=statsd.port,
+        socket_path=statsd.socket_path,
+        socket_timeout=statsd.socket_timeout,
+        disable_aggregation=False,
+        disable_buffering=False,
+        disable_telemetry=True,  # the first client already reports the library's own telemetry
+    )
+    twin.constant_tags = list(statsd.constant_tags)
+    return twin

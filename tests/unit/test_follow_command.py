@@ -1,0 +1,68 @@
+"""The follow command: config file, status line, log level (a real process, real files)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+
+LINE = b'127.0.0.1 - - [25/Nov/2026:04:22:59 +0000] "GET /x HTTP/1.1" 200 5 "-" "curl/8.5.0"\n'
+
+
+def start(*args: str, cwd: Path) -> subprocess.Popen[bytes]:
+    with open(cwd / "stderr.txt", "wb") as stderr:
+        return subprocess.Popen(
+            [sys.executable, "-m", "logpipe", *args],
+            cwd=cwd,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+
+
+def stderr_of(cwd: Path) -> str:
+    return (cwd / "stderr.txt").read_text()
+
+
+def wait_for(predicate, timeout: float = 20) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_config_file_status_line_and_quiet_log_level(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    log.write_bytes(LINE * 3)
+    (tmp_path / "logpipe.toml").write_text(
+        f'access = ["{log}"]\nstate-dir = "{tmp_path / "state"}"\n'
+        f'output = "file:{tmp_path / "out.ndjson"}"\nstart_at = "beginning"\n'
+        'service = "shop"\nstatus-interval = 1\nlog-level = "warning"\n'
+    )
+    process = start("--config", "logpipe.toml", "--tags", "team:web", cwd=tmp_path)
+    out = tmp_path / "out.ndjson"
+    wait_for(lambda: out.exists() and out.read_bytes().count(b"\n") == 3)
+    wait_for(lambda: "logpipe: status: lines/s=" in stderr_of(tmp_path))
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=20) == 0
+    events = [orjson.loads(line) for line in out.read_bytes().splitlines()]
+    assert {(event["service"], event["ddtags"]) for event in events} == {("shop", "team:web")}
+    lines = stderr_of(tmp_path).splitlines()
+    assert any("read=3 delivered=3 behind_bytes=0" in line for line in lines), lines
+    assert not any("opened" in line for line in lines), lines  # quiet: no file notices
+
+
+def test_bad_config_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "bad.toml").write_text("nonsense = 1\n")
+    assert start("--config", "bad.toml", cwd=tmp_path).wait(timeout=20) == 2
+    assert stderr_of(tmp_path).strip() == (
+        "logpipe: error: --config bad.toml: unknown key 'nonsense'"
+    )
+    (tmp_path / "typed.toml").write_text('start-at = "middle"\n')
+    assert start("--config", "typed.toml", cwd=tmp_path).wait(timeout=20) == 2
+    assert stderr_of(tmp_path).strip() == (
+        "logpipe: error: --config typed.toml: start-at must be one of end, beginning"
+    )
