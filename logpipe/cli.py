@@ -83,6 +83,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="print a one-line status on stderr this often; 0: never (default: %(default)s)",
     )
     parser.add_argument(
+        "--dogstatsd",
+        metavar="HOST:PORT|off",
+        help="where derived metrics go (default: DD_AGENT_HOST:DD_DOGSTATSD_PORT, else "
+        "localhost:8125)",
+    )
+    parser.add_argument(
+        "--metrics-namespace",
+        metavar="NS",
+        default="gunicorn.logs",
+        help="prefix of the derived metrics (default: %(default)s)",
+    )
+    parser.add_argument(
         "--intake-url",
         metavar="URL",
         help="full URL to post logs to (default: the v2 intake for DD_SITE)",

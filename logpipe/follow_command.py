@@ -8,11 +8,13 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import BinaryIO, TextIO
 
 from logpipe.identity import Identity
+from logpipe.metrics import EventMetrics, dogstatsd
 from logpipe.multiline import Multiline
 from logpipe.parsing.access import AccessParser
 from logpipe.parsing.error import ErrorParser
@@ -80,6 +82,9 @@ def follow(args: argparse.Namespace, access: AccessParser, pattern: str, identit
     with ExitStack() as resources:
         sink = _sink(args, stop, resources)
         resources.callback(sink.close)
+        metrics = _metrics(args, identity)
+        if metrics is not None:
+            resources.callback(metrics.close)
         pipeline = FollowPipeline(
             follower,
             sink,
@@ -89,6 +94,8 @@ def follow(args: argparse.Namespace, access: AccessParser, pattern: str, identit
             waker=waker,
             status_interval=args.status_interval,
             report=_warn,
+            observers=[metrics.observe] if metrics else [],
+            telemetry=_telemetry(metrics) if metrics else None,
         )
         relax_gc()
         try:
@@ -147,6 +154,35 @@ def _sink(args: argparse.Namespace, stop: threading.Event, resources: ExitStack)
         except ValueError as error:
             raise UsageError(f"--intake-url: {error}") from None
     raise UsageError(f"--output must be stdout, file:PATH or datadog, not {target!r}")
+
+
+def _metrics(args: argparse.Namespace, identity: Identity) -> EventMetrics | None:
+    """Derived metrics to DogStatsD, tagged service/env/user tags (None with ``off``)."""
+    from logpipe.cli import UsageError
+
+    tags = [f"service:{identity.service}", *identity.tags]
+    try:
+        client = dogstatsd(args.dogstatsd, namespace=args.metrics_namespace, tags=tags)
+    except ValueError as error:
+        raise UsageError(f"--dogstatsd: {error}") from None
+    return EventMetrics(client) if client is not None else None
+
+
+def _telemetry(metrics: EventMetrics) -> Callable[[FollowPipeline], None]:
+    """Self-telemetry (``logpipe.*``) as increments since the last checkpoint, then a flush."""
+    previous: dict[str, int] = {}
+
+    def report(pipeline: FollowPipeline) -> None:
+        totals = {"lines_read": pipeline.lines, "events_sent": pipeline.delivered}
+        totals.update(pipeline.sink.stats())
+        for name, total in totals.items():
+            if name != "queued" and total > previous.get(name, 0):
+                metrics.count_self(name, total - previous.get(name, 0))
+                previous[name] = total
+        metrics.gauge_self("bytes_behind", pipeline.follower.behind())
+        metrics.flush()
+
+    return report
 
 
 def _warn(message: str) -> None:

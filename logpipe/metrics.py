@@ -122,6 +122,10 @@ class EventMetrics:
         all_tags = [*tags, *self._extra] if tags else self._tags
         self.self_statsd.count(metric, value, all_tags)
 
+    def gauge_self(self, name: str, value: float) -> None:
+        """Set the gauge ``logpipe.<name>`` (self-telemetry)."""
+        self.self_statsd.gauge(SELF_PREFIX + name, value, self._tags)
+
     def flush(self) -> None:
         """Send the aggregated and buffered metrics now (at checkpoints and shutdown)."""
         for client in self._clients():

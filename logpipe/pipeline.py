@@ -42,6 +42,7 @@ class FollowPipeline:
         clock: Callable[[], float] = time.monotonic,
         status_interval: float = 0,
         report: Callable[[str], None] = lambda line: None,
+        telemetry: Callable[[FollowPipeline], None] | None = None,
     ) -> None:
         self.follower = follower
         self.sink = sink
@@ -52,6 +53,7 @@ class FollowPipeline:
         self._clock = clock
         self._status_interval = status_interval
         self._report = report
+        self._telemetry = telemetry  # called at each checkpoint (self-telemetry, metric flushes)
         self.lines = 0  # lines or records read
         self.delivered = 0
 
@@ -114,3 +116,5 @@ class FollowPipeline:
     def _checkpoint(self) -> None:
         self.sink.make_durable()
         self.follower.checkpoint()
+        if self._telemetry is not None:
+            self._telemetry(self)

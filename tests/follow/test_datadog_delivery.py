@@ -3,7 +3,12 @@ what was written arrives, once."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import socket
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,6 +17,7 @@ from tests.follow.harness import Accounting, FollowEnv, create_empty, wait_until
 from tests.support.intake import Drop, Intake, Status
 
 KEY = "e2e-key"
+LOGS = Path(__file__).resolve().parents[1] / "fixtures" / "logs" / "default"
 
 
 @pytest.fixture
@@ -78,3 +84,70 @@ def test_refused_batches_are_dead_lettered(follow_env: FollowEnv, intake: Intake
     wait_until(everything_handled, 30, interval=0.2, what="lines delivered or dead-lettered")
     assert follow_env.runs[-1].stop() == 0
     assert dead.exists() and "HTTP 400" in follow_env.runs[-1].stderr_text()
+
+
+def test_real_gunicorn_logs_to_the_intake_and_dogstatsd(
+    follow_env: FollowEnv, intake: Intake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bundled real gunicorn logs, followed through a rename and a copytruncate: every
+    access line reaches the intake once, and the metrics equal the counts in the logs."""
+    from tests.unit.test_metrics import by_name, counts, ours, receive
+
+    for name in ("DD_ENV", "DD_SERVICE", "DD_TAGS", "DD_AGENT_HOST", "DD_DOGSTATSD_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DD_ORIGIN_DETECTION_ENABLED", "false")
+    lines = (LOGS / "access.log").read_bytes().splitlines(keepends=True)
+    records = (LOGS / "error.log").read_bytes()
+    access, error = follow_env.log("access.log"), follow_env.log("error.log")
+    access.write_bytes(b"".join(lines[:40]))
+    error.write_bytes(records)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as statsd:
+        statsd.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+        statsd.bind(("127.0.0.1", 0))
+        follow_env.logpipe(
+            access=[access],
+            error=[error],
+            extra_args=[
+                *datadog(intake),
+                "--dogstatsd",
+                f"127.0.0.1:{statsd.getsockname()[1]}",
+                "--service",
+                "shop",
+                "--env",
+                "test",
+            ],
+        )
+        intake.wait_events(40, timeout=30)
+        os.rename(access, follow_env.log("access.log.1"))  # rename + create
+        access.write_bytes(b"".join(lines[40:80]))
+        intake.wait_events(80, timeout=30)
+        shutil.copyfile(access, follow_env.log("access.log.2"))  # copytruncate
+        os.truncate(access, 0)
+        with open(access, "ab") as file:
+            file.write(b"".join(lines[80:]))
+        wait_until(lambda: len(access_events(intake)) >= len(lines), 30, what="all lines")
+        assert follow_env.runs[-1].stop() == 0
+        metrics = ours(receive(statsd))
+    shipped = [event["message"].encode() + b"\n" for event in access_events(intake)]
+    assert sorted(shipped) == sorted(lines)  # each access line exactly once
+    intake.assert_clean()
+    statuses = [int(line.split(b'" ')[1].split(b" ")[0]) for line in lines]
+    totals = counts(metrics)
+    assert by_name(totals, "gunicorn.logs.requests") == len(lines)
+    assert by_name(totals, "gunicorn.logs.requests.4xx") == sum(400 <= s < 500 for s in statuses)
+    assert by_name(totals, "gunicorn.logs.requests.5xx") == sum(500 <= s < 600 for s in statuses)
+    bots = [
+        event
+        for event in access_events(intake)
+        if event["http"].get("useragent_details", {}).get("device", {}).get("category") == "Bot"
+        and event["http"]["status_code"] >= 400
+    ]
+    assert by_name(totals, "gunicorn.logs.requests.bot_errors") == len(bots) > 0
+    exceptions = sum(1 for event in intake.events if "error" in event and "stack" in event["error"])
+    assert by_name(totals, "gunicorn.logs.log.exception") == exceptions == 8
+    assert all({"service:shop", "env:test"} <= set(metric.tags) for metric in metrics)
+    assert by_name(totals, "logpipe.events_sent") == len(intake.events)
+
+
+def access_events(intake: Intake) -> list[dict[str, Any]]:
+    return [event for event in intake.events if event["logger"]["name"] == "gunicorn.access"]
