@@ -13,10 +13,12 @@ $(READY): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(READY)
 
-# The main job on the bundled real gunicorn logs: events as NDJSON on stdout.
+# The main job (follow mode) on the bundled real gunicorn logs, with no Datadog account: events
+# as NDJSON on stdout, metrics to DogStatsD on localhost:8125; exits once the logs are drained.
 run: $(READY)
-	$(BIN)/logpipe parse --kind access $(LOGS)/access.log
-	$(BIN)/logpipe parse --kind error $(LOGS)/error.log
+	rm -rf $(VENV)/run-state
+	$(BIN)/logpipe --access $(LOGS)/access.log --error $(LOGS)/error.log --output stdout \
+		--state-dir $(VENV)/run-state --start-at beginning --exit-idle 2 --status-interval 1
 
 test: $(READY) lint
 	$(BIN)/python -m pytest -q

@@ -76,6 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
         "warning: problems only (default: %(default)s)",
     )
     parser.add_argument(
+        "--exit-idle",
+        metavar="SECONDS",
+        type=float,
+        default=0,
+        help="drain and exit once nothing new was read for this long (demos, tests, one-shot "
+        "catch-up); 0: run until SIGTERM/SIGINT (default)",
+    )
+    parser.add_argument(
         "--status-interval",
         metavar="SECONDS",
         type=int,

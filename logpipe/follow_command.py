@@ -96,6 +96,7 @@ def follow(args: argparse.Namespace, access: AccessParser, pattern: str, identit
             report=_warn,
             observers=[metrics.observe] if metrics else [],
             telemetry=_telemetry(metrics) if metrics else None,
+            exit_idle=args.exit_idle,
         )
         relax_gc()
         try:

@@ -43,6 +43,7 @@ class FollowPipeline:
         status_interval: float = 0,
         report: Callable[[str], None] = lambda line: None,
         telemetry: Callable[[FollowPipeline], None] | None = None,
+        exit_idle: float = 0,
     ) -> None:
         self.follower = follower
         self.sink = sink
@@ -54,6 +55,7 @@ class FollowPipeline:
         self._status_interval = status_interval
         self._report = report
         self._telemetry = telemetry  # called at each checkpoint (self-telemetry, metric flushes)
+        self._exit_idle = exit_idle
         self.lines = 0  # lines or records read
         self.delivered = 0
 
@@ -71,9 +73,14 @@ class FollowPipeline:
     def _loop(self, stop: threading.Event) -> None:
         next_checkpoint = self._clock() + CHECKPOINT_INTERVAL
         last_status, lines_then = self._clock(), 0
+        last_item = self._clock()
         while not stop.is_set():
             items = self.follower.poll()
             self.lines += len(items)
+            if items:
+                last_item = self._clock()
+            elif self._exit_idle and self._clock() - last_item >= self._exit_idle:
+                break
             self._acknowledge(self.sink.send(self._events(items)) + self.sink.tick())
             now = self._clock()
             if now >= next_checkpoint:
