@@ -66,3 +66,34 @@ def test_bad_config_is_a_usage_error(tmp_path: Path) -> None:
     assert stderr_of(tmp_path).strip() == (
         "logpipe: error: --config typed.toml: start-at must be one of end, beginning"
     )
+
+
+def test_exit_idle_drains_the_bundled_logs_and_exits(tmp_path: Path) -> None:
+    logs = Path(__file__).resolve().parents[1] / "fixtures" / "logs" / "default"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "logpipe",
+            "--access",
+            str(logs / "access.log"),
+            "--error",
+            str(logs / "error.log"),
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--start-at",
+            "beginning",
+            "--exit-idle",
+            "0.5",
+            "--dogstatsd",
+            "off",
+        ],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    events = [orjson.loads(line) for line in result.stdout.splitlines()]
+    access = [event for event in events if event["logger"]["name"] == "gunicorn.access"]
+    assert len(access) == len((logs / "access.log").read_bytes().splitlines())
+    assert sum("error" in event for event in events) == 8
