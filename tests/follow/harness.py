@@ -838,10 +838,12 @@ class GunicornServer:
         """SIGUSR1 to the master: it reopens, then signals every worker to reopen."""
         os.kill(self.pid, signal.SIGUSR1)
 
-    def get(self, target: str, timeout: float = 5.0) -> int:
+    def get(self, target: str, timeout: float = 5.0, user_agent: str | None = None) -> int:
         """One ``GET target`` on its own connection; the status code."""
+        agent = f"User-Agent: {user_agent}\r\n" if user_agent else ""
+        head = f"GET {target} HTTP/1.1\r\nHost: t\r\n{agent}Connection: close\r\n\r\n"
         with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as sock:
-            sock.sendall(f"GET {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n".encode())
+            sock.sendall(head.encode())
             data = b""
             while chunk := sock.recv(65536):
                 data += chunk

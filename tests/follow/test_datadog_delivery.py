@@ -151,3 +151,61 @@ def test_real_gunicorn_logs_to_the_intake_and_dogstatsd(
 
 def access_events(intake: Intake) -> list[dict[str, Any]]:
     return [event for event in intake.events if event["logger"]["name"] == "gunicorn.access"]
+
+
+AGENTS = (
+    "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+    "curl/8.5.0",
+    "Mozilla/5.0 (X11; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0",
+)
+STATUSES = (200, 404, 500, 200, 503, 429, 200)
+
+
+def test_live_gunicorn_rotated_twice_into_the_intake_and_dogstatsd(
+    follow_env: FollowEnv, intake: Intake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Real gunicorn serving real traffic (statuses, bots), rotated with rename + SIGUSR1 and
+    with copytruncate: every request's line arrives once; 4xx/5xx/bot-error totals match."""
+    from tests.follow.harness import create_empty, rotate_copytruncate, rotate_rename
+    from tests.unit.test_metrics import by_name, counts, ours, receive
+
+    for name in ("DD_ENV", "DD_SERVICE", "DD_TAGS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DD_ORIGIN_DETECTION_ENABLED", "false")
+    access, error = follow_env.log("access.log"), follow_env.log("error.log")
+    create_empty(access)
+    server = follow_env.gunicorn(access, error)
+    sent: list[tuple[int, int, str]] = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as statsd:
+        statsd.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+        statsd.bind(("127.0.0.1", 0))
+        follow_env.logpipe(
+            access=[access],
+            error=[error],
+            start_at="end",
+            extra_args=[*datadog(intake), "--dogstatsd", f"127.0.0.1:{statsd.getsockname()[1]}"],
+        )
+        wait_until(lambda: "opened" in follow_env.runs[-1].stderr_text(), 20, what="following")
+        for phase in range(3):
+            for n in range(phase * 100, phase * 100 + 100):
+                status, agent = STATUSES[n % len(STATUSES)], AGENTS[n % len(AGENTS)]
+                assert server.get(f"/seq/{n}?status={status}", user_agent=agent) == status
+                sent.append((n, status, agent))
+            if phase == 0:
+                rotate_rename(access, server)
+            elif phase == 1:
+                rotate_copytruncate(access)
+        wait_until(lambda: len(access_events(intake)) >= len(sent), 60, what="all requests")
+        assert server.stop() == 0
+        assert follow_env.runs[-1].stop() == 0
+        metrics = ours(receive(statsd))
+    urls = [event["http"]["url"] for event in access_events(intake)]
+    seqs = sorted(int(url.split("/")[2].split("?")[0]) for url in urls)
+    assert seqs == list(range(300))  # every request's line, exactly once
+    intake.assert_clean()
+    totals = counts(metrics)
+    assert by_name(totals, "gunicorn.logs.requests") == 300
+    assert by_name(totals, "gunicorn.logs.requests.4xx") == sum(400 <= s < 500 for _, s, _ in sent)
+    assert by_name(totals, "gunicorn.logs.requests.5xx") == sum(500 <= s < 600 for _, s, _ in sent)
+    bot_errors = sum(1 for _, s, agent in sent if s >= 400 and "Googlebot" in agent)
+    assert by_name(totals, "gunicorn.logs.requests.bot_errors") == bot_errors > 0
