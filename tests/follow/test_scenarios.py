@@ -450,7 +450,7 @@ STATE_PROBLEM = re.compile(r"corrupt|unusable|damaged|invalid|torn", re.IGNORECA
 
 def state_files(state: Path, *, backups: bool) -> list[Path]:
     """Checkpoint files of ``state``: the main ones, or also backups and temporaries."""
-    files = sorted(p for p in state.rglob("*") if p.is_file())
+    files = sorted(p for p in state.rglob("checkpoints*") if p.is_file())  # not the lock file
     return files if backups else [p for p in files if not BACKUP_NAME.search(p.name)]
 
 
