@@ -510,6 +510,8 @@ def test_16_all_checkpoints_corrupt_is_loud(follow_env: FollowEnv, report: Repor
     run = follow_env.logpipe(access=[access])
     wait_until(lambda: not run.running or STATE_PROBLEM.search(run.stderr_text()), START_S)
     assert STATE_PROBLEM.search(run.stderr_text()), "corrupt checkpoints not reported"
+    # Reported: now it either exits (refuses) or goes on to open the file (runs on).
+    wait_until(lambda: not run.running or "opened" in run.stderr_text(), START_S)
     if not run.running:
         report("all checkpoints corrupt", f"refused to start, exit {run.returncode}")
         assert run.returncode != 0
