@@ -124,6 +124,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def build_replay_parser() -> argparse.ArgumentParser:
+    replay = _ArgumentParser(
+        prog="logpipe replay",
+        description="Backfill archived logs: each rotated series oldest first, plain or gzip, "
+        "each file's content once (a ledger in the state dir remembers what was delivered).",
+    )
+    replay.add_argument(
+        "--access",
+        action="append",
+        default=[],
+        metavar="FILE|GLOB",
+        help="access logs to replay (repeatable; globs allowed)",
+    )
+    replay.add_argument(
+        "--error",
+        action="append",
+        default=[],
+        metavar="FILE|GLOB",
+        help="error logs to replay (repeatable; globs allowed)",
+    )
+    add_parsing_options(replay)
+    replay.add_argument(
+        "--output",
+        metavar="stdout|file:PATH|datadog",
+        help="as in follow mode (default: datadog when DD_API_KEY is set, else stdout)",
+    )
+    replay.add_argument("--intake-url", metavar="URL", help="as in follow mode")
+    replay.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        default=default_state_dir(),
+        help="where the replay ledger is kept (default: %(default)s)",
+    )
+    replay.add_argument(
+        "--force", action="store_true", help="replay files the ledger says were delivered already"
+    )
+    add_identity_options(replay)
+    return replay
+
+
 def build_parse_parser() -> argparse.ArgumentParser:
     parse = _ArgumentParser(
         prog="logpipe parse",
@@ -202,6 +242,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if arguments[:1] == ["parse"]:
             return run_parse(build_parse_parser().parse_args(arguments[1:]))
+        if arguments[:1] == ["replay"]:
+            return run_replay(build_replay_parser().parse_args(arguments[1:]))
         parser = build_parser()
         config = config_path(arguments)
         if config:
@@ -238,6 +280,52 @@ def run_follow(args: argparse.Namespace) -> int:
     access = access_parser(args)
     pattern = _pattern(args.multiline_pattern)
     return follow(args, access, pattern, identity_from(args))
+
+
+def run_replay(args: argparse.Namespace) -> int:
+    """``logpipe replay``: send archived files once, oldest first; exit 0 when delivered."""
+    import threading
+    from contextlib import ExitStack
+    from pathlib import Path
+
+    from logpipe.replay import Replay, ReplayFile, expand, order_series
+    from logpipe.sinks.choose import open_sink
+    from logpipe.sources.checkpoints import CheckpointStore, CorruptCheckpoints
+
+    files = [ReplayFile(path, "access") for path in order_series(expand(args.access))]
+    files += [ReplayFile(path, "error") for path in order_series(expand(args.error))]
+    if not files:
+        raise UsageError("nothing to replay: give --access FILE|GLOB and/or --error FILE|GLOB")
+    for missing in [replay.path for replay in files if not replay.path.is_file()]:
+        raise UsageError(f"cannot read {missing}: no such file")
+    access = access_parser(args)
+    pattern = _pattern(args.multiline_pattern)
+    ledger = CheckpointStore(Path(args.state_dir), file_name="replay-ledger.json")
+    with ExitStack() as resources:
+        sink = open_sink(args, threading.Event(), resources, _stderr)
+        resources.callback(sink.close)
+        try:
+            replay = Replay(
+                files,
+                sink,
+                ledger,
+                access=access,
+                errors=ErrorParser(max_record_bytes=args.max_line_bytes),
+                attributes=identity_from(args).attributes,
+                multiline=lambda: Multiline(pattern, max_bytes=args.max_line_bytes),
+                force=args.force,
+                max_line_bytes=args.max_line_bytes,
+            )
+        except CorruptCheckpoints as error:
+            raise UsageError(f"{error} (use --force, or move the ledger aside)") from None
+        relax_gc()
+        replay.run()
+    _stderr(f"replayed {len(files)} files: {replay.events} events sent")
+    return 0
+
+
+def _stderr(message: str) -> None:
+    print(f"logpipe: {message}", file=sys.stderr, flush=True)
 
 
 def run_parse(args: argparse.Namespace) -> int:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import fcntl
-import os
 import signal
 import sys
 import threading
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
-from typing import BinaryIO, TextIO
+from typing import TextIO
 
 from logpipe.identity import Identity
 from logpipe.metrics import EventMetrics, dogstatsd
@@ -19,9 +18,8 @@ from logpipe.multiline import Multiline
 from logpipe.parsing.access import AccessParser
 from logpipe.parsing.error import ErrorParser
 from logpipe.pipeline import FollowPipeline
-from logpipe.sinks import LogSink
-from logpipe.sinks.datadog_logs import DatadogLogsSink, Interrupted, intake_url
-from logpipe.sinks.ndjson_sink import NdjsonSink
+from logpipe.sinks.choose import open_sink
+from logpipe.sinks.datadog_logs import Interrupted
 from logpipe.sources.checkpoints import CheckpointStore, CorruptCheckpoints
 from logpipe.sources.follow import Follower, FollowSpec
 from logpipe.sources.wake import Waker
@@ -80,7 +78,7 @@ def follow(args: argparse.Namespace, access: AccessParser, pattern: str, identit
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     with ExitStack() as resources:
-        sink = _sink(args, stop, resources)
+        sink = open_sink(args, stop, resources, _warn)
         resources.callback(sink.close)
         metrics = _metrics(args, identity)
         if metrics is not None:
@@ -124,37 +122,6 @@ def _lock_state_dir(state_dir: Path) -> TextIO:
         lock.close()
         raise UsageError(f"state dir {state_dir} is in use by another logpipe") from None
     return lock
-
-
-def _sink(args: argparse.Namespace, stop: threading.Event, resources: ExitStack) -> LogSink:
-    """The log sink ``--output`` names (datadog by default when DD_API_KEY is set)."""
-    from logpipe.cli import UsageError
-
-    target = args.output or ("datadog" if os.environ.get("DD_API_KEY") else "stdout")
-    if target == "stdout":
-        return NdjsonSink(sys.stdout.buffer, fsync=False)
-    if target.startswith("file:") and len(target) > 5:
-        try:
-            stream: BinaryIO = resources.enter_context(open(target[5:], "ab"))  # noqa: SIM115
-        except OSError as error:
-            raise UsageError(f"--output {target}: {error.strerror}") from None
-        return NdjsonSink(stream, fsync=True)
-    if target == "datadog":
-        api_key = os.environ.get("DD_API_KEY", "")
-        if not api_key:
-            raise UsageError("--output datadog needs the API key in DD_API_KEY")
-        url = args.intake_url or intake_url(os.environ.get("DD_SITE"))
-        try:
-            return DatadogLogsSink(
-                url,
-                api_key,
-                dead_letters=Path(args.state_dir) / "dead-letters.ndjson",
-                stop=stop,
-                warn=_warn,
-            )
-        except ValueError as error:
-            raise UsageError(f"--intake-url: {error}") from None
-    raise UsageError(f"--output must be stdout, file:PATH or datadog, not {target!r}")
 
 
 def _metrics(args: argparse.Namespace, identity: Identity) -> EventMetrics | None:

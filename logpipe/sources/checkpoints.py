@@ -59,12 +59,16 @@ class CheckpointStore:
     ``on_problem`` (one line each) and are counted in ``problems``."""
 
     def __init__(
-        self, state_dir: Path, *, on_problem: Callable[[str], None] = _print_problem
+        self,
+        state_dir: Path,
+        *,
+        on_problem: Callable[[str], None] = _print_problem,
+        file_name: str = FILE_NAME,
     ) -> None:
         self.state_dir = state_dir
-        self.path = state_dir / FILE_NAME
-        self.backup = state_dir / f"{FILE_NAME}.bak"
-        self.temporary = state_dir / f"{FILE_NAME}.tmp"
+        self.path = state_dir / file_name
+        self.backup = state_dir / f"{file_name}.bak"
+        self.temporary = state_dir / f"{file_name}.tmp"
         self.on_problem = on_problem
         self.problems = 0
         self._saved: bytes | None = None  # what the main file holds, when known

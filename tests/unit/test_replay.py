@@ -1,0 +1,109 @@
+"""Replay of rotated, gzipped real gunicorn logs: order, gzip by magic, exactly once."""
+
+from __future__ import annotations
+
+import gzip
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from logpipe.replay import order_series
+from tests.conftest import LOGS
+
+LINES = (LOGS / "default" / "access.log").read_bytes().splitlines(keepends=True)
+
+
+def replay(*args: str, cwd: Path) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "logpipe", "replay", "--state-dir", str(cwd / "state"), *args],
+        capture_output=True,
+        cwd=cwd,
+        timeout=60,
+        check=False,
+    )
+
+
+def urls(result: subprocess.CompletedProcess[bytes]) -> list[str]:
+    assert result.returncode == 0, result.stderr
+    return [orjson.loads(line)["message"] for line in result.stdout.splitlines()]
+
+
+@pytest.fixture
+def series(tmp_path: Path) -> Path:
+    """Four generations of a real access log, as logrotate leaves them (some compressed)."""
+    chunks = [LINES[0:30], LINES[30:60], LINES[60:90], LINES[90:]]
+    names = ["access.log.3.gz", "access.log.2.gz", "access.log.1", "access.log"]
+    for name, chunk in zip(names, chunks, strict=True):
+        data = b"".join(chunk)
+        (tmp_path / name).write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    return tmp_path
+
+
+def test_order_oldest_first_whatever_the_shell_gives() -> None:
+    given = [
+        Path(name)
+        for name in (
+            "access.log",
+            "access.log.1",
+            "access.log.10.gz",
+            "access.log.2.gz",
+            "access.log-20261124.gz",
+            "access.log-20261123.gz",
+            "error.log.1",
+            "error.log",
+        )
+    ]
+    assert [path.name for path in order_series(given)] == [
+        "access.log.10.gz",
+        "access.log.2.gz",
+        "access.log.1",
+        "access.log-20261123.gz",
+        "access.log-20261124.gz",
+        "access.log",
+        "error.log.1",
+        "error.log",
+    ]
+
+
+def test_series_in_shell_glob_order_ships_every_line_once_in_order(series: Path) -> None:
+    result = replay("--access", "access.log*", cwd=series)
+    assert urls(result) == [line.decode().rstrip("\n") for line in LINES]
+    assert urls(replay("--access", "access.log*", cwd=series)) == []  # the ledger remembers
+    forced = replay("--access", "access.log*", "--force", cwd=series)
+    assert len(urls(forced)) == len(LINES)
+
+
+def test_a_file_and_its_later_gzip_are_one_content(series: Path) -> None:
+    assert len(urls(replay("--access", "access.log.1", cwd=series))) == 30
+    (series / "access.log.1.gz").write_bytes(gzip.compress((series / "access.log.1").read_bytes()))
+    (series / "access.log.1").unlink()
+    assert urls(replay("--access", "access.log.1.gz", cwd=series)) == []
+
+
+def test_a_file_replayed_while_growing_continues_where_it_stopped(series: Path) -> None:
+    assert len(urls(replay("--access", "access.log", cwd=series))) == len(LINES) - 90
+    with open(series / "access.log", "ab") as live:
+        live.write(LINES[0])
+    assert urls(replay("--access", "access.log", cwd=series)) == [LINES[0].decode().rstrip("\n")]
+
+
+def test_gzip_is_recognised_by_content_and_error_records_are_aggregated(tmp_path: Path) -> None:
+    (tmp_path / "error-archive").write_bytes(
+        gzip.compress((LOGS / "default" / "error.log").read_bytes())
+    )
+    events = [
+        orjson.loads(line)
+        for line in replay("--error", "error-archive", cwd=tmp_path).stdout.splitlines()
+    ]
+    assert sum("error" in event for event in events) == 8
+    assert all(event["logger"]["name"] == "gunicorn.error" for event in events)
+
+
+def test_bad_usage(tmp_path: Path) -> None:
+    assert replay(cwd=tmp_path).returncode == 2
+    missing = replay("--access", "nope.log", cwd=tmp_path)
+    assert missing.returncode == 2
+    assert missing.stderr.decode().strip() == "logpipe: error: cannot read nope.log: no such file"
