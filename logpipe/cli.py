@@ -7,6 +7,7 @@ import gc
 import os
 import re
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import BinaryIO, NoReturn
@@ -160,6 +161,13 @@ def build_replay_parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--force", action="store_true", help="replay files the ledger says were delivered already"
     )
+    replay.add_argument(
+        "--max-age",
+        metavar="DURATION|none",
+        help="skip events older than this, e.g. 18h, 90m, 2d (default: 18h with --output "
+        "datadog, the intake's window; none otherwise); skipped events count as handled in the "
+        "ledger: re-run with --force to send them",
+    )
     add_identity_options(replay)
     return replay
 
@@ -301,6 +309,9 @@ def run_replay(args: argparse.Namespace) -> int:
     access = access_parser(args)
     pattern = _pattern(args.multiline_pattern)
     ledger = CheckpointStore(Path(args.state_dir), file_name="replay-ledger.json")
+    output = args.output or ("datadog" if os.environ.get("DD_API_KEY") else "stdout")
+    max_age = parse_duration(args.max_age or ("18h" if output == "datadog" else "none"))
+    oldest_ms = None if max_age is None else int((time.time() - max_age) * 1000)
     with ExitStack() as resources:
         sink = open_sink(args, threading.Event(), resources, _stderr)
         resources.callback(sink.close)
@@ -314,14 +325,28 @@ def run_replay(args: argparse.Namespace) -> int:
                 attributes=identity_from(args).attributes,
                 multiline=lambda: Multiline(pattern, max_bytes=args.max_line_bytes),
                 force=args.force,
+                oldest_ms=oldest_ms,
+                warn=_stderr,
                 max_line_bytes=args.max_line_bytes,
             )
         except CorruptCheckpoints as error:
             raise UsageError(f"{error} (use --force, or move the ledger aside)") from None
         relax_gc()
         replay.run()
-    _stderr(f"replayed {len(files)} files: {replay.events} events sent")
+    older = f", {replay.too_old} older than --max-age not sent" if replay.too_old else ""
+    _stderr(f"replayed {len(files)} files: {replay.events} events{older}")
     return 0
+
+
+def parse_duration(text: str) -> float | None:
+    """``18h`` / ``90m`` / ``2d`` / ``45s`` to seconds; ``none`` to None."""
+    if text.strip().lower() == "none":
+        return None
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = text[:-1], text[-1:].lower()
+    if unit not in units or not number.replace(".", "", 1).isdigit():
+        raise UsageError(f"--max-age: {text!r} is not a duration like 18h, 90m, 2d or none")
+    return float(number) * units[unit]
 
 
 def _stderr(message: str) -> None:

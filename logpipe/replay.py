@@ -95,6 +95,9 @@ class Replay:
         multiline: Callable[[], Multiline[bytes]] = Multiline,
         force: bool = False,
         max_line_bytes: int = MAX_LINE_BYTES,
+        oldest_ms: int | None = None,
+        observers: Iterable[Callable[[Event], object]] = (),
+        warn: Callable[[str], None] = lambda message: None,
     ) -> None:
         self.files = list(files)
         self.sink = sink
@@ -105,7 +108,11 @@ class Replay:
         self._attributes = attributes
         self._multiline = multiline
         self._max_line_bytes = max_line_bytes
+        self._oldest_ms = oldest_ms
+        self._observers = tuple(observers)
+        self._warn = warn
         self.events = 0
+        self.too_old = 0  # events skipped: older than the output accepts
 
     def run(self) -> None:
         """Send every file not yet delivered, then wait for the sink to deliver everything."""
@@ -117,13 +124,18 @@ class Replay:
             done = self._delivered.get(key)
             start = done.offset if done else 0
             chunk: list[tuple[Event, Token]] = []
-            for pair in self._events(replay_file, key, start):
-                chunk.append(pair)
+            skipped: list[Token] = []  # acknowledged once what came before them is delivered
+            for event, token in self._events(replay_file, key, start):
+                if self._too_old(event):
+                    skipped.append(token)
+                    continue
+                chunk.append((event, token))
                 if len(chunk) >= SEND_CHUNK:
                     self._acknowledge(self.sink.send(chunk), replay_file, head_bytes)
                     chunk = []
             self._acknowledge(self.sink.send(chunk), replay_file, head_bytes)
             self._acknowledge(self.sink.drain(), replay_file, head_bytes)
+            self._acknowledge(skipped, replay_file, head_bytes)
             self.sink.make_durable()
             self._save()
 
@@ -155,7 +167,21 @@ class Replay:
         self.events += 1
         event = stamp(event, path, offset)
         event.update(self._attributes)
+        for observe in self._observers:
+            observe(event)
         return event
+
+    def _too_old(self, event: Event) -> bool:
+        timestamp = event.get("timestamp")
+        if self._oldest_ms is None or timestamp is None or timestamp >= self._oldest_ms:
+            return False
+        if not self.too_old:
+            self._warn(
+                "events older than --max-age are not sent to this output (the intake refuses "
+                "them); --max-age none sends everything; the summary counts them"
+            )
+        self.too_old += 1
+        return True
 
     def _acknowledge(self, tokens: list[Token], replay_file: ReplayFile, head: int) -> None:
         for token in tokens:

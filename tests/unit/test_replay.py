@@ -107,3 +107,30 @@ def test_bad_usage(tmp_path: Path) -> None:
     missing = replay("--access", "nope.log", cwd=tmp_path)
     assert missing.returncode == 2
     assert missing.stderr.decode().strip() == "logpipe: error: cannot read nope.log: no such file"
+
+
+def test_max_age_skips_old_events_counts_them_and_marks_them_handled(series: Path) -> None:
+    old = replay("--access", "access.log*", "--max-age", "1s", cwd=series)
+    assert urls(old) == []  # the fixture lines were written minutes or more ago
+    assert f"{len(LINES)} older than --max-age not sent" in old.stderr.decode()
+    assert urls(replay("--access", "access.log*", "--max-age", "none", cwd=series)) == []
+    again = replay("--access", "access.log*", "--max-age", "none", "--force", cwd=series)
+    assert len(urls(again)) == len(LINES)
+    bad = replay("--access", "access.log", "--max-age", "soon", cwd=series)
+    assert bad.returncode == 2 and b"not a duration" in bad.stderr
+
+
+def test_replay_into_the_intake(series: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.support.intake import Intake, Status
+
+    monkeypatch.setenv("DD_API_KEY", "replay-key")
+    with Intake(api_key="replay-key") as intake:
+        intake.script(Status(503))
+        result = replay(
+            "--access", "access.log*", "--intake-url", intake.url, "--max-age", "30d", cwd=series
+        )
+        assert result.returncode == 0, result.stderr
+        assert [event["message"] for event in intake.events] == [
+            line.decode().rstrip("\n") for line in LINES
+        ]
+        intake.assert_clean()
