@@ -127,7 +127,7 @@ def test_replay_into_the_intake(series: Path, monkeypatch: pytest.MonkeyPatch) -
     with Intake(api_key="replay-key") as intake:
         intake.script(Status(503))
         result = replay(
-            "--access", "access.log*", "--intake-url", intake.url, "--max-age", "30d", cwd=series
+            "--access", "access.log*", "--intake-url", intake.url, "--max-age", "none", cwd=series
         )
         assert result.returncode == 0, result.stderr
         assert [event["message"] for event in intake.events] == [
