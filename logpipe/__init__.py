@@ -25,6 +25,7 @@ from logpipe.multiline import Multiline, Record
 from logpipe.parsing.access import AccessParser
 from logpipe.parsing.access_format import DEFAULT_FORMAT, FormatError
 from logpipe.parsing.error import ErrorParser
+from logpipe.replay import replay_events as replay
 from logpipe.sources.checkpoints import CheckpointStore
 from logpipe.sources.follow import Follower, FollowSpec, Item
 
@@ -39,5 +40,6 @@ __all__ = [
     "Item",
     "Multiline",
     "Record",
+    "replay",
 ]
 __version__ = "0.1.0"

@@ -13,21 +13,31 @@ from logpipe.parsing.error import ErrorParser
 
 
 def access_events(
-    stream: BinaryIO, parser: AccessParser, *, path: str | None = None
+    stream: BinaryIO, parser: AccessParser, *, path: str | None = None, start: int = 0
 ) -> Iterator[Event]:
-    """One event per non-empty access line of ``stream``."""
+    """One event per non-empty access line of ``stream`` (read from byte ``start``)."""
+    for event, _ in access_pairs(stream, parser, path=path, start=start):
+        yield event
+
+
+def access_pairs(
+    stream: BinaryIO, parser: AccessParser, *, path: str | None = None, start: int = 0
+) -> Iterator[tuple[Event, int]]:
+    """``access_events`` with the offset just past each line (what delivering it covers)."""
     parse = parser.parse
-    for batch in read_batches(stream, max_bytes=parser.max_line_bytes):
+    for batch in read_batches(stream, start=start, max_bytes=parser.max_line_bytes):
         offset, cut = batch.offset, batch.cut
         if cut:
             for line in batch:
                 if line.data:
-                    yield stamp(parse(line.data, truncated=line.truncated), path, line.offset)
+                    event = parse(line.data, truncated=line.truncated)
+                    yield stamp(event, path, line.offset), line.end
             continue
         for data in batch.lines:
+            end = offset + len(data) + 1
             if data and data != b"\r":
-                yield stamp(parse(data), path, offset)
-            offset += len(data) + 1
+                yield stamp(parse(data), path, offset), end
+            offset = end
 
 
 def error_events(
@@ -37,15 +47,33 @@ def error_events(
     *,
     path: str | None = None,
     max_line_bytes: int = MAX_LINE_BYTES,
+    start: int = 0,
 ) -> Iterator[Event]:
     """One event per error-log record of ``stream`` (lines grouped by ``multiline``)."""
+    for event, _ in error_pairs(
+        stream, parser, multiline, path=path, max_line_bytes=max_line_bytes, start=start
+    ):
+        yield event
+
+
+def error_pairs(
+    stream: BinaryIO,
+    parser: ErrorParser,
+    multiline: Multiline[bytes],
+    *,
+    path: str | None = None,
+    max_line_bytes: int = MAX_LINE_BYTES,
+    start: int = 0,
+) -> Iterator[tuple[Event, int]]:
+    """``error_events`` with the offset just past each record."""
     parse = parser.parse
-    for batch in read_batches(stream, max_bytes=max_line_bytes):
+    for batch in read_batches(stream, start=start, max_bytes=max_line_bytes):
         for record in multiline.feed_batch(batch):
-            yield stamp(parse(record.text, truncated=record.truncated), path, record.start)
+            event = parse(record.text, truncated=record.truncated)
+            yield stamp(event, path, record.start), record.end
     last = multiline.flush()
     if last is not None:
-        yield stamp(parse(last.text, truncated=last.truncated), path, last.start)
+        yield stamp(parse(last.text, truncated=last.truncated), path, last.start), last.end
 
 
 def stamp(event: Event, path: str | None, offset: int) -> Event:

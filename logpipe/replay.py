@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from logpipe.enrich import Event
-from logpipe.file_events import stamp
-from logpipe.lines import MAX_LINE_BYTES, read_batches
+from logpipe.file_events import access_pairs, error_pairs
+from logpipe.lines import MAX_LINE_BYTES
 from logpipe.multiline import Multiline
 from logpipe.parsing.access import AccessParser
 from logpipe.parsing.error import ErrorParser
@@ -141,31 +141,14 @@ class Replay:
 
     def _events(
         self, replay_file: ReplayFile, key: str, start: int
-    ) -> Iterator[tuple[Event, object]]:
-        path = str(replay_file.path)
-        with open_log(replay_file.path) as stream:
-            _skip(stream, start)
-            batches = read_batches(stream, start=start, max_bytes=self._max_line_bytes)
-            if replay_file.kind == "access":
-                for batch in batches:
-                    for line in batch:
-                        if line.data:
-                            event = self._access.parse(line.data, truncated=line.truncated)
-                            yield self._finish(event, path, line.offset), (key, line.end)
-                return
-            multiline = self._multiline()
-            for batch in batches:
-                for record in multiline.feed_batch(batch):
-                    event = self._errors.parse(record.text, truncated=record.truncated)
-                    yield self._finish(event, path, record.start), (key, record.end)
-            last = multiline.flush()
-            if last is not None:
-                event = self._errors.parse(last.text, truncated=last.truncated)
-                yield self._finish(event, path, last.start), (key, last.end)
+    ) -> Iterator[tuple[Event, Token]]:
+        for event, end in file_pairs(
+            replay_file, start, self._access, self._errors, self._multiline, self._max_line_bytes
+        ):
+            yield self._finish(event), (key, end)
 
-    def _finish(self, event: Event, path: str, offset: int) -> Event:
+    def _finish(self, event: Event) -> Event:
         self.events += 1
-        event = stamp(event, path, offset)
         event.update(self._attributes)
         for observe in self._observers:
             observe(event)
@@ -194,13 +177,40 @@ class Replay:
         self.ledger.save(self._delivered.values())
 
 
-def _skip(stream: BinaryIO, count: int) -> None:
-    """Move past ``count`` bytes (decompressing them for gzip)."""
-    while count > 0:
-        chunk = stream.read(min(count, 1 << 20))
-        if not chunk:
-            return
-        count -= len(chunk)
+def file_pairs(
+    replay_file: ReplayFile,
+    start: int,
+    access: AccessParser,
+    errors: ErrorParser,
+    multiline: Callable[[], Multiline[bytes]],
+    max_line_bytes: int,
+) -> Iterator[tuple[Event, int]]:
+    """(event, end offset) of one file from decompressed byte ``start``."""
+    path = str(replay_file.path)
+    with open_log(replay_file.path) as stream:
+        stream.seek(start)  # gzip streams seek forward by decompressing
+        if replay_file.kind == "access":
+            yield from access_pairs(stream, access, path=path, start=start)
+        else:
+            yield from error_pairs(
+                stream, errors, multiline(), path=path, max_line_bytes=max_line_bytes, start=start
+            )
+
+
+def replay_events(
+    access: Iterable[str | Path] = (),
+    error: Iterable[str | Path] = (),
+    *,
+    fmt: str | None = None,
+) -> Iterator[Event]:
+    """Library use: the events of archived logs, each series oldest first (no ledger; the
+    caller delivers them). ``fmt`` is gunicorn's ``access_log_format``."""
+    parser, errors = AccessParser(fmt), ErrorParser()
+    files = [ReplayFile(path, "access") for path in order_series(map(Path, access))]
+    files += [ReplayFile(path, "error") for path in order_series(map(Path, error))]
+    for replay_file in files:
+        for event, _ in file_pairs(replay_file, 0, parser, errors, Multiline, MAX_LINE_BYTES):
+            yield event
 
 
 def expand(patterns: Iterable[str]) -> list[Path]:

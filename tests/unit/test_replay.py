@@ -134,3 +134,15 @@ def test_replay_into_the_intake(series: Path, monkeypatch: pytest.MonkeyPatch) -
             line.decode().rstrip("\n") for line in LINES
         ]
         intake.assert_clean()
+
+
+def test_library_iterator(series: Path) -> None:
+    import logpipe
+
+    paths = [
+        series / name
+        for name in ("access.log", "access.log.1", "access.log.3.gz", "access.log.2.gz")
+    ]
+    events = list(logpipe.replay(access=paths))
+    assert [event["message"] for event in events] == [line.decode().rstrip("\n") for line in LINES]
+    assert events[0]["logpipe"]["path"].endswith("access.log.3.gz")
