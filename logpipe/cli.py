@@ -22,6 +22,7 @@ from logpipe.ndjson import NdjsonWriter
 from logpipe.parsing.access import AccessParser
 from logpipe.parsing.access_format import FormatError
 from logpipe.parsing.error import ErrorParser
+from logpipe.replay import Replay
 
 USAGE_ERROR = 2
 
@@ -296,7 +297,7 @@ def run_replay(args: argparse.Namespace) -> int:
     from contextlib import ExitStack
     from pathlib import Path
 
-    from logpipe.replay import Replay, ReplayFile, expand, order_series
+    from logpipe.replay import ReplayFile, expand, order_series
     from logpipe.sinks.choose import open_sink
     from logpipe.sources.checkpoints import CheckpointStore, CorruptCheckpoints
 
@@ -327,6 +328,7 @@ def run_replay(args: argparse.Namespace) -> int:
                 force=args.force,
                 oldest_ms=oldest_ms,
                 warn=_stderr,
+                progress=ProgressLine() if sys.stderr.isatty() else lambda replay: None,
                 max_line_bytes=args.max_line_bytes,
             )
         except CorruptCheckpoints as error:
@@ -336,6 +338,28 @@ def run_replay(args: argparse.Namespace) -> int:
     older = f", {replay.too_old} older than --max-age not sent" if replay.too_old else ""
     _stderr(f"replayed {len(files)} files: {replay.events} events{older}")
     return 0
+
+
+class ProgressLine:
+    """A progress line on a terminal: files, events, events/s and an ETA by bytes."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+
+    def __call__(self, replay: Replay) -> None:
+        elapsed = max(time.monotonic() - self.started, 1e-6)
+        rate = replay.events / elapsed
+        eta = ""
+        if replay.bytes_done:
+            remaining = elapsed * (replay.bytes_total - replay.bytes_done) / replay.bytes_done
+            eta = f", ETA {remaining:.0f} s"
+        print(
+            f"\rlogpipe: file {replay.files_done}/{len(replay.files)}, {replay.events:,} events, "
+            f"{rate:,.0f}/s{eta}   ",
+            end="" if replay.files_done < len(replay.files) else "\n",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def parse_duration(text: str) -> float | None:

@@ -98,6 +98,7 @@ class Replay:
         oldest_ms: int | None = None,
         observers: Iterable[Callable[[Event], object]] = (),
         warn: Callable[[str], None] = lambda message: None,
+        progress: Callable[[Replay], None] = lambda replay: None,
     ) -> None:
         self.files = list(files)
         self.sink = sink
@@ -111,8 +112,12 @@ class Replay:
         self._oldest_ms = oldest_ms
         self._observers = tuple(observers)
         self._warn = warn
+        self._progress = progress
         self.events = 0
         self.too_old = 0  # events skipped: older than the output accepts
+        self.files_done = 0
+        self.bytes_done = 0  # on disk (compressed for gzip), of the files done
+        self.bytes_total = sum(replay_file.path.stat().st_size for replay_file in self.files)
 
     def run(self) -> None:
         """Send every file not yet delivered, then wait for the sink to deliver everything."""
@@ -133,11 +138,15 @@ class Replay:
                 if len(chunk) >= SEND_CHUNK:
                     self._acknowledge(self.sink.send(chunk), replay_file, head_bytes)
                     chunk = []
+                    self._progress(self)
             self._acknowledge(self.sink.send(chunk), replay_file, head_bytes)
             self._acknowledge(self.sink.drain(), replay_file, head_bytes)
             self._acknowledge(skipped, replay_file, head_bytes)
             self.sink.make_durable()
             self._save()
+            self.files_done += 1
+            self.bytes_done += replay_file.path.stat().st_size
+            self._progress(self)
 
     def _events(
         self, replay_file: ReplayFile, key: str, start: int
