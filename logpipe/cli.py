@@ -169,6 +169,14 @@ def build_replay_parser() -> argparse.ArgumentParser:
         "datadog, the intake's window; none otherwise); skipped events count as handled in the "
         "ledger: re-run with --force to send them",
     )
+    replay.add_argument(
+        "--report",
+        metavar="FILE.html",
+        help="also write the summary as a self-contained HTML page with a chart",
+    )
+    replay.add_argument(
+        "--quiet", action="store_true", help="no summary table on stderr at the end"
+    )
     add_identity_options(replay)
     return replay
 
@@ -298,6 +306,7 @@ def run_replay(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from logpipe.replay import ReplayFile, expand, order_series
+    from logpipe.report import Summary
     from logpipe.sinks.choose import open_sink
     from logpipe.sources.checkpoints import CheckpointStore, CorruptCheckpoints
 
@@ -310,6 +319,7 @@ def run_replay(args: argparse.Namespace) -> int:
     access = access_parser(args)
     pattern = _pattern(args.multiline_pattern)
     ledger = CheckpointStore(Path(args.state_dir), file_name="replay-ledger.json")
+    summary = Summary()
     output = args.output or ("datadog" if os.environ.get("DD_API_KEY") else "stdout")
     max_age = parse_duration(args.max_age or ("18h" if output == "datadog" else "none"))
     oldest_ms = None if max_age is None else int((time.time() - max_age) * 1000)
@@ -329,6 +339,7 @@ def run_replay(args: argparse.Namespace) -> int:
                 oldest_ms=oldest_ms,
                 warn=_stderr,
                 progress=ProgressLine() if sys.stderr.isatty() else lambda replay: None,
+                observers=[summary.observe],
                 max_line_bytes=args.max_line_bytes,
             )
         except CorruptCheckpoints as error:
@@ -337,6 +348,14 @@ def run_replay(args: argparse.Namespace) -> int:
         replay.run()
     older = f", {replay.too_old} older than --max-age not sent" if replay.too_old else ""
     _stderr(f"replayed {len(files)} files: {replay.events} events{older}")
+    summary.skipped_old = replay.too_old
+    if not args.quiet:
+        print(summary.text(), file=sys.stderr)
+    if args.report:
+        try:
+            Path(args.report).write_text(summary.html(), encoding="utf-8")
+        except OSError as error:
+            raise UsageError(f"--report {args.report}: {error.strerror}") from None
     return 0
 
 

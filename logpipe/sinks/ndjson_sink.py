@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from typing import Any, BinaryIO
 
 from logpipe.ndjson import NdjsonWriter
@@ -15,7 +16,8 @@ class NdjsonSink:
     def __init__(self, stream: BinaryIO, *, fsync: bool) -> None:
         self._writer = NdjsonWriter(stream)
         self._stream = stream
-        self._fsync = fsync
+        # Only a regular file can be synced (not /dev/null, a pipe or a terminal).
+        self._fsync = fsync and stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
 
     def send(self, events: list[tuple[dict[str, Any], Token]]) -> list[Token]:
         self._writer.write_all(event for event, _ in events)

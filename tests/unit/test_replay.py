@@ -146,3 +146,13 @@ def test_library_iterator(series: Path) -> None:
     events = list(logpipe.replay(access=paths))
     assert [event["message"] for event in events] == [line.decode().rstrip("\n") for line in LINES]
     assert events[0]["logpipe"]["path"].endswith("access.log.3.gz")
+
+
+def test_summary_table_and_html_report(series: Path) -> None:
+    result = replay("--access", "access.log*", "--report", "report.html", cwd=series)
+    text = result.stderr.decode()
+    assert result.returncode == 0
+    statuses = [int(line.split(b'" ')[1].split(b" ")[0]) for line in LINES]
+    assert str(sum(400 <= status < 500 for status in statuses)) in text
+    page = (series / "report.html").read_text()
+    assert page.count("<svg") == 1 and "<script" not in page

@@ -1,0 +1,366 @@
+"""The replay summary over the real fixture logs: text tables and a self-contained HTML page.
+
+The expected counts are read straight from the raw logs with regular expressions, never from
+logpipe's events.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import shutil
+import subprocess
+from collections import Counter
+from datetime import datetime
+from functools import cache
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+
+from logpipe import AccessParser, ErrorParser, Multiline
+from logpipe.enrich import Event
+from logpipe.file_events import access_events, error_events
+from logpipe.report import BUCKET_MS, Summary
+from tests.conftest import LOGS
+
+RUNS = ("default", "durations", "headers")
+TRACEBACKS = 8  # each run's app raised eight times
+
+# Independent readings of the raw logs. default and durations log the request line (%(r)s),
+# with the user agent the last quoted field; headers logs "%(m)s %(U)s %(q)s %(H)s" (PATH_INFO
+# as WSGI's latin-1 text, quotes escaped, a path gunicorn had none for as None), no user agent.
+REQUEST = re.compile(r'\[(?P<time>[^\]]+)\] "\S+ (?P<target>\S+) HTTP/[\d.]+" (?P<status>\d{3}) ')
+HEADERS_REQUEST = re.compile(
+    r'\[(?P<time>[^\]]+)\] "\S+ (?P<target>.*) \S* HTTP/[\d.]+" (?P<status>\d{3}) '
+)
+LAST_QUOTED = re.compile(r'"([^"]*)"[^"]*$')
+RECORD_LEVEL = re.compile(r"^\[\d{4}-\d{2}-\d{2} [^\]]+\] (?:\[\d+\] \[([A-Z]+)\]|([A-Z]+) in )")
+BOT = re.compile(r"(\w*bot)\b", re.IGNORECASE)
+VOID = {"meta", "link", "br", "hr", "img", "input", "col", "area", "base", "wbr", "source"}
+
+
+class Raw(NamedTuple):
+    """What the raw logs of one run say."""
+
+    statuses: Counter[int]
+    paths_4xx: Counter[str]
+    paths_5xx: Counter[str]
+    bots: Counter[str]
+    bot_paths: Counter[tuple[str, str]]
+    buckets: set[tuple[int, str]]
+    levels: Counter[str]
+    tracebacks: int
+    records: int
+
+
+def _format(run: str) -> str | None:
+    return None if run == "default" else (LOGS / run / "format.txt").read_text("utf-8").strip()
+
+
+def _feed(summary: Summary, run: str, parser: AccessParser) -> Summary:
+    with open(LOGS / run / "access.log", "rb") as stream:
+        for event in access_events(stream, parser):
+            summary.observe(event)
+    with open(LOGS / run / "error.log", "rb") as stream:
+        for event in error_events(stream, ErrorParser(), Multiline()):
+            summary.observe(event)
+    return summary
+
+
+def _lines(run: str, name: str) -> list[str]:
+    """The file's lines (split at newlines only: a user agent may hold U+0085)."""
+    return (LOGS / run / name).read_text("utf-8").split("\n")[:-1]
+
+
+@cache
+def _summary(run: str) -> Summary:
+    return _feed(Summary(), run, AccessParser(_format(run)))
+
+
+def _path(target: str, run: str) -> str:
+    if run != "headers":
+        return re.sub(r"^[a-z]+://[^/]*", "", target).split("?")[0]
+    if target == "None":
+        return "(none)"
+    path = target.replace('\\"', '"')
+    try:
+        return path.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        return path
+
+
+@cache
+def _raw(run: str) -> Raw:
+    raw = Raw(Counter(), Counter(), Counter(), Counter(), Counter(), set(), Counter(), 0, 0)
+    pattern = HEADERS_REQUEST if run == "headers" else REQUEST
+    for line in _lines(run, "access.log"):
+        match = pattern.search(line)
+        assert match, line
+        status, path = int(match["status"]), _path(match["target"], run)
+        raw.statuses[status] += 1
+        seconds = datetime.strptime(match["time"], "%d/%b/%Y:%H:%M:%S %z").timestamp()
+        raw.buckets.add((int(seconds) * 1000 // BUCKET_MS, f"{status // 100}xx"))
+        if 400 <= status < 600:
+            (raw.paths_4xx if status < 500 else raw.paths_5xx)[path] += 1
+            agent = LAST_QUOTED.search(line) if run != "headers" else None
+            bot = BOT.search(agent[1]) if agent else None
+            if bot:
+                raw.bots[bot[1]] += 1
+                raw.bot_paths[bot[1], path] += 1
+    for line in _lines(run, "error.log"):
+        level = RECORD_LEVEL.match(line)
+        if level:
+            raw.levels[level[1] or level[2]] += 1
+    tracebacks = _lines(run, "error.log").count("Traceback (most recent call last):")
+    return raw._replace(tracebacks=tracebacks, records=sum(raw.levels.values()))
+
+
+def _classes(statuses: Counter[int]) -> Counter[str]:
+    classes: Counter[str] = Counter()
+    for status, count in statuses.items():
+        classes[f"{status // 100}xx"] += count
+    return classes
+
+
+def _top(counter: Counter[str], top: int) -> list[tuple[str, int]]:
+    return sorted(counter.items(), key=lambda item: (-item[1], item[0]))[:top]
+
+
+def _has_row(text: str, *cells: object) -> bool:
+    row = r"\s+".join(re.escape(str(cell)) for cell in cells)
+    return re.search(rf"^\s+{row}$", text, re.MULTILINE) is not None
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_counts_match_the_raw_logs(run: str) -> None:
+    summary, raw = _summary(run), _raw(run)
+    lines = len(_lines(run, "access.log"))
+    assert (summary.lines, summary.records) == (lines, raw.records)
+    assert summary.events == lines + raw.records
+    assert (summary.parse_errors, summary.truncated, summary.skipped_old) == (0, 0, 0)
+    assert summary.statuses == raw.statuses
+    assert summary.classes == _classes(raw.statuses)
+    assert summary.paths_4xx == raw.paths_4xx
+    assert summary.paths_5xx == raw.paths_5xx
+    assert summary.bots == raw.bots
+    assert summary.bot_paths == raw.bot_paths
+    assert summary.levels == raw.levels
+    assert summary.tracebacks == raw.tracebacks == TRACEBACKS
+    buckets = {(bucket // BUCKET_MS, status_class) for bucket, status_class in summary.timeline}
+    assert buckets == raw.buckets
+    assert sum(summary.timeline.values()) == raw.statuses.total()
+
+
+def test_the_fixture_runs_have_what_the_tables_show() -> None:
+    raw = _raw("default")
+    assert raw.bots == {"Googlebot": 3, "AhrefsBot": 2, "bingbot": 1, "YandexBot": 1}
+    assert raw.paths_5xx["/crash"] == 6
+    assert _raw("headers").bots == {}
+    assert _raw("headers").paths_5xx["(none)"] == 6
+
+
+def test_first_and_last_timestamps() -> None:
+    summary = _summary("default")
+    assert (summary.first, summary.last) == (1795586620000, 1795586620099)
+    text = summary.text()
+    assert _has_row(text, "first event", "2026-11-25 06:03:40.000 UTC")
+    assert _has_row(text, "last event", "2026-11-25 06:03:40.099 UTC")
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_text_has_the_expected_rows(run: str) -> None:
+    summary, raw = _summary(run), _raw(run)
+    text = summary.text(top=5)
+    assert _has_row(text, "events", summary.events)
+    assert _has_row(text, "error records", raw.records)
+    for status, count in raw.statuses.items():
+        assert _has_row(text, status, count)
+    for status_class, count in _classes(raw.statuses).items():
+        assert _has_row(text, status_class, count)
+    for counter in (raw.paths_4xx, raw.paths_5xx, raw.bots):
+        for key, count in _top(counter, 5):
+            assert _has_row(text, count, key)
+    for level, count in raw.levels.items():
+        assert _has_row(text, level, count)
+    assert _has_row(text, "with a traceback", TRACEBACKS)
+    assert "skipped" not in text
+    assert "Top 5 4xx paths" in text
+
+
+def test_top_limits_the_path_tables() -> None:
+    text = _summary("default").text(top=3)
+    table = text.split("Top 3 4xx paths")[1].split("\n\n")[0]
+    assert len(table.strip().splitlines()) == 1 + 1 + 3  # underline, header, three rows
+    assert _has_row(text, 3, "/status/401")
+
+
+def test_bot_errors_by_family_and_path() -> None:
+    text = _summary("default").text(top=20)
+    for (family, path), count in _raw("default").bot_paths.items():
+        assert _has_row(text, count, family, path)
+
+
+def test_skipped_old_is_shown_when_set() -> None:
+    summary = _feed(Summary(), "default", AccessParser())
+    summary.skipped_old = 42
+    assert _has_row(summary.text(), "skipped (too old for intake)", 42)
+    assert "skipped (too old for intake)" in summary.html()
+
+
+def test_parse_errors_are_counted() -> None:
+    """durations read with the default format: not one of its access lines parses."""
+    summary = _feed(Summary(), "durations", AccessParser())
+    lines = len(_lines("durations", "access.log"))
+    assert summary.parse_errors == summary.lines == lines
+    assert summary.statuses == {}
+    assert _has_row(summary.text(), "parse errors", lines)
+
+
+def test_truncated_lines_are_counted() -> None:
+    data = (LOGS / "default" / "access.log").read_bytes()
+    summary = Summary()
+    for event in access_events(io.BytesIO(data), AccessParser(max_line_bytes=200)):
+        summary.observe(event)
+    assert summary.truncated == sum(len(line) > 200 for line in data.split(b"\n")) > 0
+
+
+def test_observe_returns_the_event_unchanged() -> None:
+    event: Event = {"logger": {"name": "gunicorn.access"}, "http": {"status_code": 404}}
+    assert Summary().observe(event) is event
+    assert event == {"logger": {"name": "gunicorn.access"}, "http": {"status_code": 404}}
+
+
+def test_control_characters_are_escaped_in_the_text() -> None:
+    summary = Summary()
+    summary.observe(_request(404, "/a\x1b[31mred", 0))
+    assert "/a\\x1b[31mred" in summary.text()
+    assert "\x1b" not in summary.text()
+
+
+def test_an_empty_summary() -> None:
+    summary = Summary()
+    assert "(none)" in summary.text()
+    page = summary.html()
+    assert "<svg" not in page
+    _check_page(page)
+
+
+class Page(HTMLParser):
+    """Checks that every start tag is closed, and records tags and attributes."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.open: list[str] = []
+        self.tags: Counter[str] = Counter()
+        self.attributes: list[tuple[str, str]] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._record(tag, attrs)
+        if tag not in VOID:
+            self.open.append(tag)
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self._record(tag, attrs)
+
+    def handle_endtag(self, tag: str) -> None:
+        assert self.open and self.open[-1] == tag, (tag, self.open)
+        self.open.pop()
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+    def _record(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags[tag] += 1
+        self.attributes += [(name, value or "") for name, value in attrs]
+
+
+def _check_page(page: str) -> Page:
+    parser = Page()
+    parser.feed(page)
+    parser.close()
+    assert parser.open == []
+    assert parser.tags["html"] == parser.tags["head"] == parser.tags["body"] == 1
+    assert parser.tags["script"] == 0
+    assert "<script" not in page.lower()
+    for name, value in parser.attributes:
+        assert name not in ("src", "href") or not re.match(r"\s*(https?:)?//", value), value
+    return parser
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_html_is_one_well_formed_page_with_one_chart(run: str) -> None:
+    summary, raw = _summary(run), _raw(run)
+    parser = _check_page(summary.html(title="replay & more"))
+    assert parser.tags["svg"] == 1
+    assert parser.tags["rect"] == len(raw.buckets)
+    text = "\n".join(parser.text)
+    assert "replay & more" in text
+    for path, _ in _top(raw.paths_4xx, 10):
+        assert path in text
+    for legend in ("2xx", "3xx", "4xx", "5xx", "time (UTC), 2026-11-25"):
+        assert legend in text
+
+
+def _request(status: int, path: str, at: int, *, bot: str | None = None) -> Event:
+    http: Event = {"status_code": status, "url_details": {"path": path}}
+    if bot is not None:
+        http["useragent_details"] = {"browser": {"family": bot}, "device": {"category": "Bot"}}
+    return {"logger": {"name": "gunicorn.access"}, "timestamp": at, "http": http}
+
+
+def test_text_from_the_logs_is_escaped_in_html() -> None:
+    summary = Summary()
+    summary.observe(_request(404, "/<script>alert(1)</script>", 0, bot="<b>Evil</b>bot"))
+    summary.observe(_request(500, '/"><img src=x onerror=alert(1)>', 0))
+    page = summary.html(title="<i>title</i>")
+    parser = _check_page(page)
+    assert parser.tags["img"] == parser.tags["i"] == parser.tags["b"] == 0
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "&lt;b&gt;Evil&lt;/b&gt;bot" in page
+    assert "/<script>alert(1)</script>" in parser.text
+
+
+def test_chart_has_one_rect_per_bucket_and_class() -> None:
+    summary = Summary()
+    start = 1795586610000  # a 30 s boundary
+    for second, status in [(0, 200), (5, 200), (29, 404), (30, 500), (95, 301), (95, 200)]:
+        summary.observe(_request(status, "/", start + second * 1000))
+    assert summary.timeline == {
+        (start, "2xx"): 2,
+        (start, "4xx"): 1,
+        (start + 30_000, "5xx"): 1,
+        (start + 90_000, "2xx"): 1,
+        (start + 90_000, "3xx"): 1,
+    }
+    page = summary.html()
+    parser = _check_page(page)
+    assert parser.tags["rect"] == 5
+    rects = re.findall(r'<rect x="([\d.]+)" y="([\d.]+)" width="([\d.]+)" height="([\d.]+)"', page)
+    assert len(rects) == 5
+    assert all(0 < float(x) < 960 and float(w) > 0 and float(h) > 0 for x, _, w, h in rects)
+    assert len({x for x, _, _, _ in rects}) == 3  # three buckets, classes stacked
+    assert "06:03:30" in "".join(parser.text)
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
+def test_html_renders_headless(tmp_path: Path) -> None:
+    page = tmp_path / "replay.html"
+    page.write_text(_summary("default").html(), encoding="utf-8")
+    png = tmp_path / "replay.png"
+    command = [
+        "chromium",
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--window-size=1100,900",
+        f"--screenshot={png}",
+        page.as_uri(),
+    ]
+    subprocess.run(command, capture_output=True, timeout=60, check=True)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert png.stat().st_size > 1000
