@@ -8,7 +8,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import BinaryIO, NoReturn
 
@@ -170,6 +170,18 @@ def build_replay_parser() -> argparse.ArgumentParser:
         "ledger: re-run with --force to send them",
     )
     replay.add_argument(
+        "--dogstatsd",
+        metavar="HOST:PORT|off",
+        help="derived metrics, sent with the logs' own times (count_with_timestamp, 10 s "
+        "buckets; needs Agent 7.40+); default as in follow mode",
+    )
+    replay.add_argument(
+        "--metrics-namespace",
+        metavar="NS",
+        default="gunicorn.logs",
+        help="prefix of the derived metrics (default: %(default)s)",
+    )
+    replay.add_argument(
         "--report",
         metavar="FILE.html",
         help="also write the summary as a self-contained HTML page with a chart",
@@ -320,6 +332,8 @@ def run_replay(args: argparse.Namespace) -> int:
     pattern = _pattern(args.multiline_pattern)
     ledger = CheckpointStore(Path(args.state_dir), file_name="replay-ledger.json")
     summary = Summary()
+    identity = identity_from(args)
+    metrics, flush_metrics, close_metrics = timestamped_metrics(args, identity)
     output = args.output or ("datadog" if os.environ.get("DD_API_KEY") else "stdout")
     max_age = parse_duration(args.max_age or ("18h" if output == "datadog" else "none"))
     oldest_ms = None if max_age is None else int((time.time() - max_age) * 1000)
@@ -333,19 +347,23 @@ def run_replay(args: argparse.Namespace) -> int:
                 ledger,
                 access=access,
                 errors=ErrorParser(max_record_bytes=args.max_line_bytes),
-                attributes=identity_from(args).attributes,
+                attributes=identity.attributes,
                 multiline=lambda: Multiline(pattern, max_bytes=args.max_line_bytes),
                 force=args.force,
                 oldest_ms=oldest_ms,
                 warn=_stderr,
                 progress=ProgressLine() if sys.stderr.isatty() else lambda replay: None,
-                observers=[summary.observe],
+                observers=[summary.observe, *([metrics] if metrics else [])],
+                after_file=flush_metrics,
                 max_line_bytes=args.max_line_bytes,
             )
         except CorruptCheckpoints as error:
             raise UsageError(f"{error} (use --force, or move the ledger aside)") from None
         relax_gc()
-        replay.run()
+        try:
+            replay.run()
+        finally:
+            close_metrics()
     older = f", {replay.too_old} older than --max-age not sent" if replay.too_old else ""
     _stderr(f"replayed {len(files)} files: {replay.events} events{older}")
     summary.skipped_old = replay.too_old
@@ -357,6 +375,33 @@ def run_replay(args: argparse.Namespace) -> int:
         except OSError as error:
             raise UsageError(f"--report {args.report}: {error.strerror}") from None
     return 0
+
+
+def timestamped_metrics(
+    args: argparse.Namespace, identity: Identity
+) -> tuple[Callable[[Event], Event] | None, Callable[[], None], Callable[[], None]]:
+    """(observer, flush, close) for replay metrics at the logs' own times (no-ops with off)."""
+    from typing import cast
+
+    from datadog.dogstatsd.base import DogStatsd
+
+    from logpipe.metrics import EventMetrics, TimestampedCounts, dogstatsd
+
+    tags = [f"service:{identity.service}", *identity.tags]
+    try:
+        client = dogstatsd(args.dogstatsd, namespace=args.metrics_namespace, tags=tags)
+    except ValueError as error:
+        raise UsageError(f"--dogstatsd: {error}") from None
+    if client is None:
+        return None, lambda: None, lambda: None
+    counts = TimestampedCounts(client)
+    metrics = EventMetrics(cast(DogStatsd, counts))  # it uses only what TimestampedCounts has
+
+    def observe(event: Event) -> Event:
+        counts.at = event.get("timestamp", 0) / 1000
+        return metrics.observe(event)
+
+    return observe, metrics.flush, counts.close
 
 
 class ProgressLine:

@@ -99,6 +99,7 @@ class Replay:
         observers: Iterable[Callable[[Event], object]] = (),
         warn: Callable[[str], None] = lambda message: None,
         progress: Callable[[Replay], None] = lambda replay: None,
+        after_file: Callable[[], None] = lambda: None,
     ) -> None:
         self.files = list(files)
         self.sink = sink
@@ -113,6 +114,7 @@ class Replay:
         self._observers = tuple(observers)
         self._warn = warn
         self._progress = progress
+        self._after_file = after_file
         self.events = 0
         self.too_old = 0  # events skipped: older than the output accepts
         self.files_done = 0
@@ -144,6 +146,7 @@ class Replay:
             self._acknowledge(skipped, replay_file, head_bytes)
             self.sink.make_durable()
             self._save()
+            self._after_file()
             self.files_done += 1
             self.bytes_done += replay_file.path.stat().st_size
             self._progress(self)

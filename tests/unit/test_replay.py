@@ -156,3 +156,39 @@ def test_summary_table_and_html_report(series: Path) -> None:
     assert str(sum(400 <= status < 500 for status in statuses)) in text
     page = (series / "report.html").read_text()
     assert page.count("<svg") == 1 and "<script" not in page
+
+
+def test_metrics_carry_the_logs_own_time(series: Path) -> None:
+    import re
+    import socket
+    from datetime import datetime
+
+    from tests.unit.test_metrics import by_name, counts, ours, parse_line
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as statsd:
+        statsd.bind(("127.0.0.1", 0))
+        result = replay(
+            "--access",
+            "access.log*",
+            "--dogstatsd",
+            f"127.0.0.1:{statsd.getsockname()[1]}",
+            "--quiet",
+            cwd=series,
+        )
+        assert result.returncode == 0, result.stderr
+        statsd.settimeout(0.5)
+        lines: list[str] = []
+        try:
+            while True:
+                lines += statsd.recv(65535).decode().splitlines()
+        except TimeoutError:
+            pass
+    metrics = ours([parse_line(line) for line in lines if line])
+    statuses = [int(line.split(b'" ')[1].split(b" ")[0]) for line in LINES]
+    totals = counts(metrics)
+    assert by_name(totals, "gunicorn.logs.requests") == len(LINES)
+    assert by_name(totals, "gunicorn.logs.requests.5xx") == sum(s >= 500 for s in statuses)
+    stamp = LINES[0].split(b"[")[1].split(b"]")[0].decode()  # all fixture lines: one second
+    seconds = int(datetime.strptime(stamp, "%d/%b/%Y:%H:%M:%S %z").timestamp())
+    ours_lines = [line for line in lines if line.startswith("gunicorn.logs.")]
+    assert {re.search(r"\|T(\d+)", line)[1] for line in ours_lines} == {str(seconds // 10 * 10)}
