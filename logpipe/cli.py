@@ -42,28 +42,16 @@ def build_parser() -> argparse.ArgumentParser:
         prog="logpipe",
         description="Follow gunicorn access and error logs through rotation and ship them as "
         "structured events. Runs until SIGTERM/SIGINT.",
-        epilog="Other command: logpipe parse --help (parse a whole file to NDJSON).",
+        epilog="Other commands: logpipe parse --help (a whole file to NDJSON), logpipe replay "
+        "--help (backfill archives).",
     )
-    parser.add_argument(
-        "--access",
-        action="append",
-        default=[],
-        metavar="PATH",
-        help="gunicorn access log to follow (repeatable)",
-    )
-    parser.add_argument(
-        "--error",
-        action="append",
-        default=[],
-        metavar="PATH",
-        help="gunicorn error log to follow (repeatable)",
-    )
+    add_log_options(parser, "follow", "PATH")
     add_parsing_options(parser)
-    parser.add_argument(
-        "--output",
-        metavar="stdout|file:PATH|datadog",
-        help="where events go: NDJSON on stdout or in a file, or Datadog's logs intake "
-        "(default: datadog when DD_API_KEY is set, else stdout)",
+    add_delivery_options(
+        parser,
+        state="where checkpoints are kept",
+        metrics="where derived metrics go (default: DD_AGENT_HOST:DD_DOGSTATSD_PORT, else "
+        "localhost:8125)",
     )
     parser.add_argument(
         "--config",
@@ -93,29 +81,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="print a one-line status on stderr this often; 0: never (default: %(default)s)",
     )
     parser.add_argument(
-        "--dogstatsd",
-        metavar="HOST:PORT|off",
-        help="where derived metrics go (default: DD_AGENT_HOST:DD_DOGSTATSD_PORT, else "
-        "localhost:8125)",
-    )
-    parser.add_argument(
-        "--metrics-namespace",
-        metavar="NS",
-        default="gunicorn.logs",
-        help="prefix of the derived metrics (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--intake-url",
-        metavar="URL",
-        help="full URL to post logs to (default: the v2 intake for DD_SITE)",
-    )
-    parser.add_argument(
-        "--state-dir",
-        metavar="DIR",
-        default=default_state_dir(),
-        help="where checkpoints are kept (default: %(default)s)",
-    )
-    parser.add_argument(
         "--start-at",
         choices=("end", "beginning"),
         default="end",
@@ -132,32 +97,13 @@ def build_replay_parser() -> argparse.ArgumentParser:
         description="Backfill archived logs: each rotated series oldest first, plain or gzip, "
         "each file's content once (a ledger in the state dir remembers what was delivered).",
     )
-    replay.add_argument(
-        "--access",
-        action="append",
-        default=[],
-        metavar="FILE|GLOB",
-        help="access logs to replay (repeatable; globs allowed)",
-    )
-    replay.add_argument(
-        "--error",
-        action="append",
-        default=[],
-        metavar="FILE|GLOB",
-        help="error logs to replay (repeatable; globs allowed)",
-    )
+    add_log_options(replay, "replay", "FILE|GLOB")
     add_parsing_options(replay)
-    replay.add_argument(
-        "--output",
-        metavar="stdout|file:PATH|datadog",
-        help="as in follow mode (default: datadog when DD_API_KEY is set, else stdout)",
-    )
-    replay.add_argument("--intake-url", metavar="URL", help="as in follow mode")
-    replay.add_argument(
-        "--state-dir",
-        metavar="DIR",
-        default=default_state_dir(),
-        help="where the replay ledger is kept (default: %(default)s)",
+    add_delivery_options(
+        replay,
+        state="where the replay ledger is kept",
+        metrics="derived metrics, sent with the logs' own times (count_with_timestamp, 10 s "
+        "buckets; needs Agent 7.40+); default as in follow mode",
     )
     replay.add_argument(
         "--force", action="store_true", help="replay files the ledger says were delivered already"
@@ -170,18 +116,6 @@ def build_replay_parser() -> argparse.ArgumentParser:
         "ledger: re-run with --force to send them",
     )
     replay.add_argument(
-        "--dogstatsd",
-        metavar="HOST:PORT|off",
-        help="derived metrics, sent with the logs' own times (count_with_timestamp, 10 s "
-        "buckets; needs Agent 7.40+); default as in follow mode",
-    )
-    replay.add_argument(
-        "--metrics-namespace",
-        metavar="NS",
-        default="gunicorn.logs",
-        help="prefix of the derived metrics (default: %(default)s)",
-    )
-    replay.add_argument(
         "--report",
         metavar="FILE.html",
         help="also write the summary as a self-contained HTML page with a chart",
@@ -191,6 +125,46 @@ def build_replay_parser() -> argparse.ArgumentParser:
     )
     add_identity_options(replay)
     return replay
+
+
+def add_log_options(parser: argparse.ArgumentParser, verb: str, metavar: str) -> None:
+    """``--access`` and ``--error``, repeatable."""
+    for kind in ("access", "error"):
+        parser.add_argument(
+            f"--{kind}",
+            action="append",
+            default=[],
+            metavar=metavar,
+            help=f"gunicorn {kind} log to {verb} (repeatable)",
+        )
+
+
+def add_delivery_options(parser: argparse.ArgumentParser, *, state: str, metrics: str) -> None:
+    """Where events and metrics go, and where state is kept (follow and replay)."""
+    parser.add_argument(
+        "--output",
+        metavar="stdout|file:PATH|datadog",
+        help="where events go: NDJSON on stdout or in a file, or Datadog's logs intake "
+        "(default: datadog when DD_API_KEY is set, else stdout)",
+    )
+    parser.add_argument(
+        "--intake-url",
+        metavar="URL",
+        help="full URL to post logs to (default: the v2 intake for DD_SITE)",
+    )
+    parser.add_argument("--dogstatsd", metavar="HOST:PORT|off", help=metrics)
+    parser.add_argument(
+        "--metrics-namespace",
+        metavar="NS",
+        default="gunicorn.logs",
+        help="prefix of the derived metrics (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        default=default_state_dir(),
+        help=f"{state} (default: %(default)s)",
+    )
 
 
 def build_parse_parser() -> argparse.ArgumentParser:
