@@ -97,25 +97,20 @@ _LOGGER = {"name": ERROR_LOGGER}
 def _gunicorn_event(text: str, parts: Sequence[str]) -> Event:
     """``[2026-11-25 04:22:59 +0000] [16471] [INFO] message``"""
     stamp, process, level, message = parts
-    level = level[1:-2]
-    event: Event = {
-        "message": text,
-        "ddsource": "gunicorn",
-        "logger": _LOGGER,
-        "level": level,
-        "status": STATUSES[level],
-        "pid": int(process[1:-2]),
-    }
-    timestamp = ERROR_TIMES[stamp]
-    if timestamp is not None:
-        event["timestamp"] = timestamp
-    return _with_traceback(event, message[:-1])
+    event = _record_event(text, level[1:-2], ERROR_TIMES[stamp], message[:-1])
+    event["pid"] = int(process[1:-2])
+    return event
 
 
 def _app_event(text: str, parts: Sequence[str]) -> Event:
     """``[2017-06-22 09:31:11,580] ERROR in app: message`` (Flask's logging format, UTC)."""
     stamp, level, message = parts
-    level = level[:-1]
+    timestamp = app_time_ms(stamp[1:20], stamp[21:24])
+    return _record_event(text, level[:-1], timestamp, message[:-1])
+
+
+def _record_event(text: str, level: str, timestamp: int | None, body: str) -> Event:
+    """What every record's event has: message, level and status, time, a split traceback."""
     event: Event = {
         "message": text,
         "ddsource": "gunicorn",
@@ -123,13 +118,8 @@ def _app_event(text: str, parts: Sequence[str]) -> Event:
         "level": level,
         "status": STATUSES[level],
     }
-    timestamp = app_time_ms(stamp[1:20], stamp[21:24])
     if timestamp is not None:
         event["timestamp"] = timestamp
-    return _with_traceback(event, message[:-1])
-
-
-def _with_traceback(event: Event, body: str) -> Event:
     traceback = split_traceback(body)
     if traceback:
         event["error"] = traceback

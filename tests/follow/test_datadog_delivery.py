@@ -27,6 +27,22 @@ def intake(monkeypatch: pytest.MonkeyPatch) -> Iterator[Intake]:
         yield server
 
 
+@pytest.fixture
+def statsd(monkeypatch: pytest.MonkeyPatch) -> Iterator[socket.socket]:
+    """A real UDP socket for DogStatsD datagrams; no DD_* environment leaking into tags."""
+    for name in ("DD_ENV", "DD_SERVICE", "DD_TAGS", "DD_AGENT_HOST", "DD_DOGSTATSD_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DD_ORIGIN_DETECTION_ENABLED", "false")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+        sock.bind(("127.0.0.1", 0))
+        yield sock
+
+
+def to_statsd(sock: socket.socket) -> list[str]:
+    return ["--dogstatsd", f"127.0.0.1:{sock.getsockname()[1]}"]
+
+
 def datadog(intake: Intake) -> list[str]:
     return ["--output", "datadog", "--intake-url", intake.url]
 
@@ -87,47 +103,40 @@ def test_refused_batches_are_dead_lettered(follow_env: FollowEnv, intake: Intake
 
 
 def test_real_gunicorn_logs_to_the_intake_and_dogstatsd(
-    follow_env: FollowEnv, intake: Intake, monkeypatch: pytest.MonkeyPatch
+    follow_env: FollowEnv, intake: Intake, statsd: socket.socket
 ) -> None:
     """The bundled real gunicorn logs, followed through a rename and a copytruncate: every
     access line reaches the intake once, and the metrics equal the counts in the logs."""
     from tests.unit.test_metrics import by_name, counts, ours, receive
 
-    for name in ("DD_ENV", "DD_SERVICE", "DD_TAGS", "DD_AGENT_HOST", "DD_DOGSTATSD_PORT"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("DD_ORIGIN_DETECTION_ENABLED", "false")
     lines = (LOGS / "access.log").read_bytes().splitlines(keepends=True)
     records = (LOGS / "error.log").read_bytes()
     access, error = follow_env.log("access.log"), follow_env.log("error.log")
     access.write_bytes(b"".join(lines[:40]))
     error.write_bytes(records)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as statsd:
-        statsd.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
-        statsd.bind(("127.0.0.1", 0))
-        follow_env.logpipe(
-            access=[access],
-            error=[error],
-            extra_args=[
-                *datadog(intake),
-                "--dogstatsd",
-                f"127.0.0.1:{statsd.getsockname()[1]}",
-                "--service",
-                "shop",
-                "--env",
-                "test",
-            ],
-        )
-        intake.wait_events(40, timeout=30)
-        os.rename(access, follow_env.log("access.log.1"))  # rename + create
-        access.write_bytes(b"".join(lines[40:80]))
-        intake.wait_events(80, timeout=30)
-        shutil.copyfile(access, follow_env.log("access.log.2"))  # copytruncate
-        os.truncate(access, 0)
-        with open(access, "ab") as file:
-            file.write(b"".join(lines[80:]))
-        wait_until(lambda: len(access_events(intake)) >= len(lines), 30, what="all lines")
-        assert follow_env.runs[-1].stop() == 0
-        metrics = ours(receive(statsd))
+    follow_env.logpipe(
+        access=[access],
+        error=[error],
+        extra_args=[
+            *datadog(intake),
+            *to_statsd(statsd),
+            "--service",
+            "shop",
+            "--env",
+            "test",
+        ],
+    )
+    intake.wait_events(40, timeout=30)
+    os.rename(access, follow_env.log("access.log.1"))  # rename + create
+    access.write_bytes(b"".join(lines[40:80]))
+    intake.wait_events(80, timeout=30)
+    shutil.copyfile(access, follow_env.log("access.log.2"))  # copytruncate
+    os.truncate(access, 0)
+    with open(access, "ab") as file:
+        file.write(b"".join(lines[80:]))
+    wait_until(lambda: len(access_events(intake)) >= len(lines), 30, what="all lines")
+    assert follow_env.runs[-1].stop() == 0
+    metrics = ours(receive(statsd))
     shipped = [event["message"].encode() + b"\n" for event in access_events(intake)]
     assert sorted(shipped) == sorted(lines)  # each access line exactly once
     intake.assert_clean()
@@ -162,47 +171,39 @@ STATUSES = (200, 404, 500, 200, 503, 429, 200)
 
 
 def test_live_gunicorn_rotated_twice_into_the_intake_and_dogstatsd(
-    follow_env: FollowEnv, intake: Intake, monkeypatch: pytest.MonkeyPatch
+    follow_env: FollowEnv, intake: Intake, statsd: socket.socket
 ) -> None:
     """Real gunicorn serving real traffic (statuses, bots), rotated with rename + SIGUSR1 and
     with copytruncate: every request's line arrives once; 4xx/5xx/bot-error totals match."""
     from tests.follow.harness import create_empty, rotate_copytruncate, rotate_rename
     from tests.unit.test_metrics import by_name, counts, ours, receive
 
-    for name in ("DD_ENV", "DD_SERVICE", "DD_TAGS"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("DD_ORIGIN_DETECTION_ENABLED", "false")
     access, error = follow_env.log("access.log"), follow_env.log("error.log")
     create_empty(access)
     server = follow_env.gunicorn(access, error)
     sent: list[tuple[int, int, str]] = []
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as statsd:
-        statsd.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
-        statsd.bind(("127.0.0.1", 0))
-        follow_env.logpipe(
-            access=[access],
-            error=[error],
-            start_at="end",
-            extra_args=[*datadog(intake), "--dogstatsd", f"127.0.0.1:{statsd.getsockname()[1]}"],
-        )
-        wait_until(lambda: "opened" in follow_env.runs[-1].stderr_text(), 20, what="following")
-        for phase in range(3):
-            for n in range(phase * 100, phase * 100 + 100):
-                status, agent = STATUSES[n % len(STATUSES)], AGENTS[n % len(AGENTS)]
-                assert server.get(f"/seq/{n}?status={status}", user_agent=agent) == status
-                sent.append((n, status, agent))
-            if phase == 0:
-                rotate_rename(access, server)
-            elif phase == 1:
-                last = f"/seq/{sent[-1][0]}?"  # logged after the answer: wait for it first
-                wait_until(
-                    lambda last=last: last in access.read_text(), 10, what="last line logged"
-                )
-                rotate_copytruncate(access)
-        wait_until(lambda: len(access_events(intake)) >= len(sent), 60, what="all requests")
-        assert server.stop() == 0
-        assert follow_env.runs[-1].stop() == 0
-        metrics = ours(receive(statsd))
+    follow_env.logpipe(
+        access=[access],
+        error=[error],
+        start_at="end",
+        extra_args=[*datadog(intake), *to_statsd(statsd)],
+    )
+    wait_until(lambda: "opened" in follow_env.runs[-1].stderr_text(), 20, what="following")
+    for phase in range(3):
+        for n in range(phase * 100, phase * 100 + 100):
+            status, agent = STATUSES[n % len(STATUSES)], AGENTS[n % len(AGENTS)]
+            assert server.get(f"/seq/{n}?status={status}", user_agent=agent) == status
+            sent.append((n, status, agent))
+        if phase == 0:
+            rotate_rename(access, server)
+        elif phase == 1:
+            last = f"/seq/{sent[-1][0]}?"  # logged after the answer: wait for it first
+            wait_until(lambda last=last: last in access.read_text(), 10, what="last line logged")
+            rotate_copytruncate(access)
+    wait_until(lambda: len(access_events(intake)) >= len(sent), 60, what="all requests")
+    assert server.stop() == 0
+    assert follow_env.runs[-1].stop() == 0
+    metrics = ours(receive(statsd))
     urls = [event["http"]["url"] for event in access_events(intake)]
     seqs = sorted(int(url.split("/")[2].split("?")[0]) for url in urls)
     assert seqs == list(range(300))  # every request's line, exactly once

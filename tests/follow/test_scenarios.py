@@ -20,7 +20,8 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,8 @@ from tests.follow.conftest import Report
 from tests.follow.harness import (
     Accounting,
     FollowEnv,
+    GunicornServer,
+    Key,
     RequestLoop,
     Stream,
     append,
@@ -116,20 +119,29 @@ def test_02_writer_keeps_appending_to_rotated_file(follow_env: FollowEnv, report
     assert_clean(follow_env.finish([stream]), follow_env)
 
 
-def test_02_real_gunicorn_usr1(follow_env: FollowEnv) -> None:
-    access, error = follow_env.log("access.log"), follow_env.log("error.log")
-    server = follow_env.gunicorn(access, error)
-    follow_env.logpipe(access=[access], error=[error])
+def gunicorn_with_two_rotations(
+    env: FollowEnv, rotate: Callable[[Path, GunicornServer], object]
+) -> tuple[Stream, Counter[Key]]:
+    """Real gunicorn serving 1,500 requests at 500/s while logpipe follows, ``rotate``d after
+    500 and 1,000; the requests sent, and which of their lines are in some file on disk."""
+    access, error = env.log("access.log"), env.log("error.log")
+    server = env.gunicorn(access, error)
+    env.logpipe(access=[access], error=[error])
     client = RequestLoop(server, count=1500, rate=500)
     client.start()
     for target in (500, 1000):
         client.wait_sent(target)
-        rotate_rename(access, server)
+        rotate(access, server)
     client.join(30)
     assert client.sent == 1500 and not client.errors, client.errors
     assert server.stop() == 0
-    stream = client.stream()
-    on_disk = keys_in_files([access, rotated_name(access, 1), rotated_name(access, 2)])
+    return client.stream(), keys_in_files(
+        [access, rotated_name(access, 1), rotated_name(access, 2)]
+    )
+
+
+def test_02_real_gunicorn_usr1(follow_env: FollowEnv) -> None:
+    stream, on_disk = gunicorn_with_two_rotations(follow_env, rotate_rename)
     assert on_disk == dict.fromkeys(stream.sent_keys(), 1)
     acc = follow_env.finish([stream])
     # Two workers reopen at slightly different times: no global order to check here.
@@ -138,19 +150,9 @@ def test_02_real_gunicorn_usr1(follow_env: FollowEnv) -> None:
 
 def test_03_real_gunicorn_copytruncate(follow_env: FollowEnv) -> None:
     """logrotate copytruncate on real gunicorn (no signal: workers keep their O_APPEND fds)."""
-    access, error = follow_env.log("access.log"), follow_env.log("error.log")
-    server = follow_env.gunicorn(access, error)
-    follow_env.logpipe(access=[access], error=[error])
-    client = RequestLoop(server, count=1500, rate=500)
-    client.start()
-    for target in (500, 1000):
-        client.wait_sent(target)
-        rotate_copytruncate(access)
-    client.join(30)
-    assert client.sent == 1500 and not client.errors, client.errors
-    assert server.stop() == 0
-    stream = client.stream()
-    on_disk = keys_in_files([access, rotated_name(access, 1), rotated_name(access, 2)])
+    stream, on_disk = gunicorn_with_two_rotations(
+        follow_env, lambda access, server: rotate_copytruncate(access)
+    )
     # Only lines that copytruncate itself destroyed (written between the copy and the truncate,
     # so in no file on disk) may be missing.
     destroyed = set(stream.sent_keys()) - set(on_disk)
