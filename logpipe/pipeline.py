@@ -24,6 +24,7 @@ from logpipe.sources.wake import Waker
 
 CHECKPOINT_INTERVAL = 1.0
 POLL_INTERVAL = 0.25
+SEND_CHUNK = 2000  # events built and handed to the sink at a time
 
 
 class FollowPipeline:
@@ -66,7 +67,8 @@ class FollowPipeline:
         try:
             self._loop(stop)
             items = [*self.follower.poll(), *self.follower.close()]
-            self._acknowledge(self.sink.send(self._events(items)) + self.sink.drain())
+            self._send(items)
+            self._acknowledge(self.sink.drain())
         finally:
             self._checkpoint()
 
@@ -81,7 +83,8 @@ class FollowPipeline:
                 last_item = self._clock()
             elif self._exit_idle and self._clock() - last_item >= self._exit_idle:
                 break
-            self._acknowledge(self.sink.send(self._events(items)) + self.sink.tick())
+            self._send(items)
+            self._acknowledge(self.sink.tick())
             now = self._clock()
             if now >= next_checkpoint:
                 self._checkpoint()
@@ -95,6 +98,12 @@ class FollowPipeline:
                     self._waker.wait(POLL_INTERVAL)
                 else:
                     stop.wait(POLL_INTERVAL)
+
+    def _send(self, items: list[Item]) -> None:
+        """Hand the items' events to the sink a slice at a time (a poll may bring 8 MB of lines:
+        building all their events at once would hold hundreds of MB)."""
+        for start in range(0, len(items), SEND_CHUNK):
+            self._acknowledge(self.sink.send(self._events(items[start : start + SEND_CHUNK])))
 
     def _events(self, items: list[Item]) -> list[tuple[Event, Token]]:
         events = []
