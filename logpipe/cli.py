@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import BinaryIO, NoReturn
+from typing import TYPE_CHECKING, BinaryIO, NoReturn
 
 from logpipe.config import ConfigError, apply_config, config_path
 from logpipe.enrich import Event
@@ -23,6 +23,9 @@ from logpipe.parsing.access import AccessParser
 from logpipe.parsing.access_format import FormatError
 from logpipe.parsing.error import ErrorParser
 from logpipe.replay import Replay
+
+if TYPE_CHECKING:
+    from logpipe.metrics import TimestampedCounts
 
 USAGE_ERROR = 2
 
@@ -43,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Follow gunicorn access and error logs through rotation and ship them as "
         "structured events. Runs until SIGTERM/SIGINT.",
         epilog="Other commands: logpipe parse --help (a whole file to NDJSON), logpipe replay "
-        "--help (backfill archives).",
+        "--help (backfill archives), logpipe check --help (gunicorn's processes, once).",
     )
     add_log_options(parser, "follow", "PATH")
     add_parsing_options(parser)
@@ -88,7 +91,57 @@ def build_parser() -> argparse.ArgumentParser:
         "appear later are read from the beginning (default: %(default)s)",
     )
     add_identity_options(parser)
+    add_process_options(parser)
     return parser
+
+
+def add_process_options(parser: argparse.ArgumentParser) -> None:
+    """Follow mode's process check (Datadog's gunicorn check: gunicorn.workers, is_running)."""
+    group = parser.add_argument_group(
+        "process check",
+        "gunicorn.workers (tagged app:NAME, state:idle|working) and the service check "
+        "gunicorn.is_running through DogStatsD, as Datadog's gunicorn check sends them; needs "
+        "setproctitle in gunicorn's environment",
+    )
+    group.add_argument(
+        "--proc-name",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="gunicorn's proc_name (--name), whose master is titled 'gunicorn: master [NAME]' "
+        "(repeatable)",
+    )
+    group.add_argument(
+        "--process-interval",
+        metavar="SECONDS",
+        type=float,
+        default=15.0,
+        help="how often to check (default: %(default)s)",
+    )
+
+
+def build_check_parser() -> argparse.ArgumentParser:
+    check = _ArgumentParser(
+        prog="logpipe check",
+        description="Datadog's gunicorn process check, once: print each master's idle and "
+        "working workers; exit 0 when all are OK, 2 when any is CRITICAL (no master, or no "
+        "workers).",
+    )
+    check.add_argument(
+        "--proc-name",
+        action="append",
+        required=True,
+        metavar="NAME",
+        help="gunicorn's proc_name (--name) (repeatable)",
+    )
+    check.add_argument(
+        "--dogstatsd",
+        metavar="HOST:PORT|off",
+        default="off",
+        help="also send gunicorn.workers and gunicorn.is_running there (default: %(default)s)",
+    )
+    add_identity_options(check)
+    return check
 
 
 def build_replay_parser() -> argparse.ArgumentParser:
@@ -122,6 +175,24 @@ def build_replay_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument(
         "--quiet", action="store_true", help="no summary table on stderr at the end"
+    )
+    work = replay.add_argument_group("where the parsing runs")
+    work.add_argument(
+        "--jobs",
+        metavar="N",
+        type=int,
+        help="parse on N cores (worker processes; each file's events still leave in order); "
+        "1: in this process (default: all cores)",
+    )
+    work.add_argument(
+        "--engine",
+        choices=("local", "dask"),
+        default="local",
+        help="dask: parse on an existing Dask cluster (--scheduler; needs logpipe[dask]) "
+        "(default: %(default)s)",
+    )
+    work.add_argument(
+        "--scheduler", metavar="ADDRESS", help="the Dask scheduler, e.g. tcp://10.0.0.5:8786"
     )
     add_identity_options(replay)
     return replay
@@ -247,6 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_parse(build_parse_parser().parse_args(arguments[1:]))
         if arguments[:1] == ["replay"]:
             return run_replay(build_replay_parser().parse_args(arguments[1:]))
+        if arguments[:1] == ["check"]:
+            return run_check(build_check_parser().parse_args(arguments[1:]))
         parser = build_parser()
         config = config_path(arguments)
         if config:
@@ -285,13 +358,41 @@ def run_follow(args: argparse.Namespace) -> int:
     return follow(args, access, pattern, identity_from(args))
 
 
+def run_check(args: argparse.Namespace) -> int:
+    """``logpipe check``: one process check per --proc-name on stdout; 0 all OK, 2 any not."""
+    from logpipe.metrics import dogstatsd, shutdown
+    from logpipe.process_check import OK, check, send, valid_names
+
+    try:
+        names = valid_names(args.proc_name)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    identity = identity_from(args)
+    try:
+        client = dogstatsd(
+            args.dogstatsd, namespace="", tags=[f"service:{identity.service}", *identity.tags]
+        )
+    except ValueError as error:
+        raise UsageError(f"--dogstatsd: {error}") from None
+    results = check(names)
+    for result in results:
+        print(result.describe(), flush=True)
+        if client is not None:
+            send(result, client)
+    if client is not None:
+        shutdown(client)
+    return 0 if all(result.status == OK for result in results) else 2
+
+
 def run_replay(args: argparse.Namespace) -> int:
     """``logpipe replay``: send archived files once, oldest first; exit 0 when delivered."""
     import threading
     from contextlib import ExitStack
+    from os.path import isfile
     from pathlib import Path
 
-    from logpipe.replay import ReplayFile, expand, order_series
+    from logpipe.engines import default_jobs, open_engine
+    from logpipe.replay import ReplayFile, expand, is_url, order_series
     from logpipe.report import Summary
     from logpipe.sinks.choose import open_sink
     from logpipe.sources.checkpoints import CheckpointStore, CorruptCheckpoints
@@ -300,14 +401,16 @@ def run_replay(args: argparse.Namespace) -> int:
     files += [ReplayFile(path, "error") for path in order_series(expand(args.error))]
     if not files:
         raise UsageError("nothing to replay: give --access FILE|GLOB and/or --error FILE|GLOB")
-    for missing in [replay.path for replay in files if not replay.path.is_file()]:
+    for missing in [file.path for file in files if not is_url(file.path) and not isfile(file.path)]:
         raise UsageError(f"cannot read {missing}: no such file")
-    access = access_parser(args)
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError("--jobs must be at least 1")
+    access_parser(args)  # the format is checked here, once
     pattern = _pattern(args.multiline_pattern)
     ledger = CheckpointStore(Path(args.state_dir), file_name="replay-ledger.json")
     summary = Summary()
     identity = identity_from(args)
-    metrics, flush_metrics, close_metrics = timestamped_metrics(args, identity)
+    counts, flush_metrics, close_metrics = timestamped_metrics(args, identity)
     output = args.output or ("datadog" if os.environ.get("DD_API_KEY") else "stdout")
     max_age = parse_duration(args.max_age or ("18h" if output == "datadog" else "none"))
     oldest_ms = None if max_age is None else int((time.time() - max_age) * 1000)
@@ -315,21 +418,29 @@ def run_replay(args: argparse.Namespace) -> int:
         sink = open_sink(args, threading.Event(), resources, _stderr)
         resources.callback(sink.close)
         try:
+            executor, window = resources.enter_context(
+                open_engine(args.engine, jobs=args.jobs or default_jobs(), scheduler=args.scheduler)
+            )
+        except (ValueError, OSError) as error:
+            raise UsageError(f"--engine {args.engine}: {error}") from None
+        try:
             replay = Replay(
                 files,
                 sink,
                 ledger,
-                access=access,
-                errors=ErrorParser(max_record_bytes=args.max_line_bytes),
+                access_format=args.access_format,
+                multiline_pattern=pattern,
+                max_line_bytes=args.max_line_bytes,
                 attributes=identity.attributes,
-                multiline=lambda: Multiline(pattern, max_bytes=args.max_line_bytes),
-                force=args.force,
                 oldest_ms=oldest_ms,
+                force=args.force,
+                executor=executor,
+                window=window,
+                summary=summary,
+                counts=counts,
                 warn=_stderr,
                 progress=ProgressLine() if sys.stderr.isatty() else lambda replay: None,
-                observers=[summary.observe, *([metrics] if metrics else [])],
                 after_file=flush_metrics,
-                max_line_bytes=args.max_line_bytes,
             )
         except CorruptCheckpoints as error:
             raise UsageError(f"{error} (use --force, or move the ledger aside)") from None
@@ -353,13 +464,9 @@ def run_replay(args: argparse.Namespace) -> int:
 
 def timestamped_metrics(
     args: argparse.Namespace, identity: Identity
-) -> tuple[Callable[[Event], Event] | None, Callable[[], None], Callable[[], None]]:
-    """(observer, flush, close) for replay metrics at the logs' own times (no-ops with off)."""
-    from typing import cast
-
-    from datadog.dogstatsd.base import DogStatsd
-
-    from logpipe.metrics import EventMetrics, TimestampedCounts, dogstatsd
+) -> tuple[TimestampedCounts | None, Callable[[], None], Callable[[], None]]:
+    """(counts, flush, close) for replay metrics at the logs' own times (no-ops with off)."""
+    from logpipe.metrics import TimestampedCounts, dogstatsd
 
     tags = [f"service:{identity.service}", *identity.tags]
     try:
@@ -369,13 +476,12 @@ def timestamped_metrics(
     if client is None:
         return None, lambda: None, lambda: None
     counts = TimestampedCounts(client)
-    metrics = EventMetrics(cast(DogStatsd, counts))  # it uses only what TimestampedCounts has
 
-    def observe(event: Event) -> Event:
-        counts.at = event.get("timestamp", 0) / 1000
-        return metrics.observe(event)
+    def flush() -> None:
+        counts.flush_aggregated_metrics()
+        counts.flush()
 
-    return observe, metrics.flush, counts.close
+    return counts, flush, counts.close
 
 
 class ProgressLine:

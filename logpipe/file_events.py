@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import BinaryIO
 
 from logpipe.enrich import Event
-from logpipe.lines import MAX_LINE_BYTES, read_batches
+from logpipe.lines import MAX_LINE_BYTES, LineBatch, read_batches
 from logpipe.multiline import Multiline
 from logpipe.parsing.access import AccessParser
 from logpipe.parsing.error import ErrorParser
@@ -24,8 +24,16 @@ def access_pairs(
     stream: BinaryIO, parser: AccessParser, *, path: str | None = None, start: int = 0
 ) -> Iterator[tuple[Event, int]]:
     """``access_events`` with the offset just past each line (what delivering it covers)."""
+    batches = read_batches(stream, start=start, max_bytes=parser.max_line_bytes)
+    return access_batch_pairs(batches, parser, path=path)
+
+
+def access_batch_pairs(
+    batches: Iterable[LineBatch], parser: AccessParser, *, path: str | None = None
+) -> Iterator[tuple[Event, int]]:
+    """``access_pairs`` of lines already read."""
     parse = parser.parse
-    for batch in read_batches(stream, start=start, max_bytes=parser.max_line_bytes):
+    for batch in batches:
         offset, cut = batch.offset, batch.cut
         if cut:
             for line in batch:
@@ -66,8 +74,20 @@ def error_pairs(
     start: int = 0,
 ) -> Iterator[tuple[Event, int]]:
     """``error_events`` with the offset just past each record."""
+    batches = read_batches(stream, start=start, max_bytes=max_line_bytes)
+    return error_batch_pairs(batches, parser, multiline, path=path)
+
+
+def error_batch_pairs(
+    batches: Iterable[LineBatch],
+    parser: ErrorParser,
+    multiline: Multiline[bytes],
+    *,
+    path: str | None = None,
+) -> Iterator[tuple[Event, int]]:
+    """``error_pairs`` of lines already read (the last record ends with them)."""
     parse = parser.parse
-    for batch in read_batches(stream, start=start, max_bytes=max_line_bytes):
+    for batch in batches:
         for record in multiline.feed_batch(batch):
             event = parse(record.text, truncated=record.truncated)
             yield stamp(event, path, record.start), record.end

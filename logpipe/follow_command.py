@@ -18,6 +18,7 @@ from logpipe.multiline import Multiline
 from logpipe.parsing.access import AccessParser
 from logpipe.parsing.error import ErrorParser
 from logpipe.pipeline import FollowPipeline
+from logpipe.process_check import ProcessMonitor, valid_names
 from logpipe.sinks.choose import open_sink
 from logpipe.sinks.datadog_logs import Interrupted
 from logpipe.sources.checkpoints import CheckpointStore, CorruptCheckpoints
@@ -49,6 +50,12 @@ def follow(args: argparse.Namespace, access: AccessParser, pattern: str, identit
     """Run follow mode until SIGTERM/SIGINT; exit status 0 after a clean drain."""
     from logpipe.cli import UsageError, relax_gc
 
+    try:
+        proc_names = valid_names(args.proc_name)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    if proc_names and not args.process_interval > 0:
+        raise UsageError("--process-interval must be positive")
     specs = [FollowSpec(path, "access") for path in args.access]
     specs += [FollowSpec(path, "error") for path in args.error]
     lock = _lock_state_dir(Path(args.state_dir))
@@ -83,6 +90,16 @@ def follow(args: argparse.Namespace, access: AccessParser, pattern: str, identit
         metrics = _metrics(args, identity)
         if metrics is not None:
             resources.callback(metrics.close)
+        if proc_names:
+            monitor = ProcessMonitor(
+                proc_names,
+                args.process_interval,
+                statsd=metrics.self_statsd if metrics is not None else None,
+                report=_warn,
+                quiet=args.log_level in ("warning", "error"),
+            )
+            resources.callback(monitor.stop)  # before metrics.close: callbacks run last first
+            monitor.start()
         pipeline = FollowPipeline(
             follower,
             sink,

@@ -47,6 +47,24 @@ class LineBatch:
             )
             offset = end
 
+    def split(self, index: int) -> tuple[LineBatch, LineBatch]:
+        """The lines before ``index`` and the lines from it, as two batches (0 < index < len)."""
+        cut = self.cut
+        size = sum(cut.get(i, len(data)) + 1 for i, data in enumerate(self.lines[:index]))
+        head = LineBatch(
+            self.offset,
+            self.offset + size,
+            self.lines[:index],
+            {i: length for i, length in cut.items() if i < index},
+        )
+        tail = LineBatch(
+            self.offset + size,
+            self.end,
+            self.lines[index:],
+            {i - index: length for i, length in cut.items() if i >= index},
+        )
+        return head, tail
+
 
 def read_batches(
     stream: BinaryIO,

@@ -182,31 +182,26 @@ class EventMetrics:
         return entry
 
 
-class TimestampedCounts:
-    """Counts at the events' own time, for replay: summed per ``bucket_seconds`` of log time and
-    sent with ``count_with_timestamp`` (DogStatsD protocol 1.3, Agent 7.40+) at each flush.
+class BucketedCounts:
+    """Counts at the events' own time: summed per ``bucket_seconds`` of log time.
 
     It stands in for the DogStatsd client an ``EventMetrics`` uses: set ``at`` (epoch seconds
-    of the event) before each ``observe``. datadogpy's own aggregator ignores timestamps, so the
-    client given here has its aggregation turned off. Distributions and gauges cannot carry a
-    timestamp: ``request.duration`` is not sent during a replay.
+    of the event) before each ``observe``. Distributions and gauges cannot carry a timestamp, so
+    ``request.duration`` is not counted. Sums of separate parts of a replay ``merge``; a
+    ``TimestampedCounts`` sends them.
     """
 
-    namespace = None  # EventMetrics then sends logpipe.* here too; flush routes them
+    namespace = None  # EventMetrics then counts logpipe.* here too; the sender routes them
 
-    def __init__(self, statsd: DogStatsd, *, bucket_seconds: int = 10) -> None:
-        statsd.disable_aggregation()
-        self._statsd = statsd
-        self._plain = _twin_without_namespace(statsd) if statsd.namespace else statsd
-        self._plain.disable_aggregation()
-        self._bucket = bucket_seconds
-        self._sums: dict[tuple[str, tuple[str, ...], int], float] = {}
+    def __init__(self, *, bucket_seconds: int = 10) -> None:
+        self.bucket = bucket_seconds
+        self.sums: dict[tuple[str, tuple[str, ...], int], float] = {}
         self.at = 0.0
 
     def count(self, metric: str, value: float, tags: Sequence[str] | None = None) -> None:
-        bucket = int(self.at // self._bucket * self._bucket)
+        bucket = int(self.at // self.bucket * self.bucket)
         key = (metric, tuple(tags or ()), bucket)
-        self._sums[key] = self._sums.get(key, 0) + value
+        self.sums[key] = self.sums.get(key, 0) + value
 
     def distribution(self, metric: str, value: float, tags: Sequence[str] | None = None) -> None:
         """Not sendable with a timestamp: dropped."""
@@ -214,12 +209,32 @@ class TimestampedCounts:
     def gauge(self, metric: str, value: float, tags: Sequence[str] | None = None) -> None:
         """Not meaningful for past data: dropped."""
 
+    def merge(self, other: BucketedCounts) -> None:
+        """Add ``other``'s sums to these."""
+        sums = self.sums
+        for key, value in other.sums.items():
+            sums[key] = sums.get(key, 0) + value
+
+
+class TimestampedCounts(BucketedCounts):
+    """``BucketedCounts`` sent with ``count_with_timestamp`` (DogStatsD protocol 1.3, Agent
+    7.40+) at each flush, for replay. datadogpy's own aggregator ignores timestamps, so the
+    client given here has its aggregation turned off.
+    """
+
+    def __init__(self, statsd: DogStatsd, *, bucket_seconds: int = 10) -> None:
+        super().__init__(bucket_seconds=bucket_seconds)
+        statsd.disable_aggregation()
+        self._statsd = statsd
+        self._plain = _twin_without_namespace(statsd) if statsd.namespace else statsd
+        self._plain.disable_aggregation()
+
     def flush_aggregated_metrics(self) -> None:
         """Send the bucketed sums (each with its bucket's timestamp) and start afresh."""
-        for (metric, tags, bucket), value in sorted(self._sums.items()):
+        for (metric, tags, bucket), value in sorted(self.sums.items()):
             client = self._plain if metric.startswith(SELF_PREFIX) else self._statsd
             client.count_with_timestamp(metric, value, timestamp=bucket, tags=list(tags) or None)
-        self._sums.clear()
+        self.sums.clear()
 
     def flush(self) -> None:
         self._statsd.flush()

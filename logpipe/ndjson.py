@@ -41,6 +41,15 @@ class NdjsonWriter:
         self._size = size
         self.events += count
 
+    def write_ndjson(self, block: bytes, events: int) -> None:
+        """Write ``events`` events already serialised as NDJSON, after those buffered."""
+        if self._chunks:
+            self._stream.write(b"".join(self._chunks))
+            self._chunks.clear()
+            self._size = 0
+        self._stream.write(block)
+        self.events += events
+
     def flush(self) -> None:
         if self._chunks:
             self._stream.write(b"".join(self._chunks))

@@ -3,55 +3,69 @@
 ``order_series`` puts each series in the order it was written, whatever order the shell gave:
 ``access.log.3.gz access.log.2.gz access.log.1 access.log`` and dateext names
 (``access.log-20261124.gz``). Files are opened by content: gzip is recognised by its magic
-bytes, not its name.
+bytes, not its name. Paths may be fsspec URLs (``s3://bucket/logs/access.log.*.gz``).
+
+Files are read here and cut into chunks of complete lines (error logs: of whole records), which
+an engine (``logpipe.engines``: this process, worker processes, a Dask cluster) parses; the
+results come back in order, so each file's events are sent in file order.
 
 A ledger in the state dir (``replay-ledger.json``, written like the follow checkpoints) keeps,
 per file *content* (a hash of the first decompressed KB), how many decompressed bytes were
 delivered. So ``access.log.1`` and the later ``access.log.1.gz`` are one file, a file replayed
-while it was still growing continues where it stopped, and a re-run ships nothing twice
-(``force`` ignores the ledger). Events keep their own timestamps.
+while it was still growing, or an interrupted replay, continues where it stopped, and a re-run
+ships nothing twice (``force`` ignores the ledger). Events keep their own timestamps.
 """
 
 from __future__ import annotations
 
-import gzip
+import functools
 import hashlib
 import re
+import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
+from logpipe.engines import InlineExecutor, in_order
 from logpipe.enrich import Event
 from logpipe.file_events import access_pairs, error_pairs
-from logpipe.lines import MAX_LINE_BYTES
-from logpipe.multiline import Multiline
+from logpipe.lines import MAX_LINE_BYTES, READ_CHUNK_BYTES, LineBatch, read_batches
+from logpipe.metrics import BucketedCounts
+from logpipe.multiline import DEFAULT_START, Multiline
 from logpipe.parsing.access import AccessParser
 from logpipe.parsing.error import ErrorParser
-from logpipe.sinks import LogSink, Token
+from logpipe.replay_work import Chunk, ChunkResult, ReplaySettings, parse_chunk
+from logpipe.report import Summary
+from logpipe.sinks import LogSink
 from logpipe.sources.checkpoints import Checkpoint, CheckpointStore
 
 HEAD_BYTES = 1024
-SEND_CHUNK = 5000  # events handed to the sink at a time: memory stays bounded
+CHUNK_BYTES = 1 << 18  # lines handed to the engine at a time (a worker's unit of work)
+MAX_CARRY = 16  # an error chunk with no record start in sight is cut after this many chunks
+SAVE_SECONDS = 5.0  # the ledger is also saved this often within a long file
 LEDGER = "replay-ledger.json"
 _ROTATION = re.compile(r"^(?P<base>.+?)(?:\.(?P<number>\d+)|-(?P<date>\d{8,10}))?(?:\.gz)?$")
+PathLike = TypeVar("PathLike", str, Path)
 
 
 @dataclass(frozen=True)
 class ReplayFile:
-    """One file to replay and what it holds (``access`` or ``error``)."""
+    """One file to replay (a local path or an fsspec URL) and what it holds."""
 
-    path: Path
-    kind: str
+    path: str
+    kind: str  # "access" or "error"
 
 
-def order_series(paths: Iterable[Path]) -> list[Path]:
+def order_series(paths: Iterable[PathLike]) -> list[PathLike]:
     """Each rotation series oldest first (``.3.gz``, ``.2``, ``.1``, then the live file)."""
 
-    def key(path: Path) -> tuple[str, int, int]:
-        match = _ROTATION.match(path.name)
+    def key(path: PathLike) -> tuple[str, int, int]:
+        folder, _, name = str(path).rpartition("/")
+        match = _ROTATION.match(name)
         assert match is not None
-        base = str(path.with_name(match["base"]))
+        base = f"{folder}/{match['base']}"
         if match["number"] is not None:
             return base, 0, -int(match["number"])  # a larger number is older
         if match["date"] is not None:
@@ -61,17 +75,51 @@ def order_series(paths: Iterable[Path]) -> list[Path]:
     return sorted(dict.fromkeys(paths), key=key)
 
 
-def open_log(path: Path) -> BinaryIO:
+def is_url(path: str) -> bool:
+    return "://" in path
+
+
+def open_raw(path: str) -> BinaryIO:
+    """The file's bytes as stored, from disk or (a URL) through fsspec."""
+    if not is_url(path):
+        return open(path, "rb")
+    try:
+        import fsspec
+    except ImportError:
+        raise OSError(f"{path}: URLs need `pip install 'logpipe[dask]'` (fsspec)") from None
+    return fsspec.open(path, "rb").open()  # type: ignore[no-any-return]
+
+
+def file_size(path: str) -> int:
+    """Bytes as stored (compressed for gzip)."""
+    if not is_url(path):
+        return Path(path).stat().st_size
+    import fsspec
+
+    fs, target = fsspec.core.url_to_fs(path)
+    return int(fs.size(target))
+
+
+def open_log(path: str | Path) -> BinaryIO:
     """The file's bytes, decompressed if it is gzip (by magic bytes, whatever its name)."""
-    file = open(path, "rb")  # noqa: SIM115 - returned to the caller
+    file = open_raw(str(path))
     if file.read(2) == b"\x1f\x8b":
         file.seek(0)
-        return gzip.GzipFile(fileobj=file)  # type: ignore[return-value]
+        return _gzip_reader(file)
     file.seek(0)
     return file
 
 
-def content_key(path: Path) -> tuple[str, int] | None:
+def _gzip_reader(file: BinaryIO) -> BinaryIO:
+    """A decompressing reader: ISA-L's (several times faster) when installed, else zlib's."""
+    try:
+        from isal import igzip as gzip_module
+    except ImportError:
+        import gzip as gzip_module  # type: ignore[no-redef]
+    return gzip_module.GzipFile(fileobj=file)  # type: ignore[no-untyped-call,return-value]
+
+
+def content_key(path: str) -> tuple[str, int] | None:
     """(key, bytes hashed) for a file's decompressed head; None for an empty file."""
     with open_log(path) as stream:
         head = stream.read(HEAD_BYTES)
@@ -80,8 +128,24 @@ def content_key(path: Path) -> tuple[str, int] | None:
     return f"{len(head)}:{hashlib.blake2b(head, digest_size=16).hexdigest()}", len(head)
 
 
+@dataclass
+class _FileState:
+    """Where a file being replayed stands."""
+
+    replay_file: ReplayFile
+    key: str
+    head_bytes: int
+    end: int  # just past the last line read (what the file's delivery covers in the end)
+
+
 class Replay:
-    """Replay ``files`` into ``sink``, recording delivered offsets in the ledger."""
+    """Replay ``files`` into ``sink``, recording delivered offsets in the ledger.
+
+    Parsing runs on ``executor`` (default: this thread), ``window`` chunks of about
+    ``chunk_bytes`` at a time; the ledger is saved after each file and every ``save_seconds``.
+    The ``summary`` and the timestamped metric ``counts``, when given, take what every chunk
+    counted.
+    """
 
     def __init__(
         self,
@@ -89,14 +153,18 @@ class Replay:
         sink: LogSink,
         ledger: CheckpointStore,
         *,
-        access: AccessParser,
-        errors: ErrorParser,
-        attributes: dict[str, str],
-        multiline: Callable[[], Multiline[bytes]] = Multiline,
-        force: bool = False,
+        access_format: str | None = None,
+        multiline_pattern: str = DEFAULT_START,
         max_line_bytes: int = MAX_LINE_BYTES,
+        attributes: dict[str, str] | None = None,
         oldest_ms: int | None = None,
-        observers: Iterable[Callable[[Event], object]] = (),
+        force: bool = False,
+        executor: Executor | None = None,
+        window: int = 1,
+        chunk_bytes: int = CHUNK_BYTES,
+        save_seconds: float = SAVE_SECONDS,
+        summary: Summary | None = None,
+        counts: BucketedCounts | None = None,
         warn: Callable[[str], None] = lambda message: None,
         progress: Callable[[Replay], None] = lambda replay: None,
         after_file: Callable[[], None] = lambda: None,
@@ -104,89 +172,151 @@ class Replay:
         self.files = list(files)
         self.sink = sink
         self.ledger = ledger
-        self._delivered = {} if force else {key: cp for key, cp in ledger.load().items()}
-        self._access = access
-        self._errors = errors
-        self._attributes = attributes
-        self._multiline = multiline
-        self._max_line_bytes = max_line_bytes
-        self._oldest_ms = oldest_ms
-        self._observers = tuple(observers)
+        self._delivered = {} if force else dict(ledger.load())
+        self._settings = ReplaySettings(
+            access_format,
+            multiline_pattern,
+            max_line_bytes,
+            dict(attributes or {}),
+            oldest_ms,
+            summarize=summary is not None,
+            count_metrics=counts is not None,
+        )
+        self._is_start = Multiline[bytes](multiline_pattern).is_start
+        self._executor = executor or InlineExecutor()
+        self._window = window
+        self._chunk_bytes = chunk_bytes
+        self._save_seconds = save_seconds
+        self._summary = summary
+        self._counts = counts
         self._warn = warn
         self._progress = progress
         self._after_file = after_file
+        self._saved = time.monotonic()
         self.events = 0
         self.too_old = 0  # events skipped: older than the output accepts
         self.files_done = 0
-        self.bytes_done = 0  # on disk (compressed for gzip), of the files done
-        self.bytes_total = sum(replay_file.path.stat().st_size for replay_file in self.files)
+        self.bytes_done = 0  # as stored (compressed for gzip), of the files done
+        self.bytes_total = sum(file_size(replay_file.path) for replay_file in self.files)
 
     def run(self) -> None:
         """Send every file not yet delivered, then wait for the sink to deliver everything."""
+        work = functools.partial(parse_chunk, self._settings)
+        for (state, done), result in in_order(
+            self._executor, work, self._chunks(), window=self._window
+        ):
+            if result is not None:
+                self._take(state, result)
+            if done:
+                self._finish(state)
+
+    def _chunks(self) -> Iterator[tuple[tuple[_FileState | None, bool], Chunk | None]]:
+        """Each file's chunks, then a marker that the file is done; skipped files too."""
         for replay_file in self.files:
             identity = content_key(replay_file.path)
             if identity is None:
+                yield (None, True), None
                 continue
             key, head_bytes = identity
             done = self._delivered.get(key)
             start = done.offset if done else 0
-            chunk: list[tuple[Event, Token]] = []
-            skipped: list[Token] = []  # acknowledged once what came before them is delivered
-            for event, token in self._events(replay_file, key, start):
-                if self._too_old(event):
-                    skipped.append(token)
-                    continue
-                chunk.append((event, token))
-                if len(chunk) >= SEND_CHUNK:
-                    self._acknowledge(self.sink.send(chunk), replay_file, head_bytes)
-                    chunk = []
-                    self._progress(self)
-            self._acknowledge(self.sink.send(chunk), replay_file, head_bytes)
-            self._acknowledge(self.sink.drain(), replay_file, head_bytes)
-            self._acknowledge(skipped, replay_file, head_bytes)
+            state = _FileState(replay_file, key, head_bytes, start)
+            with open_log(replay_file.path) as stream:
+                stream.seek(start)  # gzip streams seek forward by decompressing
+                lines = read_batches(
+                    stream,
+                    start=start,
+                    max_bytes=self._settings.max_line_bytes,
+                    chunk_bytes=min(READ_CHUNK_BYTES, self._chunk_bytes),
+                )
+                for batches in self._cut(lines, replay_file.kind):
+                    chunk = Chunk(replay_file.kind, replay_file.path, batches)
+                    state.end = chunk.end
+                    yield (state, False), chunk
+            yield (state, True), None
+
+    def _cut(self, batches: Iterable[LineBatch], kind: str) -> Iterator[list[LineBatch]]:
+        """Batches grouped into chunks of about ``CHUNK_BYTES``; for an error log, cut only
+        before a record start, so that each chunk holds whole records."""
+        held: list[LineBatch] = []
+        size = 0
+        for batch in batches:
+            held.append(batch)
+            size += batch.end - batch.offset
+            if size < self._chunk_bytes:
+                continue
+            ready, held = held, []
+            if kind == "error" and size < MAX_CARRY * self._chunk_bytes:
+                ready, held = cut_before_record(ready, self._is_start)
+            if ready:
+                yield ready
+            size = sum(batch.end - batch.offset for batch in held)
+        if held:
+            yield held
+
+    def _take(self, state: _FileState | None, result: ChunkResult) -> None:
+        """Send a parsed chunk and acknowledge what the sink delivered."""
+        assert state is not None
+        self.events += result.events
+        if result.too_old:
+            if not self.too_old:
+                self._warn(
+                    "events older than --max-age are not sent to this output (the intake "
+                    "refuses them); --max-age none sends everything; the summary counts them"
+                )
+            self.too_old += result.too_old
+        if self._summary is not None and result.summary is not None:
+            self._summary.merge(result.summary)
+        if self._counts is not None and result.counts is not None:
+            self._counts.merge(result.counts)
+        if result.ends:
+            self._acknowledge(self.sink.send_ndjson(result.encoded, result.ends.tolist()), state)
+        if time.monotonic() - self._saved >= self._save_seconds:
+            self.sink.make_durable()
+            self._save()
+        self._progress(self)
+
+    def _finish(self, state: _FileState | None) -> None:
+        """A file is read: deliver what is left of it and record it in the ledger."""
+        if state is not None:
+            self._acknowledge(self.sink.drain(), state)
+            self._acknowledge([state.end], state)  # trailing empty lines and too-old events
             self.sink.make_durable()
             self._save()
             self._after_file()
-            self.files_done += 1
-            self.bytes_done += replay_file.path.stat().st_size
-            self._progress(self)
+            self.bytes_done += file_size(state.replay_file.path)
+        self.files_done += 1
+        self._progress(self)
 
-    def _events(
-        self, replay_file: ReplayFile, key: str, start: int
-    ) -> Iterator[tuple[Event, Token]]:
-        for event, end in file_pairs(
-            replay_file, start, self._access, self._errors, self._multiline, self._max_line_bytes
-        ):
-            yield self._finish(event), (key, end)
-
-    def _finish(self, event: Event) -> Event:
-        self.events += 1
-        event.update(self._attributes)
-        for observe in self._observers:
-            observe(event)
-        return event
-
-    def _too_old(self, event: Event) -> bool:
-        timestamp = event.get("timestamp")
-        if self._oldest_ms is None or timestamp is None or timestamp >= self._oldest_ms:
-            return False
-        if not self.too_old:
-            self._warn(
-                "events older than --max-age are not sent to this output (the intake refuses "
-                "them); --max-age none sends everything; the summary counts them"
-            )
-        self.too_old += 1
-        return True
-
-    def _acknowledge(self, tokens: list[Token], replay_file: ReplayFile, head: int) -> None:
-        for token in tokens:
-            key, end = token
-            done = self._delivered.get(key)
-            if done is None or end > done.offset:
-                self._delivered[key] = Checkpoint(key, str(replay_file.path), end, head)
+    def _acknowledge(self, ends: list[int], state: _FileState) -> None:
+        if not ends:
+            return
+        end = max(ends)
+        done = self._delivered.get(state.key)
+        if done is None or end > done.offset:
+            path = state.replay_file.path
+            self._delivered[state.key] = Checkpoint(state.key, path, end, state.head_bytes)
 
     def _save(self) -> None:
         self.ledger.save(self._delivered.values())
+        self._saved = time.monotonic()
+
+
+def cut_before_record(
+    batches: list[LineBatch], is_start: Callable[[bytes], bool]
+) -> tuple[list[LineBatch], list[LineBatch]]:
+    """(before, from): the batches split before the last line that starts a record; ``before``
+    is empty when the only record start is the very first line, or there is none."""
+    for index in range(len(batches) - 1, -1, -1):
+        lines = batches[index].lines
+        for position in range(len(lines) - 1, -1, -1):
+            if not is_start(lines[position]):
+                continue
+            if position == 0:
+                return batches[:index], batches[index:]
+            head, tail = batches[index].split(position)
+            return [*batches[:index], head], [tail, *batches[index + 1 :]]
+    return [], batches
 
 
 def file_pairs(
@@ -198,8 +328,8 @@ def file_pairs(
     max_line_bytes: int,
 ) -> Iterator[tuple[Event, int]]:
     """(event, end offset) of one file from decompressed byte ``start``."""
-    path = str(replay_file.path)
-    with open_log(replay_file.path) as stream:
+    path = replay_file.path
+    with open_log(path) as stream:
         stream.seek(start)  # gzip streams seek forward by decompressing
         if replay_file.kind == "access":
             yield from access_pairs(stream, access, path=path, start=start)
@@ -218,25 +348,27 @@ def replay_events(
     """Library use: the events of archived logs, each series oldest first (no ledger; the
     caller delivers them). ``fmt`` is gunicorn's ``access_log_format``."""
     parser, errors = AccessParser(fmt), ErrorParser()
-    files = [ReplayFile(path, "access") for path in order_series(map(Path, access))]
-    files += [ReplayFile(path, "error") for path in order_series(map(Path, error))]
+    files = [ReplayFile(path, "access") for path in order_series(map(str, access))]
+    files += [ReplayFile(path, "error") for path in order_series(map(str, error))]
     for replay_file in files:
         for event, _ in file_pairs(replay_file, 0, parser, errors, Multiline, MAX_LINE_BYTES):
             yield event
 
 
-def expand(patterns: Iterable[str]) -> list[Path]:
-    """Paths for the given names or globs (a shell may have expanded them already)."""
-    paths: list[Path] = []
+def expand(patterns: Iterable[str]) -> list[str]:
+    """Paths for the given names or globs, local or fsspec URLs (a shell may have expanded
+    local globs already)."""
+    paths: list[str] = []
     for pattern in patterns:
-        if any(character in pattern for character in "*?["):
-            paths += sorted(Path(match) for match in _glob(pattern))
+        if not any(character in pattern for character in "*?["):
+            paths.append(pattern)
+        elif is_url(pattern):
+            import fsspec
+
+            fs, target = fsspec.core.url_to_fs(pattern)
+            paths += sorted(fs.unstrip_protocol(match) for match in fs.glob(target))
         else:
-            paths.append(Path(pattern))
+            import glob
+
+            paths += sorted(glob.glob(pattern))
     return paths
-
-
-def _glob(pattern: str) -> list[str]:
-    import glob
-
-    return glob.glob(pattern)

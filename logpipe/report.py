@@ -118,6 +118,18 @@ class Summary:
             self._record(event)
         return event
 
+    def merge(self, other: Summary) -> None:
+        """Add what ``other`` counted (a part of the same replay) to this summary."""
+        for name, value in vars(other).items():
+            mine = getattr(self, name)
+            if isinstance(value, Counter):
+                mine.update(value)
+            elif name in ("first", "last"):
+                known = [at for at in (mine, value) if at is not None]
+                setattr(self, name, (min if name == "first" else max)(known, default=None))
+            else:
+                setattr(self, name, mine + value)
+
     @property
     def classes(self) -> Counter[str]:
         """Requests per status class (``2xx``...)."""

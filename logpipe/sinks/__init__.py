@@ -14,6 +14,11 @@ class LogSink(Protocol):
         """Take events; return the tokens of the events delivered meanwhile."""
         ...
 
+    def send_ndjson(self, block: bytes, tokens: list[Token]) -> list[Token]:
+        """``send`` for events already serialised: one JSON object per line of ``block`` (each
+        line ending with a newline), one token per line."""
+        ...
+
     def tick(self) -> list[Token]:
         """Deliver what has waited long enough."""
         ...

@@ -91,9 +91,17 @@ class DatadogLogsSink:
 
     def send(self, events: list[tuple[dict[str, Any], Token]]) -> list[Token]:
         """Queue events; returns the tokens of the events delivered meanwhile (full batches)."""
+        return self._queue([orjson.dumps(event) for event, _ in events], [t for _, t in events])
+
+    def send_ndjson(self, block: bytes, tokens: list[Token]) -> list[Token]:
+        """``send`` for events already serialised, one per line of ``block``."""
+        events = block.split(b"\n")
+        events.pop()  # after the last newline
+        return self._queue(events, tokens)
+
+    def _queue(self, events: list[bytes], tokens: list[Token]) -> list[Token]:
         delivered: list[Token] = []
-        for event, token in events:
-            encoded = orjson.dumps(event)
+        for encoded, token in zip(events, tokens, strict=True):
             if self._events and (
                 len(self._events) >= self._max_events
                 or self._bytes + len(encoded) + 1 > self._max_bytes

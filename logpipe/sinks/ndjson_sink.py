@@ -24,6 +24,11 @@ class NdjsonSink:
         self._writer.flush()
         return [token for _, token in events]
 
+    def send_ndjson(self, block: bytes, tokens: list[Token]) -> list[Token]:
+        self._writer.write_ndjson(block, len(tokens))
+        self._writer.flush()
+        return tokens
+
     def tick(self) -> list[Token]:
         return []
 

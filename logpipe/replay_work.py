@@ -1,0 +1,120 @@
+"""One chunk of a replay, parsed wherever the work runs (this process, a worker process or a
+Dask worker): complete lines in, NDJSON out, with what the summary and the metrics counted.
+
+Everything here crosses a process boundary, so it is plain data: the settings and the lines go
+out, a ``ChunkResult`` comes back. Parsers are built once per process and kept (``_parsers``).
+"""
+
+from __future__ import annotations
+
+import functools
+from array import array
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import cast
+
+import orjson
+from datadog.dogstatsd.base import DogStatsd
+
+from logpipe.enrich import Event
+from logpipe.file_events import access_batch_pairs, error_batch_pairs
+from logpipe.lines import LineBatch
+from logpipe.metrics import BucketedCounts, EventMetrics
+from logpipe.multiline import Multiline
+from logpipe.parsing.access import AccessParser
+from logpipe.parsing.error import ErrorParser
+from logpipe.report import Summary
+
+_LINE = orjson.OPT_APPEND_NEWLINE
+
+
+@dataclass(frozen=True)
+class ReplaySettings:
+    """How every chunk of a replay is parsed and what is counted."""
+
+    access_format: str | None
+    multiline_pattern: str
+    max_line_bytes: int
+    attributes: dict[str, str]  # added to every event (service, ddsource, ddtags...)
+    oldest_ms: int | None  # events older than this are counted but not sent
+    summarize: bool  # count for the summary
+    count_metrics: bool  # count the derived metrics, at the events' own times
+
+
+@dataclass
+class Chunk:
+    """Consecutive complete lines of one file (for an error log, whole records)."""
+
+    kind: str  # "access" or "error"
+    path: str
+    batches: list[LineBatch]
+
+    @property
+    def end(self) -> int:
+        """Just past the chunk's last line."""
+        return self.batches[-1].end
+
+    @property
+    def size(self) -> int:
+        return self.batches[-1].end - self.batches[0].offset
+
+
+@dataclass
+class ChunkResult:
+    """A parsed chunk: the events to send, as NDJSON, and the offsets they cover."""
+
+    encoded: bytes  # one JSON object per line
+    ends: array[int]  # per line of ``encoded``: the file offset its delivery covers
+    events: int  # events parsed, sent or not
+    too_old: int  # events older than ``oldest_ms``, not in ``encoded``
+    summary: Summary | None
+    counts: BucketedCounts | None
+
+
+def parse_chunk(settings: ReplaySettings, chunk: Chunk) -> ChunkResult:
+    """Parse, enrich, count and serialise one chunk.
+
+    The last line's offset is the chunk's end, so delivering it also covers the chunk's empty
+    lines and too-old events after it.
+    """
+    summary = Summary() if settings.summarize else None
+    counts = BucketedCounts() if settings.count_metrics else None
+    metrics = EventMetrics(cast(DogStatsd, counts)) if counts is not None else None
+    attributes, oldest = settings.attributes, settings.oldest_ms
+    lines: list[bytes] = []
+    ends: array[int] = array("q")
+    events = too_old = 0
+    for event, end in _pairs(settings, chunk):
+        events += 1
+        event.update(attributes)
+        if summary is not None:
+            summary.observe(event)
+        timestamp = event.get("timestamp")
+        if metrics is not None and counts is not None:
+            counts.at = (timestamp or 0) / 1000
+            metrics.observe(event)
+        if oldest is not None and timestamp is not None and timestamp < oldest:
+            too_old += 1
+            continue
+        lines.append(orjson.dumps(event, option=_LINE))
+        ends.append(end)
+    if ends:
+        ends[-1] = chunk.end
+    return ChunkResult(b"".join(lines), ends, events, too_old, summary, counts)
+
+
+def _pairs(settings: ReplaySettings, chunk: Chunk) -> Iterator[tuple[Event, int]]:
+    access, errors = _parsers(settings.access_format, settings.max_line_bytes)
+    if chunk.kind == "access":
+        return access_batch_pairs(chunk.batches, access, path=chunk.path)
+    multiline = Multiline[bytes](settings.multiline_pattern, max_bytes=settings.max_line_bytes)
+    return error_batch_pairs(chunk.batches, errors, multiline, path=chunk.path)
+
+
+@functools.cache
+def _parsers(access_format: str | None, max_line_bytes: int) -> tuple[AccessParser, ErrorParser]:
+    """This process's parsers for a format (built once: grammar assembly is not free)."""
+    return (
+        AccessParser(access_format, max_line_bytes=max_line_bytes),
+        ErrorParser(max_record_bytes=max_line_bytes),
+    )
