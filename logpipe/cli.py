@@ -436,7 +436,7 @@ def run_replay(args: argparse.Namespace) -> int:
                 force=args.force,
                 executor=executor,
                 window=window,
-                summary=summary,
+                summary=summary if args.report or not args.quiet else None,  # only if shown
                 counts=counts,
                 warn=_stderr,
                 progress=ProgressLine() if sys.stderr.isatty() else lambda replay: None,

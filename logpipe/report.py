@@ -33,6 +33,7 @@ ERROR_LOGGER = "gunicorn.error"
 BUCKET_MS = 30_000  # Datadog's status-code overview steps by 30 s
 NO_PATH = "(none)"
 UNKNOWN_BOT = "unknown"
+NO_TIME_YET = 1 << 62
 CLASSES = ("2xx", "3xx", "4xx", "5xx")
 COLOURS = {"1xx": "#8c8c8c", "2xx": "#2e9e5b", "3xx": "#3d7fd9", "4xx": "#f0a020", "5xx": "#d9363e"}
 OTHER_COLOUR = "#5c5c5c"
@@ -85,19 +86,19 @@ class Summary:
         self.parse_errors = 0
         self.truncated = 0
         self.skipped_old = 0
-        self.statuses: Counter[int] = Counter()
+        # requests per (status code, 30 s bucket or None): statuses and timeline, in one count
+        self.requests: dict[tuple[int, int | None], int] = {}
         self.paths_4xx: Counter[str] = Counter()
         self.paths_5xx: Counter[str] = Counter()
         self.bots: Counter[str] = Counter()
         self.bot_paths: Counter[tuple[str, str]] = Counter()
         self.levels: Counter[str] = Counter()
         self.tracebacks = 0
-        self.first: int | None = None
-        self.last: int | None = None
-        self.timeline: Counter[tuple[int, str]] = Counter()
+        self._first = NO_TIME_YET  # epoch ms; sentinels until an event has a timestamp
+        self._last = -NO_TIME_YET
 
     def observe(self, event: Event) -> Event:
-        """Count what ``event`` says; return it unchanged."""
+        """Count what ``event`` says; return it unchanged (a hot loop: one pass, few calls)."""
         self.events += 1
         flags = event.get("logpipe")
         if flags:
@@ -105,14 +106,26 @@ class Summary:
                 self.parse_errors += 1
             if flags.get("truncated"):
                 self.truncated += 1
-        at = self._timestamp(event.get("timestamp"))
+        at = event.get("timestamp")
+        if type(at) is not int:
+            at = int(at) if type(at) is float else None
+        if at is not None:
+            if at < self._first:
+                self._first = at
+            if at > self._last:
+                self._last = at
         logger = event.get("logger")
-        name = logger.get("name") if isinstance(logger, dict) else None
+        name = logger.get("name") if type(logger) is dict else None
         if name == ACCESS_LOGGER:
             self.lines += 1
             http = event.get("http")
-            if isinstance(http, dict):
-                self._request(http, at)
+            code = http.get("status_code") if type(http) is dict else None
+            if type(code) is int:
+                key = (code, None if at is None else at - at % BUCKET_MS)
+                requests = self.requests
+                requests[key] = requests.get(key, 0) + 1
+                if 400 <= code < 600:
+                    self._failure(code, http)  # type: ignore[arg-type]
         elif name == ERROR_LOGGER:
             self.records += 1
             self._record(event)
@@ -124,11 +137,39 @@ class Summary:
             mine = getattr(self, name)
             if isinstance(value, Counter):
                 mine.update(value)
-            elif name in ("first", "last"):
-                known = [at for at in (mine, value) if at is not None]
-                setattr(self, name, (min if name == "first" else max)(known, default=None))
+            elif name == "requests":
+                for key, count in value.items():
+                    mine[key] = mine.get(key, 0) + count
+            elif name in ("_first", "_last"):
+                setattr(self, name, (min if name == "_first" else max)(mine, value))
             else:
                 setattr(self, name, mine + value)
+
+    @property
+    def first(self) -> int | None:
+        """Epoch ms of the earliest event (None without timestamps)."""
+        return self._first if self._first != NO_TIME_YET else None
+
+    @property
+    def last(self) -> int | None:
+        return self._last if self._last != -NO_TIME_YET else None
+
+    @property
+    def statuses(self) -> Counter[int]:
+        """Requests per status code."""
+        statuses: Counter[int] = Counter()
+        for (code, _), count in self.requests.items():
+            statuses[code] += count
+        return statuses
+
+    @property
+    def timeline(self) -> Counter[tuple[int, str]]:
+        """Requests per (30 s bucket start in epoch ms, status class)."""
+        timeline: Counter[tuple[int, str]] = Counter()
+        for (code, bucket), count in self.requests.items():
+            if bucket is not None:
+                timeline[bucket, status_class(code)] += count
+        return timeline
 
     @property
     def classes(self) -> Counter[str]:
@@ -137,26 +178,6 @@ class Summary:
         for code, count in self.statuses.items():
             classes[status_class(code)] += count
         return classes
-
-    def _timestamp(self, value: Any) -> int | None:
-        if type(value) is not int and type(value) is not float:
-            return None
-        at = int(value)
-        if self.first is None or at < self.first:
-            self.first = at
-        if self.last is None or at > self.last:
-            self.last = at
-        return at
-
-    def _request(self, http: dict[str, Any], at: int | None) -> None:
-        code = http.get("status_code")
-        if type(code) is not int:
-            return
-        self.statuses[code] += 1
-        if at is not None:
-            self.timeline[at - at % BUCKET_MS, status_class(code)] += 1
-        if 400 <= code < 600:
-            self._failure(code, http)
 
     def _failure(self, code: int, http: dict[str, Any]) -> None:
         details = http.get("url_details")
