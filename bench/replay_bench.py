@@ -55,7 +55,8 @@ def main() -> None:
     plain = write(OUT / "access.log", access_lines(args.lines))
     packed = OUT / "access.log.gz"
     packed.write_bytes(gzip.compress(plain.read_bytes(), compresslevel=6))
-    cases = [(name, path, jobs) for jobs in (1, 2) for name, path in (("plain", plain), ("gzip", packed))]
+    inputs = (("plain", plain), ("gzip", packed))
+    cases = [(name, path, jobs) for jobs in (1, 2) for name, path in inputs]
     best: dict[tuple[str, int], tuple[float, int]] = {}
     for _ in range(args.runs):
         for name, path, jobs in cases:
@@ -65,8 +66,9 @@ def main() -> None:
     base = best["plain", 1][0]
     size = plain.stat().st_size / 1e6
     rows = [
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}. "
-        f"Data: {args.lines:,} default-format access lines ({size:.1f} MB plain, "
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}. Data: {args.lines:,} default-format access "
+        f"lines ({size:.1f} MB plain, "
         f"{packed.stat().st_size / 1e6:.1f} MB gzip). Best of {args.runs} runs.",
         "",
         "| input | `--jobs` | lines/s | MB/s in | vs `--jobs 1` plain | gzip vs plain | main RSS |",
