@@ -485,22 +485,30 @@ def timestamped_metrics(
 
 
 class ProgressLine:
-    """A progress line on a terminal: files, events, events/s and an ETA by bytes."""
+    """A progress line on a terminal, redrawn at most 4 times a second: files, events, events/s
+    and an ETA by bytes."""
 
     def __init__(self) -> None:
         self.started = time.monotonic()
+        self.drawn = 0.0
 
     def __call__(self, replay: Replay) -> None:
-        elapsed = max(time.monotonic() - self.started, 1e-6)
+        now = time.monotonic()
+        finished = replay.files_done == len(replay.files)
+        if now - self.drawn < 0.25 and not finished:
+            return
+        self.drawn = now
+        elapsed = max(now - self.started, 1e-6)
         rate = replay.events / elapsed
         eta = ""
-        if replay.bytes_done:
-            remaining = elapsed * (replay.bytes_total - replay.bytes_done) / replay.bytes_done
+        read = replay.bytes_read
+        if read:
+            remaining = elapsed * (replay.bytes_total - read) / read
             eta = f", ETA {remaining:.0f} s"
         print(
             f"\rlogpipe: file {replay.files_done}/{len(replay.files)}, {replay.events:,} events, "
             f"{rate:,.0f}/s{eta}   ",
-            end="" if replay.files_done < len(replay.files) else "\n",
+            end="\n" if finished else "",
             file=sys.stderr,
             flush=True,
         )

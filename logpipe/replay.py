@@ -197,6 +197,7 @@ class Replay:
         self.too_old = 0  # events skipped: older than the output accepts
         self.files_done = 0
         self.bytes_done = 0  # as stored (compressed for gzip), of the files done
+        self._reading: BinaryIO | None = None  # the file being read, as stored
         self.bytes_total = sum(file_size(replay_file.path) for replay_file in self.files)
 
     def run(self) -> None:
@@ -212,6 +213,7 @@ class Replay:
 
     def _chunks(self) -> Iterator[tuple[tuple[_FileState | None, bool], Chunk | None]]:
         """Each file's chunks, then a marker that the file is done; skipped files too."""
+        read_to: dict[str, int] = {}  # content key -> offset read to, in this run
         for replay_file in self.files:
             identity = content_key(replay_file.path)
             if identity is None:
@@ -219,9 +221,12 @@ class Replay:
                 continue
             key, head_bytes = identity
             done = self._delivered.get(key)
-            start = done.offset if done else 0
+            # The same content read earlier in this run (access.log.1 and access.log.1.gz both
+            # given) is still on its way: go on from where that reading stopped.
+            start = max(done.offset if done else 0, read_to.get(key, 0))
             state = _FileState(replay_file, key, head_bytes, start)
             with open_log(replay_file.path) as stream:
+                self._reading = getattr(stream, "fileobj", stream)  # gzip: the file under it
                 stream.seek(start)  # gzip streams seek forward by decompressing
                 lines = read_batches(
                     stream,
@@ -233,7 +238,15 @@ class Replay:
                     chunk = Chunk(replay_file.kind, replay_file.path, batches)
                     state.end = chunk.end
                     yield (state, False), chunk
+            self._reading = None
+            read_to[key] = state.end
             yield (state, True), None
+
+    @property
+    def bytes_read(self) -> int:
+        """Bytes read so far, as stored (for an ETA)."""
+        reading = self._reading
+        return self.bytes_done + (reading.tell() if reading is not None else 0)
 
     def _cut(self, batches: Iterable[LineBatch], kind: str) -> Iterator[list[LineBatch]]:
         """Batches grouped into chunks of about ``CHUNK_BYTES``; for an error log, cut only
