@@ -459,6 +459,9 @@ def run_replay(args: argparse.Namespace) -> int:
             Path(args.report).write_text(summary.html(), encoding="utf-8")
         except OSError as error:
             raise UsageError(f"--report {args.report}: {error.strerror}") from None
+    if replay.unreadable:
+        _stderr(f"not read to the end (damaged): {', '.join(replay.unreadable)}")
+        return 1
     return 0
 
 

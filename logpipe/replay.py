@@ -22,11 +22,12 @@ import functools
 import hashlib
 import re
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import BinaryIO, TypeVar, cast
 
 from logpipe.engines import InlineExecutor, in_order
 from logpipe.enrich import Event
@@ -48,6 +49,13 @@ SAVE_SECONDS = 5.0  # the ledger is also saved this often within a long file
 LEDGER = "replay-ledger.json"
 _ROTATION = re.compile(r"^(?P<base>.+?)(?:\.(?P<number>\d+)|-(?P<date>\d{8,10}))?(?:\.gz)?$")
 PathLike = TypeVar("PathLike", str, Path)
+READ_ERRORS: tuple[type[Exception], ...] = (OSError, EOFError, zlib.error)
+try:
+    from isal import isal_zlib
+
+    READ_ERRORS += (cast(type[Exception], isal_zlib.error),)
+except ImportError:
+    pass
 
 
 @dataclass(frozen=True)
@@ -198,6 +206,7 @@ class Replay:
         self.files_done = 0
         self.bytes_done = 0  # as stored (compressed for gzip), of the files done
         self._reading: BinaryIO | None = None  # the file being read, as stored
+        self.unreadable: list[str] = []  # files that could not be read to the end (damaged)
         self.bytes_total = sum(file_size(replay_file.path) for replay_file in self.files)
 
     def run(self) -> None:
@@ -215,7 +224,11 @@ class Replay:
         """Each file's chunks, then a marker that the file is done; skipped files too."""
         read_to: dict[str, int] = {}  # content key -> offset read to, in this run
         for replay_file in self.files:
-            identity = content_key(replay_file.path)
+            try:
+                identity = content_key(replay_file.path)
+            except READ_ERRORS as error:
+                self._unreadable(replay_file.path, 0, error)
+                identity = None
             if identity is None:
                 yield (None, True), None
                 continue
@@ -227,20 +240,30 @@ class Replay:
             state = _FileState(replay_file, key, head_bytes, start)
             with open_log(replay_file.path) as stream:
                 self._reading = getattr(stream, "fileobj", stream)  # gzip: the file under it
-                stream.seek(start)  # gzip streams seek forward by decompressing
                 lines = read_batches(
                     stream,
                     start=start,
                     max_bytes=self._settings.max_line_bytes,
                     chunk_bytes=min(READ_CHUNK_BYTES, self._chunk_bytes),
                 )
-                for batches in self._cut(lines, replay_file.kind):
-                    chunk = Chunk(replay_file.kind, replay_file.path, batches)
-                    state.end = chunk.end
-                    yield (state, False), chunk
+                try:
+                    stream.seek(start)  # gzip streams seek forward by decompressing
+                    for batches in self._cut(lines, replay_file.kind):
+                        chunk = Chunk(replay_file.kind, replay_file.path, batches)
+                        state.end = chunk.end
+                        yield (state, False), chunk
+                except READ_ERRORS as error:  # a damaged archive: keep what came before
+                    self._unreadable(replay_file.path, state.end, error)
             self._reading = None
             read_to[key] = state.end
             yield (state, True), None
+
+    def _unreadable(self, path: str, offset: int, error: Exception) -> None:
+        self.unreadable.append(path)
+        self._warn(
+            f"cannot read {path} past byte {offset:,} ({error or type(error).__name__}); "
+            "what came before is sent, the rest is skipped"
+        )
 
     @property
     def bytes_read(self) -> int:
@@ -249,8 +272,10 @@ class Replay:
         return self.bytes_done + (reading.tell() if reading is not None else 0)
 
     def _cut(self, batches: Iterable[LineBatch], kind: str) -> Iterator[list[LineBatch]]:
-        """Batches grouped into chunks of about ``CHUNK_BYTES``; for an error log, cut only
-        before a record start, so that each chunk holds whole records."""
+        """Batches grouped into chunks of about ``chunk_bytes``; for an error log, cut only
+        before a record start, so that each chunk holds whole records. A record with no start
+        in sight for ``MAX_CARRY`` chunks (4 MiB by default: far past the 1 MB cap, so it is
+        cut into flagged pieces anyway) is cut there too."""
         held: list[LineBatch] = []
         size = 0
         for batch in batches:
@@ -259,8 +284,10 @@ class Replay:
             if size < self._chunk_bytes:
                 continue
             ready, held = held, []
-            if kind == "error" and size < MAX_CARRY * self._chunk_bytes:
+            if kind == "error":
                 ready, held = cut_before_record(ready, self._is_start)
+                if not ready and size >= MAX_CARRY * self._chunk_bytes:
+                    ready, held = held, []  # no record start in sight: cut anyway
             if ready:
                 yield ready
             size = sum(batch.end - batch.offset for batch in held)

@@ -31,15 +31,19 @@ def urls(result: subprocess.CompletedProcess[bytes]) -> list[str]:
     return [orjson.loads(line)["message"] for line in result.stdout.splitlines()]
 
 
-@pytest.fixture
-def series(tmp_path: Path) -> Path:
+def write_series(directory: Path) -> Path:
     """Four generations of a real access log, as logrotate leaves them (some compressed)."""
     chunks = [LINES[0:30], LINES[30:60], LINES[60:90], LINES[90:]]
     names = ["access.log.3.gz", "access.log.2.gz", "access.log.1", "access.log"]
     for name, chunk in zip(names, chunks, strict=True):
         data = b"".join(chunk)
-        (tmp_path / name).write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
-    return tmp_path
+        (directory / name).write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
+    return directory
+
+
+@pytest.fixture
+def series(tmp_path: Path) -> Path:
+    return write_series(tmp_path)
 
 
 def test_order_oldest_first_whatever_the_shell_gives() -> None:
@@ -192,3 +196,15 @@ def test_metrics_carry_the_logs_own_time(series: Path) -> None:
     seconds = int(datetime.strptime(stamp, "%d/%b/%Y:%H:%M:%S %z").timestamp())
     ours_lines = [line for line in lines if line.startswith("gunicorn.logs.")]
     assert {re.search(r"\|T(\d+)", line)[1] for line in ours_lines} == {str(seconds // 10 * 10)}
+
+
+def test_a_damaged_archive_is_reported_and_the_others_still_ship(series: Path) -> None:
+    whole = gzip.compress(b"".join(LINES[:30]))
+    (series / "access.log.3.gz").write_bytes(whole[: len(whole) // 2])  # cut short
+    result = replay("--access", "access.log*", "--quiet", cwd=series)
+    assert result.returncode == 1
+    shipped = [orjson.loads(line)["message"] for line in result.stdout.splitlines()]
+    assert shipped == [line.decode().rstrip("\n") for line in LINES[30:]]
+    lines = result.stderr.decode().splitlines()
+    assert lines[0].startswith("logpipe: cannot read access.log.3.gz past byte 0 (")
+    assert lines[-1] == "logpipe: not read to the end (damaged): access.log.3.gz"
