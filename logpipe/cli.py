@@ -395,6 +395,7 @@ def run_replay(args: argparse.Namespace) -> int:
     from logpipe.replay import ReplayFile, expand, is_url, order_series
     from logpipe.report import Summary
     from logpipe.sinks.choose import open_sink
+    from logpipe.sinks.ndjson_sink import NdjsonSink
     from logpipe.sources.checkpoints import CheckpointStore, CorruptCheckpoints
 
     files = [ReplayFile(path, "access") for path in order_series(expand(args.access))]
@@ -418,8 +419,13 @@ def run_replay(args: argparse.Namespace) -> int:
         sink = open_sink(args, threading.Event(), resources, _stderr)
         resources.callback(sink.close)
         try:
-            executor, window = resources.enter_context(
-                open_engine(args.engine, jobs=args.jobs or default_jobs(), scheduler=args.scheduler)
+            engine = resources.enter_context(
+                open_engine(
+                    args.engine,
+                    jobs=args.jobs or default_jobs(),
+                    scheduler=args.scheduler,
+                    output_path=sink.path if isinstance(sink, NdjsonSink) else None,
+                )
             )
         except (ValueError, OSError) as error:
             raise UsageError(f"--engine {args.engine}: {error}") from None
@@ -434,8 +440,7 @@ def run_replay(args: argparse.Namespace) -> int:
                 attributes=identity.attributes,
                 oldest_ms=oldest_ms,
                 force=args.force,
-                executor=executor,
-                window=window,
+                engine=engine,
                 summary=summary if args.report or not args.quiet else None,  # only if shown
                 counts=counts,
                 warn=_stderr,

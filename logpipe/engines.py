@@ -13,7 +13,10 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, TypeVar
+
+from logpipe.replay_work import OutputTurns, start_writing_worker
 
 Tag = TypeVar("Tag")
 Work = TypeVar("Work")
@@ -37,24 +40,51 @@ def default_jobs() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+@dataclass(frozen=True)
+class Engine:
+    """Where replay work runs: ``executor``, with ``window`` pieces of work in flight at most;
+    ``turns``: its workers append to the NDJSON output file themselves when their turn has come
+    (``replay_work.OutputTurns``)."""
+
+    executor: Executor
+    window: int
+    turns: OutputTurns | None = None
+
+
+INLINE = Engine(InlineExecutor(), 1)  # in the calling thread
+
+
 @contextmanager
-def open_engine(engine: str, *, jobs: int, scheduler: str | None) -> Iterator[tuple[Executor, int]]:
-    """(executor, how many pieces of work to keep in flight) for ``--engine``/``--jobs``."""
+def open_engine(
+    engine: str, *, jobs: int, scheduler: str | None, output_path: str | None = None
+) -> Iterator[Engine]:
+    """The engine ``--engine``/``--jobs`` name. Local worker processes append the events to
+    the NDJSON file ``output_path`` themselves when they can, so that most events never travel
+    back to this process."""
     if engine == "dask":
-        with _dask(scheduler) as pool:
-            yield pool
+        with _dask(scheduler) as cluster:
+            yield cluster
     elif jobs <= 1:
-        yield InlineExecutor(), 1
+        yield INLINE
     else:
         # forkserver: workers start clean (no copies of this process's threads or sockets).
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["logpipe.replay_work"])
-        with ProcessPoolExecutor(jobs, mp_context=context) as pool:
-            yield pool, 2 * jobs
+        options: dict[str, Any] = {}
+        turns = None
+        if output_path is not None:
+            next_turn, changed = context.Value("q", 0, lock=False), context.Condition()
+            turns = OutputTurns(next_turn, changed)
+            options = {
+                "initializer": start_writing_worker,
+                "initargs": (output_path, next_turn, changed),
+            }
+        with ProcessPoolExecutor(jobs, mp_context=context, **options) as pool:
+            yield Engine(pool, 2 * jobs, turns)
 
 
 @contextmanager
-def _dask(scheduler: str | None) -> Iterator[tuple[Executor, int]]:
+def _dask(scheduler: str | None) -> Iterator[Engine]:
     try:
         from distributed import Client
     except ImportError:
@@ -64,7 +94,7 @@ def _dask(scheduler: str | None) -> Iterator[tuple[Executor, int]]:
     client: Any = Client(scheduler, set_as_default=False, timeout=30)  # type: ignore[no-untyped-call]
     with client:
         workers = sum(client.nthreads().values()) or 1
-        yield client.get_executor(pure=False), 2 * workers
+        yield Engine(client.get_executor(pure=False), 2 * workers)
 
 
 def in_order(

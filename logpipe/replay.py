@@ -20,16 +20,16 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import re
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, TypeVar, cast
 
-from logpipe.engines import InlineExecutor, in_order
+from logpipe.engines import INLINE, Engine, in_order
 from logpipe.enrich import Event
 from logpipe.file_events import access_pairs, error_pairs
 from logpipe.lines import MAX_LINE_BYTES, READ_CHUNK_BYTES, LineBatch, read_batches
@@ -149,10 +149,10 @@ class _FileState:
 class Replay:
     """Replay ``files`` into ``sink``, recording delivered offsets in the ledger.
 
-    Parsing runs on ``executor`` (default: this thread), ``window`` chunks of about
-    ``chunk_bytes`` at a time; the ledger is saved after each file and every ``save_seconds``.
-    The ``summary`` and the timestamped metric ``counts``, when given, take what every chunk
-    counted.
+    Parsing runs on ``engine`` (default: this thread), in chunks of about ``chunk_bytes``
+    (whose events its workers may append to the sink's file themselves); the ledger is saved
+    after each file and every ``save_seconds``. The ``summary`` and the timestamped metric
+    ``counts``, when given, take what every chunk counted.
     """
 
     def __init__(
@@ -167,8 +167,7 @@ class Replay:
         attributes: dict[str, str] | None = None,
         oldest_ms: int | None = None,
         force: bool = False,
-        executor: Executor | None = None,
-        window: int = 1,
+        engine: Engine = INLINE,
         chunk_bytes: int = CHUNK_BYTES,
         save_seconds: float = SAVE_SECONDS,
         summary: Summary | None = None,
@@ -191,8 +190,7 @@ class Replay:
             count_metrics=counts is not None,
         )
         self._is_start = Multiline[bytes](multiline_pattern).is_start
-        self._executor = executor or InlineExecutor()
-        self._window = window
+        self._engine = engine
         self._chunk_bytes = chunk_bytes
         self._save_seconds = save_seconds
         self._summary = summary
@@ -212,8 +210,9 @@ class Replay:
     def run(self) -> None:
         """Send every file not yet delivered, then wait for the sink to deliver everything."""
         work = functools.partial(parse_chunk, self._settings)
+        engine = self._engine
         for (state, done), result in in_order(
-            self._executor, work, self._chunks(), window=self._window
+            engine.executor, work, self._chunks(), window=engine.window
         ):
             if result is not None:
                 self._take(state, result)
@@ -223,6 +222,7 @@ class Replay:
     def _chunks(self) -> Iterator[tuple[tuple[_FileState | None, bool], Chunk | None]]:
         """Each file's chunks, then a marker that the file is done; skipped files too."""
         read_to: dict[str, int] = {}  # content key -> offset read to, in this run
+        engine, turns = self._engine, itertools.count()
         for replay_file in self.files:
             try:
                 identity = content_key(replay_file.path)
@@ -250,6 +250,8 @@ class Replay:
                     stream.seek(start)  # gzip streams seek forward by decompressing
                     for batches in self._cut(lines, replay_file.kind):
                         chunk = Chunk(replay_file.kind, replay_file.path, batches)
+                        if engine.turns is not None:
+                            chunk.turn = next(turns)
                         state.end = chunk.end
                         yield (state, False), chunk
                 except READ_ERRORS as error:  # a damaged archive: keep what came before
@@ -309,8 +311,17 @@ class Replay:
             self._summary.merge(result.summary)
         if self._counts is not None and result.counts is not None:
             self._counts.merge(result.counts)
-        if result.ends:
-            self._acknowledge(self.sink.send_ndjson(result.encoded, result.ends.tolist()), state)
+        ends = result.ends.tolist()
+        if result.written:  # the worker appended its events to the sink's file itself
+            self._acknowledge(ends, state)
+        elif self._engine.turns is not None and result.turn >= 0:
+            self._engine.turns.take(
+                result.turn,
+                lambda: self._acknowledge(self.sink.send_ndjson(result.encoded, ends), state),
+                wait=True,  # due: every chunk before it has been taken, in order
+            )
+        elif ends:
+            self._acknowledge(self.sink.send_ndjson(result.encoded, ends), state)
         if time.monotonic() - self._saved >= self._save_seconds:
             self.sink.make_durable()
             self._save()

@@ -3,14 +3,20 @@ Dask worker): complete lines in, NDJSON out, with what the summary and the metri
 
 Everything here crosses a process boundary, so it is plain data: the settings and the lines go
 out, a ``ChunkResult`` comes back. Parsers are built once per process and kept (``_parsers``).
+
+When the output is an NDJSON file, worker processes can write it themselves, each chunk in its
+turn (``OutputTurns``), so that the events do not travel back to the main process first.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 from array import array
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from multiprocessing.sharedctypes import Synchronized
+from multiprocessing.synchronize import Condition
 from typing import cast
 
 import orjson
@@ -48,6 +54,7 @@ class Chunk:
     kind: str  # "access" or "error"
     path: str
     batches: list[LineBatch]
+    turn: int = -1  # its place in the output file when workers write it (OutputTurns), else -1
 
     @property
     def end(self) -> int:
@@ -69,14 +76,72 @@ class ChunkResult:
     too_old: int  # events older than ``oldest_ms``, not in ``encoded``
     summary: Summary | None
     counts: BucketedCounts | None
+    turn: int = -1  # the chunk's turn in the output file (OutputTurns), if it has one
+    written: bool = False  # ``encoded`` is already in the output file (and left out here)
+
+
+class OutputTurns:
+    """Whose turn it is to append to the NDJSON output file: chunks go in in order, written
+    by the worker that parsed one when its turn has come (no waiting), or else by the main
+    process when it takes the result in order."""
+
+    def __init__(self, next_turn: Synchronized[int], changed: Condition) -> None:
+        self._next = next_turn
+        self._changed = changed
+
+    def take(self, turn: int, write: Callable[[], object], *, wait: bool) -> bool:
+        """Run ``write`` as ``turn`` and hand the turn on; without ``wait``, only if ``turn``
+        is due now (returns whether it ran)."""
+        with self._changed:
+            if wait:
+                self._changed.wait_for(lambda: self._next.value == turn)
+            elif self._next.value != turn:
+                return False
+            write()
+            self._next.value = turn + 1
+            self._changed.notify_all()
+        return True
+
+
+@dataclass(frozen=True)
+class _WorkerOutput:
+    fd: int
+    turns: OutputTurns
+
+    def write(self, block: bytes) -> None:
+        view = memoryview(block)
+        while view:
+            view = view[os.write(self.fd, view) :]
+
+
+_output: _WorkerOutput | None = None  # this worker process's output file, if it writes one
+
+
+def start_writing_worker(path: str, next_turn: Synchronized[int], changed: Condition) -> None:
+    """Process-pool initializer: this worker appends its chunks' events to ``path`` in turn."""
+    global _output
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+    _output = _WorkerOutput(fd, OutputTurns(next_turn, changed))
 
 
 def parse_chunk(settings: ReplaySettings, chunk: Chunk) -> ChunkResult:
-    """Parse, enrich, count and serialise one chunk.
+    """Parse, enrich, count and serialise one chunk; in a writing worker, also write it if its
+    turn has come.
 
     The last line's offset is the chunk's end, so delivering it also covers the chunk's empty
     lines and too-old events after it.
     """
+    result = _parse_chunk(settings, chunk)
+    result.turn = chunk.turn
+    output = _output
+    if chunk.turn >= 0 and output is not None:
+        block = result.encoded
+        if output.turns.take(chunk.turn, lambda: output.write(block), wait=False):
+            result.encoded, result.written = b"", True
+    return result
+
+
+def _parse_chunk(settings: ReplaySettings, chunk: Chunk) -> ChunkResult:
     summary = Summary() if settings.summarize else None
     counts = BucketedCounts() if settings.count_metrics else None
     metrics = EventMetrics(cast(DogStatsd, counts)) if counts is not None else None

@@ -33,7 +33,7 @@ def open_sink(
             stream: BinaryIO = resources.enter_context(open(target[5:], "ab"))  # noqa: SIM115
         except OSError as error:
             raise UsageError(f"--output {target}: {error.strerror}") from None
-        return NdjsonSink(stream, fsync=True)
+        return NdjsonSink(stream, fsync=True, path=target[5:])
     if target == "datadog":
         api_key = os.environ.get("DD_API_KEY", "")
         if not api_key:

@@ -13,7 +13,8 @@ from logpipe.sinks import Token
 class NdjsonSink:
     """A log sink writing one JSON object per line; ``make_durable`` fsyncs a file."""
 
-    def __init__(self, stream: BinaryIO, *, fsync: bool) -> None:
+    def __init__(self, stream: BinaryIO, *, fsync: bool, path: str | None = None) -> None:
+        self.path = path  # the file written, when there is one (others may append to it too)
         self._writer = NdjsonWriter(stream)
         self._stream = stream
         # Only a regular file can be synced (not /dev/null, a pipe or a terminal).

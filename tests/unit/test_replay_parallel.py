@@ -7,12 +7,10 @@ from __future__ import annotations
 import functools
 import gzip
 import io
-import multiprocessing
 import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
-from concurrent.futures import Executor, ProcessPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
 from itertools import pairwise
@@ -28,6 +26,7 @@ from hypothesis import strategies as st
 
 import logpipe
 from bench.gen_logs import access_lines, error_records
+from logpipe.engines import Engine, open_engine
 from logpipe.lines import MAX_LINE_BYTES, LineBatch, read_batches
 from logpipe.metrics import BucketedCounts, EventMetrics
 from logpipe.multiline import DEFAULT_START, Multiline
@@ -136,12 +135,10 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> list[ReplayFile]:
 
 
 @pytest.fixture(scope="module")
-def pool() -> Iterator[Executor]:
-    """Two worker processes, started as ``logpipe.engines.open_engine`` starts them."""
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["logpipe.replay_work"])
-    with ProcessPoolExecutor(2, mp_context=context) as executor:
-        yield executor
+def pool() -> Iterator[Engine]:
+    """Two worker processes, as ``logpipe replay --jobs 2`` starts them."""
+    with open_engine("local", jobs=2, scheduler=None) as engine:
+        yield engine
 
 
 # --- in-process replays -------------------------------------------------------------------------
@@ -221,11 +218,11 @@ def bucketed(events: list[dict[str, Any]]) -> BucketedCounts:
 
 
 def test_same_events_summary_and_metrics_whatever_the_chunks_and_the_workers(
-    archive: list[ReplayFile], pool: Executor, tmp_path: Path
+    archive: list[ReplayFile], pool: Engine, tmp_path: Path
 ) -> None:
     whole = run(archive, tmp_path / "whole", chunk_bytes=1 << 30)
     small = run(archive, tmp_path / "small", chunk_bytes=SMALL_CHUNK)
-    parallel = run(archive, tmp_path / "parallel", executor=pool, window=4, chunk_bytes=SMALL_CHUNK)
+    parallel = run(archive, tmp_path / "parallel", engine=pool, chunk_bytes=SMALL_CHUNK)
 
     assert whole.blocks == len(archive)
     assert small.blocks > 100
@@ -259,6 +256,31 @@ def test_same_events_summary_and_metrics_whatever_the_chunks_and_the_workers(
     assert whole.counts.sums == bucketed(expected).sums
     requests = sum(value for (name, _, _), value in whole.counts.sums.items() if name == "requests")
     assert requests == sum(1 for event in expected if "status_code" in event.get("http", {}))
+
+
+def test_workers_appending_to_the_output_file_write_the_same_bytes(
+    archive: list[ReplayFile], tmp_path: Path
+) -> None:
+    """With a file output, workers append their chunks themselves when their turn has come."""
+    whole = run(archive, tmp_path / "whole", chunk_bytes=1 << 30)
+    target = tmp_path / "events.ndjson"
+    for attempt in ("first", "again"):
+        with (
+            open(target, "ab") as stream,
+            open_engine("local", jobs=2, scheduler=None, output_path=str(target)) as engine,
+        ):
+            done = Replay(
+                archive,
+                NdjsonSink(stream, fsync=True, path=str(target)),
+                CheckpointStore(tmp_path / "state"),
+                max_line_bytes=MAX_LINE,
+                attributes=ATTRIBUTES,
+                engine=engine,
+                chunk_bytes=SMALL_CHUNK,
+            )
+            done.run()
+        assert target.read_bytes() == whole.output  # the second run adds nothing
+        assert done.events == (len(whole.events) if attempt == "first" else 0)
 
 
 def test_the_library_iterator_gives_the_same_events(
@@ -480,14 +502,14 @@ class BatchingSink(CountingSink):
 def test_an_interrupted_replay_resumes_with_every_event_exactly_once(
     archive: list[ReplayFile],
     expected: Run,
-    pool: Executor,
+    pool: Engine,
     tmp_path: Path,
     engine: str,
     share: float,
 ) -> None:
     options: dict[str, Any] = {"chunk_bytes": SMALL_CHUNK, "save_seconds": 0}
     if engine == "pool":
-        options |= {"executor": pool, "window": 4}
+        options |= {"engine": pool}
     crashing = BatchingSink(crash_at=int(share * expected.blocks))
     with pytest.raises(Crash):
         run(archive, tmp_path, sink=crashing, **options)
@@ -509,13 +531,13 @@ def test_an_interrupted_replay_resumes_with_every_event_exactly_once(
 
 @pytest.mark.parametrize("engine", ["inline", "pool"])
 def test_a_file_and_its_gzip_copy_in_one_replay_are_sent_once(
-    pool: Executor, tmp_path: Path, engine: str
+    pool: Engine, tmp_path: Path, engine: str
 ) -> None:
     write_series(tmp_path)
     copy = tmp_path / "access.log.1.gz"
     copy.write_bytes(gzip.compress((tmp_path / "access.log.1").read_bytes()))
     files = [ReplayFile(str(tmp_path / name), "access") for name in ("access.log.1", copy.name)]
-    options: dict[str, Any] = {"executor": pool, "window": 4} if engine == "pool" else {}
+    options: dict[str, Any] = {"engine": pool} if engine == "pool" else {}
     assert len(run(files, tmp_path / "state", **options).events) == 30
 
 
