@@ -44,11 +44,12 @@ def default_jobs() -> int:
 class Engine:
     """Where replay work runs: ``executor``, with ``window`` pieces of work in flight at most;
     ``turns``: its workers append to the NDJSON output file themselves when their turn has come
-    (``replay_work.OutputTurns``)."""
+    (``replay_work.OutputTurns``); ``reads_files``: they read plain local files themselves."""
 
     executor: Executor
     window: int
     turns: OutputTurns | None = None
+    reads_files: bool = True  # its workers see this machine's files (plain ones are read there)
 
 
 INLINE = Engine(InlineExecutor(), 1)  # in the calling thread
@@ -94,7 +95,7 @@ def _dask(scheduler: str | None) -> Iterator[Engine]:
     client: Any = Client(scheduler, set_as_default=False, timeout=30)  # type: ignore[no-untyped-call]
     with client:
         workers = sum(client.nthreads().values()) or 1
-        yield Engine(client.get_executor(pure=False), 2 * workers)
+        yield Engine(client.get_executor(pure=False), 2 * workers, reads_files=False)
 
 
 def in_order(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, BinaryIO, NamedTuple, Protocol
 
 # Datadog's logs intake takes at most 1 MB per log; longer lines are cut there and flagged.
 MAX_LINE_BYTES = 1_000_000
@@ -66,8 +66,14 @@ class LineBatch:
         return head, tail
 
 
+class Readable(Protocol):
+    """What ``read_batches`` reads from: a binary file, or anything with its ``read``."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
 def read_batches(
-    stream: BinaryIO,
+    stream: Readable,
     *,
     start: int = 0,
     max_bytes: int = MAX_LINE_BYTES,

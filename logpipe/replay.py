@@ -43,6 +43,7 @@ from logpipe.sinks import LogSink
 from logpipe.sources.checkpoints import Checkpoint, CheckpointStore
 
 HEAD_BYTES = 1024
+GZIP_MAGIC = b"\x1f\x8b"
 CHUNK_BYTES = 1 << 18  # lines handed to the engine at a time (a worker's unit of work)
 MAX_CARRY = 16  # an error chunk with no record start in sight is cut after this many chunks
 SAVE_SECONDS = 5.0  # the ledger is also saved this often within a long file
@@ -108,10 +109,16 @@ def file_size(path: str) -> int:
     return int(fs.size(target))
 
 
+def compressed(path: str) -> bool:
+    """Whether the file is gzip (by its magic bytes)."""
+    with open_raw(path) as file:
+        return file.read(2) == GZIP_MAGIC
+
+
 def open_log(path: str | Path) -> BinaryIO:
     """The file's bytes, decompressed if it is gzip (by magic bytes, whatever its name)."""
     file = open_raw(str(path))
-    if file.read(2) == b"\x1f\x8b":
+    if file.read(2) == GZIP_MAGIC:
         file.seek(0)
         return _gzip_reader(file)
     file.seek(0)
@@ -203,7 +210,8 @@ class Replay:
         self.too_old = 0  # events skipped: older than the output accepts
         self.files_done = 0
         self.bytes_done = 0  # as stored (compressed for gzip), of the files done
-        self._reading: BinaryIO | None = None  # the file being read, as stored
+        self._reading: BinaryIO | None = None  # the file being read here, as stored
+        self._position = 0  # where the ranges of a file read by the engine have got to
         self.unreadable: list[str] = []  # files that could not be read to the end (damaged)
         self.bytes_total = sum(file_size(replay_file.path) for replay_file in self.files)
 
@@ -238,6 +246,17 @@ class Replay:
             # given) is still on its way: go on from where that reading stopped.
             start = max(done.offset if done else 0, read_to.get(key, 0))
             state = _FileState(replay_file, key, head_bytes, start)
+            readable_there = self._engine.reads_files or is_url(replay_file.path)
+            if readable_there and not compressed(replay_file.path):
+                for chunk in self._ranges(replay_file, start):
+                    if engine.turns is not None:
+                        chunk.turn = next(turns)
+                    state.end = self._position = chunk.stop
+                    yield (state, False), chunk
+                self._position = 0
+                read_to[key] = state.end
+                yield (state, True), None
+                continue
             with open_log(replay_file.path) as stream:
                 self._reading = getattr(stream, "fileobj", stream)  # gzip: the file under it
                 lines = read_batches(
@@ -252,13 +271,27 @@ class Replay:
                         chunk = Chunk(replay_file.kind, replay_file.path, batches)
                         if engine.turns is not None:
                             chunk.turn = next(turns)
-                        state.end = chunk.end
+                        state.end = batches[-1].end
                         yield (state, False), chunk
                 except READ_ERRORS as error:  # a damaged archive: keep what came before
                     self._unreadable(replay_file.path, state.end, error)
             self._reading = None
             read_to[key] = state.end
             yield (state, True), None
+
+    def _ranges(self, replay_file: ReplayFile, start: int) -> Iterator[Chunk]:
+        """A plain file as ranges of ``chunk_bytes``, each read where it is parsed."""
+        size = file_size(replay_file.path)
+        for begin in range(start, size, self._chunk_bytes):
+            stop = min(begin + self._chunk_bytes, size)
+            yield Chunk(
+                replay_file.kind,
+                replay_file.path,
+                start=begin,
+                stop=stop,
+                from_boundary=begin == start,
+                to_end=stop == size,
+            )
 
     def _unreadable(self, path: str, offset: int, error: Exception) -> None:
         self.unreadable.append(path)
@@ -271,7 +304,7 @@ class Replay:
     def bytes_read(self) -> int:
         """Bytes read so far, as stored (for an ETA)."""
         reading = self._reading
-        return self.bytes_done + (reading.tell() if reading is not None else 0)
+        return self.bytes_done + (reading.tell() if reading is not None else self._position)
 
     def _cut(self, batches: Iterable[LineBatch], kind: str) -> Iterator[list[LineBatch]]:
         """Batches grouped into chunks of about ``chunk_bytes``; for an error log, cut only

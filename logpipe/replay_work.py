@@ -13,18 +13,19 @@ from __future__ import annotations
 import functools
 import os
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.sharedctypes import Synchronized
 from multiprocessing.synchronize import Condition
-from typing import cast
+from typing import BinaryIO, cast
 
 import orjson
 from datadog.dogstatsd.base import DogStatsd
 
 from logpipe.enrich import Event
 from logpipe.file_events import access_batch_pairs, error_batch_pairs
-from logpipe.lines import LineBatch
+from logpipe.lines import LineBatch, read_batches
 from logpipe.metrics import BucketedCounts, EventMetrics
 from logpipe.multiline import Multiline
 from logpipe.parsing.access import AccessParser
@@ -49,21 +50,23 @@ class ReplaySettings:
 
 @dataclass
 class Chunk:
-    """Consecutive complete lines of one file (for an error log, whole records)."""
+    """Part of one file: complete lines (for an error log, whole records), either read already
+    (``batches``) or read where the work runs: those beginning in [``start``, ``stop``).
+
+    A range's ends are moved to the next line (error log: record) start, unless they are known
+    boundaries: ``start`` with ``from_boundary`` (the file's start, where a replay stopped),
+    ``stop`` with ``to_end`` (the end of what is replayed). Neighbouring ranges move their
+    shared end alike, so every line is in exactly one chunk.
+    """
 
     kind: str  # "access" or "error"
     path: str
-    batches: list[LineBatch]
+    batches: list[LineBatch] | None = None
+    start: int = 0
+    stop: int = 0
+    from_boundary: bool = True
+    to_end: bool = True
     turn: int = -1  # its place in the output file when workers write it (OutputTurns), else -1
-
-    @property
-    def end(self) -> int:
-        """Just past the chunk's last line."""
-        return self.batches[-1].end
-
-    @property
-    def size(self) -> int:
-        return self.batches[-1].end - self.batches[0].offset
 
 
 @dataclass
@@ -149,31 +152,114 @@ def _parse_chunk(settings: ReplaySettings, chunk: Chunk) -> ChunkResult:
     lines: list[bytes] = []
     ends: array[int] = array("q")
     events = too_old = 0
-    for event, end in _pairs(settings, chunk):
-        events += 1
-        event.update(attributes)
-        if summary is not None:
-            summary.observe(event)
-        timestamp = event.get("timestamp")
-        if metrics is not None and counts is not None:
-            counts.at = (timestamp or 0) / 1000
-            metrics.observe(event)
-        if oldest is not None and timestamp is not None and timestamp < oldest:
-            too_old += 1
-            continue
-        lines.append(orjson.dumps(event, option=_LINE))
-        ends.append(end)
-    if ends:
-        ends[-1] = chunk.end
+    with _lines(settings, chunk) as batches:
+        for event, end in _pairs(settings, chunk.kind, chunk.path, batches):
+            events += 1
+            event.update(attributes)
+            if summary is not None:
+                summary.observe(event)
+            timestamp = event.get("timestamp")
+            if metrics is not None and counts is not None:
+                counts.at = (timestamp or 0) / 1000
+                metrics.observe(event)
+            if oldest is not None and timestamp is not None and timestamp < oldest:
+                too_old += 1
+                continue
+            lines.append(orjson.dumps(event, option=_LINE))
+            ends.append(end)
+        if ends:
+            ends[-1] = batches.end
     return ChunkResult(b"".join(lines), ends, events, too_old, summary, counts)
 
 
-def _pairs(settings: ReplaySettings, chunk: Chunk) -> Iterator[tuple[Event, int]]:
+def _pairs(
+    settings: ReplaySettings, kind: str, path: str, batches: Iterable[LineBatch]
+) -> Iterator[tuple[Event, int]]:
     access, errors = _parsers(settings.access_format, settings.max_line_bytes)
-    if chunk.kind == "access":
-        return access_batch_pairs(chunk.batches, access, path=chunk.path)
+    if kind == "access":
+        return access_batch_pairs(batches, access, path=path)
     multiline = Multiline[bytes](settings.multiline_pattern, max_bytes=settings.max_line_bytes)
-    return error_batch_pairs(chunk.batches, errors, multiline, path=chunk.path)
+    return error_batch_pairs(batches, errors, multiline, path=path)
+
+
+class _Lines:
+    """Line batches, walked once; ``end``: just past the last line walked."""
+
+    def __init__(self, batches: Iterable[LineBatch], begin: int) -> None:
+        self.end = begin
+        self._batches = batches
+
+    def __iter__(self) -> Iterator[LineBatch]:
+        for batch in self._batches:
+            self.end = batch.end
+            yield batch
+
+
+@contextmanager
+def _lines(settings: ReplaySettings, chunk: Chunk) -> Iterator[_Lines]:
+    """The chunk's lines: as given, or read from its file here."""
+    from logpipe.replay import open_raw  # replay imports this module
+
+    if chunk.batches is not None:
+        yield _Lines(chunk.batches, chunk.start)
+        return
+    is_start = None
+    if chunk.kind == "error":
+        is_start = Multiline[bytes](settings.multiline_pattern).is_start
+    with open_raw(chunk.path) as stream:
+        begin = chunk.start
+        if not chunk.from_boundary:
+            begin = next_start(stream, begin, is_start)
+        stop = chunk.stop if chunk.to_end else next_start(stream, chunk.stop, is_start)
+        stream.seek(begin)
+        window = _Window(stream, max(0, stop - begin))
+        yield _Lines(read_batches(window, start=begin, max_bytes=settings.max_line_bytes), begin)
+
+
+LINE_PIECE = 1 << 16
+MAX_RECORD_SEARCH = 4 << 20  # no record start this far after a range's end: end at a line
+
+
+def next_start(stream: BinaryIO, offset: int, is_start: Callable[[bytes], bool] | None) -> int:
+    """Where the first line beginning at or after ``offset`` (> 0) begins; with ``is_start``,
+    the first line that starts a record (within ``MAX_RECORD_SEARCH``); the end of the file if
+    there is none."""
+    stream.seek(offset - 1)
+    position = offset - 1
+    while True:  # the rest of the line holding byte offset - 1 (only its "\n" if it ends there)
+        piece = stream.readline(LINE_PIECE)
+        position += len(piece)
+        if not piece or piece.endswith(b"\n"):
+            break
+    if is_start is None:
+        return position
+    limit = position + MAX_RECORD_SEARCH
+    while position < limit:
+        line = stream.readline(LINE_PIECE)
+        if not line or is_start(line):
+            return position
+        length = len(line)
+        while not line.endswith(b"\n"):  # a long line: the rest of it
+            line = stream.readline(LINE_PIECE)
+            if not line:
+                return position + length
+            length += len(line)
+        position += length
+    return position
+
+
+class _Window:
+    """At most ``size`` bytes of ``stream``, from where it stands."""
+
+    def __init__(self, stream: BinaryIO, size: int) -> None:
+        self._stream = stream
+        self._left = size
+
+    def read(self, size: int = -1) -> bytes:
+        size = self._left if size < 0 else min(size, self._left)
+        data = self._stream.read(size) if size else b""
+        self._left -= len(data)
+        return data
 
 
 @functools.cache
