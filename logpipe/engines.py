@@ -1,8 +1,9 @@
 """Where replay work runs: in this process, in worker processes, or on a Dask cluster.
 
-Each engine is a ``concurrent.futures.Executor``; ``in_order`` keeps a bounded window of work in
-flight on it and hands the results back in the order the work was given, so each file's events
-leave in file order however the work was spread.
+An ``Engine`` is a ``concurrent.futures.Executor`` and what its workers can do (read plain
+files, append to the output file in turn); ``in_order`` keeps a bounded window of work in flight
+on it and hands the results back in the order the work was given, so each file's events leave in
+file order however the work was spread.
 """
 
 from __future__ import annotations

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import itertools
 import re
 import time
 import zlib
@@ -230,7 +229,7 @@ class Replay:
     def _chunks(self) -> Iterator[tuple[tuple[_FileState | None, bool], Chunk | None]]:
         """Each file's chunks, then a marker that the file is done; skipped files too."""
         read_to: dict[str, int] = {}  # content key -> offset read to, in this run
-        engine, turns = self._engine, itertools.count()
+        turns = self._engine.turns
         for replay_file in self.files:
             try:
                 identity = content_key(replay_file.path)
@@ -249,8 +248,8 @@ class Replay:
             readable_there = self._engine.reads_files or is_url(replay_file.path)
             if readable_there and not compressed(replay_file.path):
                 for chunk in self._ranges(replay_file, start):
-                    if engine.turns is not None:
-                        chunk.turn = next(turns)
+                    if turns is not None:
+                        chunk.turn = turns.number()
                     state.end = self._position = chunk.stop
                     yield (state, False), chunk
                 self._position = 0
@@ -269,8 +268,8 @@ class Replay:
                     stream.seek(start)  # gzip streams seek forward by decompressing
                     for batches in self._cut(lines, replay_file.kind):
                         chunk = Chunk(replay_file.kind, replay_file.path, batches)
-                        if engine.turns is not None:
-                            chunk.turn = next(turns)
+                        if turns is not None:
+                            chunk.turn = turns.number()
                         state.end = batches[-1].end
                         yield (state, False), chunk
                 except READ_ERRORS as error:  # a damaged archive: keep what came before

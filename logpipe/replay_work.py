@@ -11,6 +11,7 @@ turn (``OutputTurns``), so that the events do not travel back to the main proces
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 from array import array
 from collections.abc import Callable, Iterable, Iterator
@@ -91,6 +92,11 @@ class OutputTurns:
     def __init__(self, next_turn: Synchronized[int], changed: Condition) -> None:
         self._next = next_turn
         self._changed = changed
+        self._numbers = itertools.count()  # main process: the turns given to chunks so far
+
+    def number(self) -> int:
+        """The next chunk's turn (in the main process, in the order the chunks are made)."""
+        return next(self._numbers)
 
     def take(self, turn: int, write: Callable[[], object], *, wait: bool) -> bool:
         """Run ``write`` as ``turn`` and hand the turn on; without ``wait``, only if ``turn``
@@ -123,7 +129,7 @@ _output: _WorkerOutput | None = None  # this worker process's output file, if it
 def start_writing_worker(path: str, next_turn: Synchronized[int], changed: Condition) -> None:
     """Process-pool initializer: this worker appends its chunks' events to ``path`` in turn."""
     global _output
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
     _output = _WorkerOutput(fd, OutputTurns(next_turn, changed))
 
 
