@@ -391,8 +391,9 @@ def run_replay(args: argparse.Namespace) -> int:
     from os.path import isfile
     from pathlib import Path
 
+    from logpipe.archives import expand, is_url, order_series
     from logpipe.engines import default_jobs, open_engine
-    from logpipe.replay import ReplayFile, expand, is_url, order_series
+    from logpipe.replay import ReplayFile
     from logpipe.report import Summary
     from logpipe.sinks.choose import open_sink
     from logpipe.sinks.ndjson_sink import NdjsonSink

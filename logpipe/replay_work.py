@@ -24,6 +24,7 @@ from typing import BinaryIO, cast
 import orjson
 from datadog.dogstatsd.base import DogStatsd
 
+from logpipe.archives import open_raw
 from logpipe.enrich import Event
 from logpipe.file_events import access_batch_pairs, error_batch_pairs
 from logpipe.lines import LineBatch, read_batches
@@ -204,8 +205,6 @@ class _Lines:
 @contextmanager
 def _lines(settings: ReplaySettings, chunk: Chunk) -> Iterator[_Lines]:
     """The chunk's lines: as given, or read from its file here."""
-    from logpipe.replay import open_raw  # replay imports this module
-
     if chunk.batches is not None:
         yield _Lines(chunk.batches, chunk.start)
         return

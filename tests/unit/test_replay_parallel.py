@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 
 import logpipe
 from bench.gen_logs import access_lines, error_records
+from logpipe.archives import order_series
 from logpipe.engines import Engine, open_engine
 from logpipe.lines import MAX_LINE_BYTES, LineBatch, read_batches
 from logpipe.metrics import BucketedCounts, EventMetrics
@@ -39,7 +40,6 @@ from logpipe.replay import (
     ReplayFile,
     cut_before_record,
     file_pairs,
-    order_series,
 )
 from logpipe.report import Summary
 from logpipe.sinks import Token
