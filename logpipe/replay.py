@@ -29,6 +29,7 @@ from logpipe.archives import (
     file_size,
     is_url,
     open_log,
+    open_raw,
     order_series,
 )
 from logpipe.engines import INLINE, Engine, in_order
@@ -195,18 +196,19 @@ class Replay:
             yield (state, True), None
 
     def _ranges(self, replay_file: ReplayFile, start: int) -> Iterator[Chunk]:
-        """A plain file as ranges of ``chunk_bytes``, each read where it is parsed."""
-        size = file_size(replay_file.path)
-        for begin in range(start, size, self._chunk_bytes):
-            stop = min(begin + self._chunk_bytes, size)
-            yield Chunk(
-                replay_file.kind,
-                replay_file.path,
-                start=begin,
-                stop=stop,
-                from_boundary=begin == start,
-                to_end=stop == size,
-            )
+        """A plain file as byte ranges of about ``chunk_bytes``, each read where it is parsed;
+        each range ends where a line (error log: a record) starts, found here by reading just
+        around the cut, so the whole file is read once, however long its lines."""
+        path, kind = replay_file.path, replay_file.kind
+        size = file_size(path)
+        is_start = self._is_start if kind == "error" else None
+        with open_raw(path) as probe:
+            begin = start
+            while begin < size:
+                cut = begin + self._chunk_bytes
+                stop = size if cut >= size else min(size, next_start(probe, cut, is_start))
+                yield Chunk(kind, path, start=begin, stop=stop)
+                begin = stop
 
     def _unreadable(self, path: str, offset: int, error: Exception) -> None:
         self.unreadable.append(path)
@@ -316,6 +318,39 @@ def cut_before_record(
             head, tail = batches[index].split(position)
             return [*batches[:index], head], [tail, *batches[index + 1 :]]
     return [], batches
+
+
+LINE_PIECE = 1 << 16
+MAX_RECORD_SEARCH = 4 << 20  # no record start this far after a boundary: stop at a line start
+
+
+def next_start(stream: BinaryIO, offset: int, is_start: Callable[[bytes], bool] | None) -> int:
+    """Where the first line beginning at or after ``offset`` (> 0) begins; with ``is_start``,
+    the first line that starts a record (searched for ``MAX_RECORD_SEARCH`` bytes, then the
+    line start reached); the end of the file if there is none. Reads only from ``offset - 1``
+    to the answer."""
+    stream.seek(offset - 1)
+    position = offset - 1
+    while True:  # the rest of the line holding byte offset - 1 (only its "\n" if it ends there)
+        piece = stream.readline(LINE_PIECE)
+        position += len(piece)
+        if not piece or piece.endswith(b"\n"):
+            break
+    if is_start is None:
+        return position
+    limit = position + MAX_RECORD_SEARCH
+    while position < limit:
+        line = stream.readline(LINE_PIECE)
+        if not line or is_start(line):
+            return position
+        length = len(line)
+        while not line.endswith(b"\n"):  # a long line: the rest of it
+            line = stream.readline(LINE_PIECE)
+            if not line:
+                return position + length
+            length += len(line)
+        position += length
+    return position
 
 
 def file_pairs(

@@ -53,21 +53,14 @@ class ReplaySettings:
 @dataclass
 class Chunk:
     """Part of one file: complete lines (for an error log, whole records), either read already
-    (``batches``) or read where the work runs: those beginning in [``start``, ``stop``).
-
-    A range's ends are moved to the next line (error log: record) start, unless they are known
-    boundaries: ``start`` with ``from_boundary`` (the file's start, where a replay stopped),
-    ``stop`` with ``to_end`` (the end of what is replayed). Neighbouring ranges move their
-    shared end alike, so every line is in exactly one chunk.
-    """
+    (``batches``) or the bytes [``start``, ``stop``) of the file, read where the work runs (the
+    main process put both ends at line or record starts: ``next_start``)."""
 
     kind: str  # "access" or "error"
     path: str
     batches: list[LineBatch] | None = None
     start: int = 0
     stop: int = 0
-    from_boundary: bool = True
-    to_end: bool = True
     turn: int = -1  # its place in the output file when workers write it (OutputTurns), else -1
 
 
@@ -208,49 +201,11 @@ def _lines(settings: ReplaySettings, chunk: Chunk) -> Iterator[_Lines]:
     if chunk.batches is not None:
         yield _Lines(chunk.batches, chunk.start)
         return
-    is_start = None
-    if chunk.kind == "error":
-        is_start = Multiline[bytes](settings.multiline_pattern).is_start
     with open_raw(chunk.path) as stream:
-        begin = chunk.start
-        if not chunk.from_boundary:
-            begin = next_start(stream, begin, is_start)
-        stop = chunk.stop if chunk.to_end else next_start(stream, chunk.stop, is_start)
-        stream.seek(begin)
-        window = _Window(stream, max(0, stop - begin))
-        yield _Lines(read_batches(window, start=begin, max_bytes=settings.max_line_bytes), begin)
-
-
-LINE_PIECE = 1 << 16
-MAX_RECORD_SEARCH = 4 << 20  # no record start this far after a range's end: end at a line
-
-
-def next_start(stream: BinaryIO, offset: int, is_start: Callable[[bytes], bool] | None) -> int:
-    """Where the first line beginning at or after ``offset`` (> 0) begins; with ``is_start``,
-    the first line that starts a record (within ``MAX_RECORD_SEARCH``); the end of the file if
-    there is none."""
-    stream.seek(offset - 1)
-    position = offset - 1
-    while True:  # the rest of the line holding byte offset - 1 (only its "\n" if it ends there)
-        piece = stream.readline(LINE_PIECE)
-        position += len(piece)
-        if not piece or piece.endswith(b"\n"):
-            break
-    if is_start is None:
-        return position
-    limit = position + MAX_RECORD_SEARCH
-    while position < limit:
-        line = stream.readline(LINE_PIECE)
-        if not line or is_start(line):
-            return position
-        length = len(line)
-        while not line.endswith(b"\n"):  # a long line: the rest of it
-            line = stream.readline(LINE_PIECE)
-            if not line:
-                return position + length
-            length += len(line)
-        position += length
-    return position
+        stream.seek(chunk.start)
+        window = _Window(stream, chunk.stop - chunk.start)
+        batches = read_batches(window, start=chunk.start, max_bytes=settings.max_line_bytes)
+        yield _Lines(batches, chunk.start)
 
 
 class _Window:

@@ -198,11 +198,16 @@ def run(
 
 def sequential(files: list[ReplayFile]) -> list[dict[str, Any]]:
     """The events as one reader gives them, line after line (no chunks), as sent."""
-    access, errors = AccessParser(max_line_bytes=MAX_LINE), ErrorParser(max_record_bytes=MAX_LINE)
-    multiline = functools.partial(Multiline[bytes], max_bytes=MAX_LINE)
+    return sequential_with(files, MAX_LINE)
+
+
+def sequential_with(files: list[ReplayFile], max_line: int) -> list[dict[str, Any]]:
+    """``sequential`` with lines capped at ``max_line`` bytes."""
+    access, errors = AccessParser(max_line_bytes=max_line), ErrorParser(max_record_bytes=max_line)
+    multiline = functools.partial(Multiline[bytes], max_bytes=max_line)
     events = []
     for replay_file in files:
-        for event, _ in file_pairs(replay_file, 0, access, errors, multiline, MAX_LINE):
+        for event, _ in file_pairs(replay_file, 0, access, errors, multiline, max_line):
             events.append(orjson.loads(orjson.dumps({**event, **ATTRIBUTES})))
     return events
 
@@ -438,6 +443,19 @@ def test_access_lines_are_the_same_whatever_the_chunk_size(
     assert [event["logpipe"]["offset"] for event in chunked.events] == [
         offset for offset, line in zip(offsets, lines, strict=True) if line not in (b"\n", b"\r\n")
     ]
+
+
+def test_a_line_longer_than_many_chunks_is_one_capped_event(tmp_path: Path) -> None:
+    """Ranges end at line starts found by reading on from each cut: a 6 MB line is read once
+    (not once per 4 KiB range) and gives one capped event, as a plain reader gives."""
+    head = (LOGS / "default" / "access.log").read_bytes().splitlines(keepends=True)[:3]
+    (tmp_path / "access.log").write_bytes(b"".join([*head, b"x" * 6_000_000 + b"\n", *head]))
+    files = [ReplayFile(str(tmp_path / "access.log"), "access")]
+    chunked = run(files, tmp_path / "state", chunk_bytes=4096, max_line_bytes=MAX_LINE_BYTES)
+    assert chunked.events == sequential_with(files, MAX_LINE_BYTES)
+    assert [event["logpipe"].get("truncated", False) for event in chunked.events] == [
+        False, False, False, True, False, False, False
+    ]  # fmt: skip
 
 
 def test_a_record_after_a_long_line_is_kept_whole(tmp_path: Path) -> None:
