@@ -6,7 +6,9 @@ import argparse
 import gc
 import os
 import re
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -386,7 +388,6 @@ def run_check(args: argparse.Namespace) -> int:
 
 def run_replay(args: argparse.Namespace) -> int:
     """``logpipe replay``: send archived files once, oldest first; exit 0 when delivered."""
-    import threading
     from contextlib import ExitStack
     from os.path import isfile
     from pathlib import Path
@@ -396,6 +397,7 @@ def run_replay(args: argparse.Namespace) -> int:
     from logpipe.replay import ReplayFile
     from logpipe.report import Summary
     from logpipe.sinks.choose import open_sink
+    from logpipe.sinks.datadog_logs import Interrupted
     from logpipe.sinks.ndjson_sink import NdjsonSink
     from logpipe.sources.checkpoints import CheckpointStore, CorruptCheckpoints
 
@@ -416,8 +418,9 @@ def run_replay(args: argparse.Namespace) -> int:
     output = args.output or ("datadog" if os.environ.get("DD_API_KEY") else "stdout")
     max_age = parse_duration(args.max_age or ("18h" if output == "datadog" else "none"))
     oldest_ms = None if max_age is None else int((time.time() - max_age) * 1000)
+    stop, signals = stop_on_signals()
     with ExitStack() as resources:
-        sink = open_sink(args, threading.Event(), resources, _stderr)
+        sink = open_sink(args, stop, resources, _stderr)
         resources.callback(sink.close)
         try:
             engine = resources.enter_context(
@@ -447,14 +450,23 @@ def run_replay(args: argparse.Namespace) -> int:
                 warn=_stderr,
                 progress=ProgressLine() if sys.stderr.isatty() else lambda replay: None,
                 after_file=flush_metrics,
+                stop=stop,
             )
         except CorruptCheckpoints as error:
             raise UsageError(f"{error} (use --force, or move the ledger aside)") from None
         relax_gc()
         try:
             replay.run()
+        except Interrupted:
+            replay.interrupted = True  # while the intake was failing: the ledger has the rest
         finally:
             close_metrics()
+    if replay.interrupted:
+        _stderr(
+            f"stopped by {signals[-1].name}: {replay.events} events sent; the ledger keeps "
+            "where each file got to, and a re-run goes on from there"
+        )
+        return 128 + signals[-1]
     older = f", {replay.too_old} older than --max-age not sent" if replay.too_old else ""
     _stderr(f"replayed {len(files)} files: {replay.events} events{older}")
     summary.skipped_old = replay.too_old
@@ -469,6 +481,21 @@ def run_replay(args: argparse.Namespace) -> int:
         _stderr(f"not read to the end (damaged): {', '.join(replay.unreadable)}")
         return 1
     return 0
+
+
+def stop_on_signals() -> tuple[threading.Event, list[signal.Signals]]:
+    """An event set by SIGINT or SIGTERM, and the signals received (replay finishes what is in
+    flight, then stops)."""
+    stop = threading.Event()
+    received: list[signal.Signals] = []
+
+    def request_stop(signum: int, frame: object) -> None:
+        received.append(signal.Signals(signum))
+        stop.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    return stop, received
 
 
 def timestamped_metrics(

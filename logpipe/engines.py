@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from logpipe.replay_work import OutputTurns, start_writing_worker
+from logpipe.replay_work import OutputFile, OutputTurns, start_worker
 
 Tag = TypeVar("Tag")
 Work = TypeVar("Work")
@@ -72,16 +72,20 @@ def open_engine(
         # forkserver: workers start clean (no copies of this process's threads or sockets).
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["logpipe.replay_work"])
-        options: dict[str, Any] = {}
+        output: OutputFile | None = None
         turns = None
         if output_path is not None:
             next_turn, changed = context.Value("q", 0, lock=False), context.Condition()
             turns = OutputTurns(next_turn, changed)
-            options = {
-                "initializer": start_writing_worker,
-                "initargs": (output_path, next_turn, changed),
-            }
-        with ProcessPoolExecutor(jobs, mp_context=context, **options) as pool:
+            output = (output_path, next_turn, changed)
+        # Workers read end-of-file from this pipe once this process is gone, and leave.
+        alive_r, alive_w = context.Pipe(duplex=False)
+        with (
+            alive_w,
+            ProcessPoolExecutor(
+                jobs, mp_context=context, initializer=start_worker, initargs=(alive_r, output)
+            ) as pool,
+        ):
             yield Engine(pool, 2 * jobs, turns)
 
 

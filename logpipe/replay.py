@@ -16,6 +16,7 @@ ships nothing twice (``force`` ignores the ledger). Events keep their own timest
 from __future__ import annotations
 
 import functools
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -98,6 +99,7 @@ class Replay:
         warn: Callable[[str], None] = lambda message: None,
         progress: Callable[[Replay], None] = lambda replay: None,
         after_file: Callable[[], None] = lambda: None,
+        stop: threading.Event | None = None,
     ) -> None:
         self.files = list(files)
         self.sink = sink
@@ -121,6 +123,8 @@ class Replay:
         self._warn = warn
         self._progress = progress
         self._after_file = after_file
+        self._stop = stop or threading.Event()
+        self.interrupted = False  # stopped before the end (``stop``)
         self._saved = time.monotonic()
         self.events = 0
         self.too_old = 0  # events skipped: older than the output accepts
@@ -132,20 +136,32 @@ class Replay:
         self.bytes_total = sum(file_size(replay_file.path) for replay_file in self.files)
 
     def run(self) -> None:
-        """Send every file not yet delivered, then wait for the sink to deliver everything."""
+        """Send every file not yet delivered, then wait for the sink to deliver everything.
+
+        Once ``stop`` is set, no more is read: what is in flight is sent, and the ledger keeps
+        where each file got to (``interrupted`` is then True).
+        """
         work = functools.partial(parse_chunk, self._settings)
         engine = self._engine
+        current: _FileState | None = None
         for (state, done), result in in_order(
             engine.executor, work, self._chunks(), window=engine.window
         ):
+            current = state
             if result is not None:
                 self._take(state, result)
             if done:
                 self._finish(state)
+                current = None
+        if self.interrupted and current is not None:
+            self._acknowledge(self.sink.drain(), current)
+            self.sink.make_durable()
+            self._save()
 
     def _chunks(self) -> Iterator[tuple[tuple[_FileState | None, bool], Chunk | None]]:
         """Each file's chunks, then a marker that the file is done; skipped files too."""
         read_to: dict[str, int] = {}  # content key -> offset read to, in this run
+        stop = self._stop
         turns = self._engine.turns
         for replay_file in self.files:
             try:
@@ -165,6 +181,9 @@ class Replay:
             readable_there = self._engine.reads_files or is_url(replay_file.path)
             if readable_there and not compressed(replay_file.path):
                 for chunk in self._ranges(replay_file, start):
+                    if stop.is_set():
+                        self.interrupted = True
+                        return
                     if turns is not None:
                         chunk.turn = turns.number()
                     state.end = self._position = chunk.stop
@@ -184,6 +203,9 @@ class Replay:
                 try:
                     stream.seek(start)  # gzip streams seek forward by decompressing
                     for batches in self._cut(lines, replay_file.kind):
+                        if stop.is_set():
+                            self.interrupted = True
+                            return
                         chunk = Chunk(replay_file.kind, replay_file.path, batches)
                         if turns is not None:
                             chunk.turn = turns.number()

@@ -13,10 +13,13 @@ from __future__ import annotations
 import functools
 import itertools
 import os
+import signal
+import threading
 from array import array
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from multiprocessing.sharedctypes import Synchronized
 from multiprocessing.synchronize import Condition
 from typing import BinaryIO, cast
@@ -120,11 +123,30 @@ class _WorkerOutput:
 _output: _WorkerOutput | None = None  # this worker process's output file, if it writes one
 
 
-def start_writing_worker(path: str, next_turn: Synchronized[int], changed: Condition) -> None:
-    """Process-pool initializer: this worker appends its chunks' events to ``path`` in turn."""
+OutputFile = tuple[str, "Synchronized[int]", Condition]  # path, next turn, turn changed
+
+
+def start_worker(parent: Connection, output: OutputFile | None) -> None:
+    """Process-pool initializer. The main process decides when work stops (it finishes what is
+    in flight, then ends the pool), so SIGINT and SIGTERM, which a terminal or systemd send to
+    the whole group, are ignored here; and a worker leaves by itself once the main process is
+    gone (``parent``, the read end of a pipe only it writes to, then reads end-of-file), so a
+    killed replay leaves no workers behind. With ``output``, this worker appends its chunks'
+    events to that file in turn."""
     global _output
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    _output = _WorkerOutput(fd, OutputTurns(next_turn, changed))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    threading.Thread(target=_leave_with, args=(parent,), name="watch-parent", daemon=True).start()
+    if output is not None:
+        path, next_turn, changed = output
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        _output = _WorkerOutput(fd, OutputTurns(next_turn, changed))
+
+
+def _leave_with(parent: Connection) -> None:
+    with suppress(EOFError, OSError):
+        parent.recv_bytes()
+    os._exit(1)
 
 
 def parse_chunk(settings: ReplaySettings, chunk: Chunk) -> ChunkResult:

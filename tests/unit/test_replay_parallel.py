@@ -7,9 +7,12 @@ from __future__ import annotations
 import functools
 import gzip
 import io
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import dataclass
@@ -603,6 +606,63 @@ def test_the_number_of_jobs_does_not_change_the_output(logs: Path) -> None:
         "error.log",
     ]
     assert f"replayed 7 files: {len(events)} events" in one.stderr.decode()
+
+
+@pytest.fixture(scope="module")
+def big_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Enough lines (about 2 s of replay on two cores) to stop a replay in the middle."""
+    path = tmp_path_factory.mktemp("big") / "access.log"
+    path.write_text("".join(line + "\n" for line in access_lines(200_000)))
+    return path
+
+
+def start_replay(big_log: Path, output: Path, state: Path) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "logpipe", "replay", "--access", str(big_log), "--jobs", "2"]
+    command += ["--output", f"file:{output}", "--state-dir", str(state), "--quiet"]
+    return subprocess.Popen(command, stderr=subprocess.PIPE)
+
+
+def wait_for_lines(output: Path, process: subprocess.Popen[bytes]) -> None:
+    """Until the replay has written some events (and is still going)."""
+    deadline = time.monotonic() + 30
+    while not (output.exists() and output.stat().st_size > 1_000_000):
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_a_stopped_replay_finishes_what_is_in_flight_and_a_rerun_completes_it(
+    big_log: Path, tmp_path: Path, stop: signal.Signals
+) -> None:
+    full, output = tmp_path / "full.ndjson", tmp_path / "events.ndjson"
+    assert start_replay(big_log, full, tmp_path / "full-state").wait(timeout=60) == 0
+    process = start_replay(big_log, output, tmp_path / "state")
+    wait_for_lines(output, process)
+    process.send_signal(stop)
+    stderr = process.communicate(timeout=30)[1].decode()
+    assert process.returncode == 128 + stop
+    sent = len(output.read_bytes().splitlines())
+    assert 0 < sent < 200_000
+    assert stderr.splitlines()[-1] == (
+        f"logpipe: stopped by {stop.name}: {sent} events sent; the ledger keeps where each "
+        "file got to, and a re-run goes on from there"
+    )
+    assert start_replay(big_log, output, tmp_path / "state").wait(timeout=60) == 0
+    assert output.read_bytes() == full.read_bytes()  # nothing lost, nothing twice
+
+
+def test_a_killed_replay_leaves_no_worker_processes(big_log: Path, tmp_path: Path) -> None:
+    import psutil
+
+    output = tmp_path / "events.ndjson"
+    process = start_replay(big_log, output, tmp_path / "state")
+    wait_for_lines(output, process)
+    helpers = psutil.Process(process.pid).children(recursive=True)
+    assert len(helpers) >= 3  # the fork server and the two workers (and a resource tracker)
+    process.kill()
+    process.communicate(timeout=30)
+    _, alive = psutil.wait_procs(helpers, timeout=10)
+    assert alive == []
 
 
 @pytest.mark.parametrize(
