@@ -57,6 +57,10 @@ def _checked(path: str, key: str, action: argparse.Action, value: Any) -> Any:
         if not isinstance(value, int) or isinstance(value, bool):
             raise ConfigError(f"--config {path}: {key} must be an integer")
         return value
+    if action.type is float:
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise ConfigError(f"--config {path}: {key} must be a number")
+        return float(value)
     if not isinstance(value, str):
         raise ConfigError(f"--config {path}: {key} must be a string")
     if action.choices and value not in action.choices:

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import orjson
+import pytest
 
 LINE = b'127.0.0.1 - - [25/Nov/2026:04:22:59 +0000] "GET /x HTTP/1.1" 200 5 "-" "curl/8.5.0"\n'
 
@@ -97,3 +98,17 @@ def test_exit_idle_drains_the_bundled_logs_and_exits(tmp_path: Path) -> None:
     access = [event for event in events if event["logger"]["name"] == "gunicorn.access"]
     assert len(access) == len((logs / "access.log").read_bytes().splitlines())
     assert sum("error" in event for event in events) == 8
+
+
+def test_config_numbers_for_seconds_options(tmp_path: Path) -> None:
+    from logpipe.cli import build_parser
+    from logpipe.config import ConfigError, apply_config
+
+    (tmp_path / "numbers.toml").write_text("exit-idle = 0.5\nprocess-interval = 2\n")
+    parser = build_parser()
+    apply_config(parser, str(tmp_path / "numbers.toml"))
+    args = parser.parse_args(["--access", "x.log"])
+    assert (args.exit_idle, args.process_interval) == (0.5, 2.0)
+    (tmp_path / "flag.toml").write_text("exit-idle = true\n")
+    with pytest.raises(ConfigError, match="exit-idle must be a number"):
+        apply_config(build_parser(), str(tmp_path / "flag.toml"))
