@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from logpipe.replay_work import OutputFile, OutputTurns, start_worker
+from logpipe.worker_output import OutputFile, OutputTurns, start_worker
 
 Tag = TypeVar("Tag")
 Work = TypeVar("Work")
@@ -45,7 +45,7 @@ def default_jobs() -> int:
 class Engine:
     """Where replay work runs: ``executor``, with ``window`` pieces of work in flight at most;
     ``turns``: its workers append to the NDJSON output file themselves when their turn has come
-    (``replay_work.OutputTurns``); ``reads_files``: they read plain local files themselves."""
+    (``worker_output.OutputTurns``); ``reads_files``: they read plain local files themselves."""
 
     executor: Executor
     window: int

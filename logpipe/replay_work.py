@@ -5,28 +5,22 @@ Everything here crosses a process boundary, so it is plain data: the settings an
 out, a ``ChunkResult`` comes back. Parsers are built once per process and kept (``_parsers``).
 
 When the output is an NDJSON file, worker processes can write it themselves, each chunk in its
-turn (``OutputTurns``), so that the events do not travel back to the main process first.
+turn (``logpipe.worker_output``), so that the events do not travel back to the main process.
 """
 
 from __future__ import annotations
 
 import functools
-import itertools
-import os
-import signal
-import threading
 from array import array
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
-from multiprocessing.sharedctypes import Synchronized
-from multiprocessing.synchronize import Condition
 from typing import BinaryIO, cast
 
 import orjson
 from datadog.dogstatsd.base import DogStatsd
 
+from logpipe import worker_output
 from logpipe.archives import open_raw
 from logpipe.enrich import Event
 from logpipe.file_events import access_batch_pairs, error_batch_pairs
@@ -64,7 +58,7 @@ class Chunk:
     batches: list[LineBatch] | None = None
     start: int = 0
     stop: int = 0
-    turn: int = -1  # its place in the output file when workers write it (OutputTurns), else -1
+    turn: int = -1  # its place in the output file when workers write it, else -1
 
 
 @dataclass
@@ -77,76 +71,8 @@ class ChunkResult:
     too_old: int  # events older than ``oldest_ms``, not in ``encoded``
     summary: Summary | None
     counts: BucketedCounts | None
-    turn: int = -1  # the chunk's turn in the output file (OutputTurns), if it has one
+    turn: int = -1  # the chunk's turn in the output file, if it has one
     written: bool = False  # ``encoded`` is already in the output file (and left out here)
-
-
-class OutputTurns:
-    """Whose turn it is to append to the NDJSON output file: chunks go in in order, written
-    by the worker that parsed one when its turn has come (no waiting), or else by the main
-    process when it takes the result in order."""
-
-    def __init__(self, next_turn: Synchronized[int], changed: Condition) -> None:
-        self._next = next_turn
-        self._changed = changed
-        self._numbers = itertools.count()  # main process: the turns given to chunks so far
-
-    def number(self) -> int:
-        """The next chunk's turn (in the main process, in the order the chunks are made)."""
-        return next(self._numbers)
-
-    def take(self, turn: int, write: Callable[[], object], *, wait: bool) -> bool:
-        """Run ``write`` as ``turn`` and hand the turn on; without ``wait``, only if ``turn``
-        is due now (returns whether it ran)."""
-        with self._changed:
-            if wait:
-                self._changed.wait_for(lambda: self._next.value == turn)
-            elif self._next.value != turn:
-                return False
-            write()
-            self._next.value = turn + 1
-            self._changed.notify_all()
-        return True
-
-
-@dataclass(frozen=True)
-class _WorkerOutput:
-    fd: int
-    turns: OutputTurns
-
-    def write(self, block: bytes) -> None:
-        view = memoryview(block)
-        while view:
-            view = view[os.write(self.fd, view) :]
-
-
-_output: _WorkerOutput | None = None  # this worker process's output file, if it writes one
-
-
-OutputFile = tuple[str, "Synchronized[int]", Condition]  # path, next turn, turn changed
-
-
-def start_worker(parent: Connection, output: OutputFile | None) -> None:
-    """Process-pool initializer. The main process decides when work stops (it finishes what is
-    in flight, then ends the pool), so SIGINT and SIGTERM, which a terminal or systemd send to
-    the whole group, are ignored here; and a worker leaves by itself once the main process is
-    gone (``parent``, the read end of a pipe only it writes to, then reads end-of-file), so a
-    killed replay leaves no workers behind. With ``output``, this worker appends its chunks'
-    events to that file in turn."""
-    global _output
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    threading.Thread(target=_leave_with, args=(parent,), name="watch-parent", daemon=True).start()
-    if output is not None:
-        path, next_turn, changed = output
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        _output = _WorkerOutput(fd, OutputTurns(next_turn, changed))
-
-
-def _leave_with(parent: Connection) -> None:
-    with suppress(EOFError, OSError):
-        parent.recv_bytes()
-    os._exit(1)
 
 
 def parse_chunk(settings: ReplaySettings, chunk: Chunk) -> ChunkResult:
@@ -158,11 +84,8 @@ def parse_chunk(settings: ReplaySettings, chunk: Chunk) -> ChunkResult:
     """
     result = _parse_chunk(settings, chunk)
     result.turn = chunk.turn
-    output = _output
-    if chunk.turn >= 0 and output is not None:
-        block = result.encoded
-        if output.turns.take(chunk.turn, lambda: output.write(block), wait=False):
-            result.encoded, result.written = b"", True
+    if chunk.turn >= 0 and worker_output.append_in_turn(chunk.turn, result.encoded):
+        result.encoded, result.written = b"", True
     return result
 
 
