@@ -3,7 +3,7 @@ was written, and opening them by content (gzip by its magic bytes, ISA-L's gzip 
 
 ``order_series`` puts each series oldest first, whatever order the shell gave:
 ``access.log.3.gz access.log.2.gz access.log.1 access.log`` and dateext names
-(``access.log-20261124.gz``). ``content_key`` names a file by its first decompressed KB, so
+(``access.log-20261124.gz``). ``content_of`` names a file by its first decompressed KB, so
 ``access.log.1`` and the later ``access.log.1.gz`` are the same content.
 """
 
@@ -14,7 +14,7 @@ import re
 import zlib
 from collections.abc import Iterable
 from pathlib import Path
-from typing import BinaryIO, TypeVar, cast
+from typing import BinaryIO, NamedTuple, TypeVar, cast
 
 HEAD_BYTES = 1024
 GZIP_MAGIC = b"\x1f\x8b"
@@ -71,12 +71,6 @@ def file_size(path: str) -> int:
     return int(fs.size(target))
 
 
-def compressed(path: str) -> bool:
-    """Whether the file is gzip (by its magic bytes)."""
-    with open_raw(path) as file:
-        return file.read(2) == GZIP_MAGIC
-
-
 def open_log(path: str | Path) -> BinaryIO:
     """The file's bytes, decompressed if it is gzip (by magic bytes, whatever its name)."""
     file = open_raw(str(path))
@@ -96,13 +90,24 @@ def _gzip_reader(file: BinaryIO) -> BinaryIO:
     return gzip_module.GzipFile(fileobj=file)  # type: ignore[no-untyped-call,return-value]
 
 
-def content_key(path: str) -> tuple[str, int] | None:
-    """(key, bytes hashed) for a file's decompressed head; None for an empty file."""
-    with open_log(path) as stream:
-        head = stream.read(HEAD_BYTES)
+class Content(NamedTuple):
+    """What a file holds, named by its decompressed head."""
+
+    key: str  # the head's length and hash
+    head_bytes: int  # how many decompressed bytes were hashed
+    compressed: bool  # gzip
+
+
+def content_of(path: str) -> Content | None:
+    """The file's ``Content``; None for an empty file."""
+    with open_raw(path) as file:
+        compressed = file.read(2) == GZIP_MAGIC
+        file.seek(0)
+        head = (_gzip_reader(file) if compressed else file).read(HEAD_BYTES)
     if not head:
         return None
-    return f"{len(head)}:{hashlib.blake2b(head, digest_size=16).hexdigest()}", len(head)
+    key = f"{len(head)}:{hashlib.blake2b(head, digest_size=16).hexdigest()}"
+    return Content(key, len(head), compressed)
 
 
 def expand(patterns: Iterable[str]) -> list[str]:

@@ -16,22 +16,16 @@ def access_events(
     stream: BinaryIO, parser: AccessParser, *, path: str | None = None, start: int = 0
 ) -> Iterator[Event]:
     """One event per non-empty access line of ``stream`` (read from byte ``start``)."""
-    for event, _ in access_pairs(stream, parser, path=path, start=start):
-        yield event
-
-
-def access_pairs(
-    stream: BinaryIO, parser: AccessParser, *, path: str | None = None, start: int = 0
-) -> Iterator[tuple[Event, int]]:
-    """``access_events`` with the offset just past each line (what delivering it covers)."""
     batches = read_batches(stream, start=start, max_bytes=parser.max_line_bytes)
-    return access_batch_pairs(batches, parser, path=path)
+    for event, _ in access_batch_pairs(batches, parser, path=path):
+        yield event
 
 
 def access_batch_pairs(
     batches: Iterable[LineBatch], parser: AccessParser, *, path: str | None = None
 ) -> Iterator[tuple[Event, int]]:
-    """``access_pairs`` of lines already read."""
+    """(event, offset just past its line: what delivering it covers) for each non-empty line
+    of ``batches``."""
     parse = parser.parse
     for batch in batches:
         offset, cut = batch.offset, batch.cut
@@ -58,24 +52,9 @@ def error_events(
     start: int = 0,
 ) -> Iterator[Event]:
     """One event per error-log record of ``stream`` (lines grouped by ``multiline``)."""
-    for event, _ in error_pairs(
-        stream, parser, multiline, path=path, max_line_bytes=max_line_bytes, start=start
-    ):
-        yield event
-
-
-def error_pairs(
-    stream: BinaryIO,
-    parser: ErrorParser,
-    multiline: Multiline[bytes],
-    *,
-    path: str | None = None,
-    max_line_bytes: int = MAX_LINE_BYTES,
-    start: int = 0,
-) -> Iterator[tuple[Event, int]]:
-    """``error_events`` with the offset just past each record."""
     batches = read_batches(stream, start=start, max_bytes=max_line_bytes)
-    return error_batch_pairs(batches, parser, multiline, path=path)
+    for event, _ in error_batch_pairs(batches, parser, multiline, path=path):
+        yield event
 
 
 def error_batch_pairs(
@@ -85,7 +64,8 @@ def error_batch_pairs(
     *,
     path: str | None = None,
 ) -> Iterator[tuple[Event, int]]:
-    """``error_pairs`` of lines already read (the last record ends with them)."""
+    """(event, offset just past its record) for each record of ``batches`` (the last record
+    ends with them)."""
     parse = parser.parse
     for batch in batches:
         for record in multiline.feed_batch(batch):

@@ -25,8 +25,7 @@ from typing import BinaryIO
 
 from logpipe.archives import (
     READ_ERRORS,
-    compressed,
-    content_key,
+    content_of,
     file_size,
     is_url,
     open_log,
@@ -35,7 +34,7 @@ from logpipe.archives import (
 )
 from logpipe.engines import INLINE, Engine, in_order
 from logpipe.enrich import Event
-from logpipe.file_events import access_pairs, error_pairs
+from logpipe.file_events import access_batch_pairs, error_batch_pairs
 from logpipe.lines import MAX_LINE_BYTES, READ_CHUNK_BYTES, LineBatch, read_batches
 from logpipe.metrics import BucketedCounts
 from logpipe.multiline import DEFAULT_START, Multiline
@@ -165,57 +164,39 @@ class Replay:
         turns = self._engine.turns
         for replay_file in self.files:
             try:
-                identity = content_key(replay_file.path)
+                content = content_of(replay_file.path)
             except READ_ERRORS as error:
                 self._unreadable(replay_file.path, 0, error)
-                identity = None
-            if identity is None:
+                content = None
+            if content is None:
                 yield (None, True), None
                 continue
-            key, head_bytes = identity
+            key, head_bytes, compressed = content
             done = self._delivered.get(key)
             # The same content read earlier in this run (access.log.1 and access.log.1.gz both
             # given) is still on its way: go on from where that reading stopped.
             start = max(done.offset if done else 0, read_to.get(key, 0))
             state = _FileState(replay_file, key, head_bytes, start)
-            readable_there = self._engine.reads_files or is_url(replay_file.path)
-            if readable_there and not compressed(replay_file.path):
-                for chunk in self._ranges(replay_file, start):
-                    if stop.is_set():
-                        self.interrupted = True
-                        return
-                    if turns is not None:
-                        chunk.turn = turns.number()
-                    state.end = self._position = chunk.stop
-                    yield (state, False), chunk
-                self._position = 0
-                read_to[key] = state.end
-                yield (state, True), None
-                continue
-            with open_log(replay_file.path) as stream:
-                self._reading = getattr(stream, "fileobj", stream)  # gzip: the file under it
-                lines = read_batches(
-                    stream,
-                    start=start,
-                    max_bytes=self._settings.max_line_bytes,
-                    chunk_bytes=min(READ_CHUNK_BYTES, self._chunk_bytes),
-                )
-                try:
-                    stream.seek(start)  # gzip streams seek forward by decompressing
-                    for batches in self._cut(lines, replay_file.kind):
-                        if stop.is_set():
-                            self.interrupted = True
-                            return
-                        chunk = Chunk(replay_file.kind, replay_file.path, batches)
-                        if turns is not None:
-                            chunk.turn = turns.number()
-                        state.end = batches[-1].end
-                        yield (state, False), chunk
-                except READ_ERRORS as error:  # a damaged archive: keep what came before
-                    self._unreadable(replay_file.path, state.end, error)
-            self._reading = None
+            for chunk in self._file_chunks(replay_file, start, compressed):
+                if stop.is_set():
+                    self.interrupted = True
+                    return
+                if turns is not None:
+                    chunk.turn = turns.number()
+                state.end = chunk.end
+                yield (state, False), chunk
             read_to[key] = state.end
             yield (state, True), None
+
+    def _file_chunks(
+        self, replay_file: ReplayFile, start: int, compressed: bool
+    ) -> Iterator[Chunk]:
+        """A file's chunks from decompressed byte ``start``: ranges the workers read, when
+        they can read the file and it is not compressed, else lines read here."""
+        path = replay_file.path
+        if (self._engine.reads_files or is_url(path)) and not compressed:
+            return self._ranges(replay_file, start)
+        return self._read(replay_file, start)
 
     def _ranges(self, replay_file: ReplayFile, start: int) -> Iterator[Chunk]:
         """A plain file as byte ranges of about ``chunk_bytes``, each read where it is parsed;
@@ -229,8 +210,32 @@ class Replay:
             while begin < size:
                 cut = begin + self._chunk_bytes
                 stop = size if cut >= size else min(size, next_start(probe, cut, is_start))
+                self._position = stop
                 yield Chunk(kind, path, start=begin, stop=stop)
                 begin = stop
+        self._position = 0
+
+    def _read(self, replay_file: ReplayFile, start: int) -> Iterator[Chunk]:
+        """A file read and decompressed here, in chunks of whole lines (error log: records);
+        a damaged archive ends with what came before the damage."""
+        path, end = replay_file.path, start
+        with open_log(path) as stream:
+            self._reading = getattr(stream, "fileobj", stream)  # gzip: the file under it
+            lines = read_batches(
+                stream,
+                start=start,
+                max_bytes=self._settings.max_line_bytes,
+                chunk_bytes=min(READ_CHUNK_BYTES, self._chunk_bytes),
+            )
+            try:
+                stream.seek(start)  # gzip streams seek forward by decompressing
+                for batches in self._cut(lines, replay_file.kind):
+                    end = batches[-1].end
+                    yield Chunk(replay_file.kind, path, batches)
+            except READ_ERRORS as error:
+                self._unreadable(path, end, error)
+            finally:
+                self._reading = None
 
     def _unreadable(self, path: str, offset: int, error: Exception) -> None:
         self.unreadable.append(path)
@@ -387,12 +392,11 @@ def file_pairs(
     path = replay_file.path
     with open_log(path) as stream:
         stream.seek(start)  # gzip streams seek forward by decompressing
+        batches = read_batches(stream, start=start, max_bytes=max_line_bytes)
         if replay_file.kind == "access":
-            yield from access_pairs(stream, access, path=path, start=start)
+            yield from access_batch_pairs(batches, access, path=path)
         else:
-            yield from error_pairs(
-                stream, errors, multiline(), path=path, max_line_bytes=max_line_bytes, start=start
-            )
+            yield from error_batch_pairs(batches, errors, multiline(), path=path)
 
 
 def replay_events(

@@ -60,6 +60,11 @@ class Chunk:
     stop: int = 0
     turn: int = -1  # its place in the output file when workers write it, else -1
 
+    @property
+    def end(self) -> int:
+        """Just past the chunk's last line."""
+        return self.batches[-1].end if self.batches else self.stop
+
 
 @dataclass
 class ChunkResult:

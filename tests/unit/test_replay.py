@@ -208,3 +208,32 @@ def test_a_damaged_archive_is_reported_and_the_others_still_ship(series: Path) -
     lines = result.stderr.decode().splitlines()
     assert lines[0].startswith("logpipe: cannot read access.log.3.gz past byte 0 (")
     assert lines[-1] == "logpipe: not read to the end (damaged): access.log.3.gz"
+
+
+def test_progress_line_on_a_terminal(series: Path) -> None:
+    """On a terminal, one progress line redrawn at most 4 times a second: files, events, rate
+    and an ETA by bytes read."""
+    import os
+    import re
+    import time
+
+    terminal, stderr = os.openpty()
+    command = [sys.executable, "-m", "logpipe", "replay", "--access", "access.log*"]
+    command += ["--state-dir", "state", "--quiet", "--jobs", "2"]
+    process = subprocess.Popen(command, cwd=series, stdout=subprocess.DEVNULL, stderr=stderr)
+    os.close(stderr)
+    shown = b""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            piece = os.read(terminal, 4096)
+        except OSError:  # the other end closed: the replay is over
+            break
+        if not piece:
+            break
+        shown += piece
+    os.close(terminal)
+    assert process.wait(timeout=10) == 0
+    draws = [part.strip() for part in re.split(r"[\r\n]+", shown.decode()) if "file " in part]
+    assert 1 <= len(draws) <= 3  # 4 files, many chunks: drawn once, then at the end
+    assert re.fullmatch(rf"logpipe: file 4/4, {len(LINES)} events, [\d,]+/s, ETA 0 s", draws[-1])

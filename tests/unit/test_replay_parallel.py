@@ -396,20 +396,29 @@ def test_error_records_are_the_same_whatever_the_chunk_size(
     smallest = SMALLEST_CHUNK
     assert max(smallest, LONGEST_RECORD) + smallest + LONGEST_LINE < MAX_CARRY * smallest
     chunk_bytes = draw.draw(st.integers(smallest, max(smallest, len(data) // 2)))
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "error.log"
-        path.write_bytes(gzip.compress(data) if compress else data)
-        files = [ReplayFile(str(path), "error")]
-        options: dict[str, Any] = {"max_line_bytes": max_line_bytes, "force": True}
-        whole = run(files, path.parent / "a", chunk_bytes=1 << 30, **options)
-        chunked = run(files, path.parent / "b", chunk_bytes=chunk_bytes, **options)
-    hypothesis.event(f"blocks: {min(chunked.blocks, 5)}")
+    stored = gzip.compress(data) if compress else data
+    whole, chunked = whole_and_chunked(stored, "error", chunk_bytes, max_line_bytes)
     assert chunked.output == whole.output
     assert [event["logpipe"]["offset"] for event in chunked.events] == [
         offset for offset, _ in records_of(data, max_line_bytes)
     ]
     assert vars(chunked.summary) == vars(whole.summary)
     assert chunked.counts.sums == whole.counts.sums
+
+
+def whole_and_chunked(
+    stored: bytes, kind: str, chunk_bytes: int, max_line_bytes: int
+) -> tuple[Run, Run]:
+    """A log of ``kind`` holding ``stored``, replayed in one chunk and in ``chunk_bytes``."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"{kind}.log"
+        path.write_bytes(stored)
+        files = [ReplayFile(str(path), kind)]
+        options: dict[str, Any] = {"max_line_bytes": max_line_bytes, "force": True}
+        whole = run(files, path.parent / "a", chunk_bytes=1 << 30, **options)
+        chunked = run(files, path.parent / "b", chunk_bytes=chunk_bytes, **options)
+    hypothesis.event(f"blocks: {min(chunked.blocks, 5)}")
+    return whole, chunked
 
 
 def records_of(data: bytes, max_line_bytes: int) -> list[tuple[int, int]]:
@@ -433,14 +442,7 @@ def records_of(data: bytes, max_line_bytes: int) -> list[tuple[int, int]]:
 def test_access_lines_are_the_same_whatever_the_chunk_size(
     lines: list[bytes], chunk_bytes: int, max_line_bytes: int
 ) -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "access.log"
-        path.write_bytes(b"".join(lines))
-        files = [ReplayFile(str(path), "access")]
-        options: dict[str, Any] = {"max_line_bytes": max_line_bytes, "force": True}
-        whole = run(files, path.parent / "a", chunk_bytes=1 << 30, **options)
-        chunked = run(files, path.parent / "b", chunk_bytes=chunk_bytes, **options)
-    hypothesis.event(f"blocks: {min(chunked.blocks, 5)}")
+    whole, chunked = whole_and_chunked(b"".join(lines), "access", chunk_bytes, max_line_bytes)
     assert chunked.output == whole.output
     offsets = [sum(map(len, lines[:index])) for index, line in enumerate(lines)]
     assert [event["logpipe"]["offset"] for event in chunked.events] == [
