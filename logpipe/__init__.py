@@ -21,11 +21,12 @@ Library use::
     follower.checkpoint()
 """
 
+from typing import Any
+
 from logpipe.multiline import Multiline, Record
 from logpipe.parsing.access import AccessParser
 from logpipe.parsing.access_format import DEFAULT_FORMAT, FormatError
 from logpipe.parsing.error import ErrorParser
-from logpipe.replay import replay_events as replay
 from logpipe.sources.checkpoints import CheckpointStore
 from logpipe.sources.follow import Follower, FollowSpec, Item
 
@@ -43,3 +44,13 @@ __all__ = [
     "replay",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    """``logpipe.replay`` is imported when first used: its worker machinery (multiprocessing,
+    the metrics client) is not start-up cost for the other commands."""
+    if name == "replay":
+        from logpipe.replay import replay_events
+
+        return replay_events
+    raise AttributeError(f"module 'logpipe' has no attribute {name!r}")

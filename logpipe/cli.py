@@ -24,10 +24,10 @@ from logpipe.ndjson import NdjsonWriter
 from logpipe.parsing.access import AccessParser
 from logpipe.parsing.access_format import FormatError
 from logpipe.parsing.error import ErrorParser
-from logpipe.replay import Replay
 
 if TYPE_CHECKING:
     from logpipe.metrics import TimestampedCounts
+    from logpipe.replay import Replay
 
 USAGE_ERROR = 2
 
@@ -394,7 +394,7 @@ def run_replay(args: argparse.Namespace) -> int:
 
     from logpipe.archives import expand, is_url, order_series
     from logpipe.engines import default_jobs, open_engine
-    from logpipe.replay import ReplayFile
+    from logpipe.replay import Replay, ReplayFile
     from logpipe.report import Summary
     from logpipe.sinks.choose import open_sink
     from logpipe.sinks.datadog_logs import Interrupted

@@ -23,6 +23,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -32,7 +33,9 @@ from tests.follow.harness import (
     FollowEnv,
     GunicornServer,
     Key,
+    LogpipeProcess,
     RequestLoop,
+    SequencedWriter,
     Stream,
     append,
     append_paced,
@@ -72,6 +75,16 @@ def assert_clean(acc: Accounting, env: FollowEnv) -> None:
     assert acc.clean(), f"{acc.summary()}\n{env.diagnostics()}"
 
 
+def followed_under_load(
+    follow_env: FollowEnv, **writer_options: Any
+) -> tuple[Path, LogpipeProcess, SequencedWriter]:
+    """A new, empty access.log followed by logpipe, and a writer of COUNT lines at RATE."""
+    access = follow_env.log("access.log")
+    create_empty(access)
+    run = follow_env.logpipe(access=[access])
+    return access, run, follow_env.writer(access, rate=RATE, count=COUNT, **writer_options)
+
+
 def big_access_line(seq: int, pad: int) -> bytes:
     """An access line for ``seq`` whose URL carries ``pad`` extra bytes."""
     line = access_line(seq)
@@ -84,10 +97,7 @@ def big_access_line(seq: int, pad: int) -> bytes:
 
 
 def test_01_rename_rotation_under_load(follow_env: FollowEnv) -> None:
-    access = follow_env.log("access.log")
-    create_empty(access)
-    follow_env.logpipe(access=[access])
-    writer = follow_env.writer(access, rate=RATE, count=COUNT)
+    access, _, writer = followed_under_load(follow_env)
     for n in (1, 2):
         writer.wait_written(n * COUNT // 3)
         rotate_rename(access, writer)
@@ -98,10 +108,7 @@ def test_01_rename_rotation_under_load(follow_env: FollowEnv) -> None:
 
 
 def test_02_writer_keeps_appending_to_rotated_file(follow_env: FollowEnv, report: Report) -> None:
-    access = follow_env.log("access.log")
-    create_empty(access)
-    run = follow_env.logpipe(access=[access])
-    writer = follow_env.writer(access, rate=RATE, count=COUNT, reopen_delay=1.5)
+    access, run, writer = followed_under_load(follow_env, reopen_delay=1.5)
     writer.wait_written(COUNT // 3)
     rotation = rotate_rename(access, writer)
     at_rename = writer.written
@@ -162,10 +169,7 @@ def test_03_real_gunicorn_copytruncate(follow_env: FollowEnv) -> None:
 
 
 def test_03_copytruncate_under_load(follow_env: FollowEnv, report: Report) -> None:
-    access = follow_env.log("access.log")
-    create_empty(access)
-    follow_env.logpipe(access=[access])
-    writer = follow_env.writer(access, rate=RATE, count=COUNT)
+    access, _, writer = followed_under_load(follow_env)
     for n in (1, 2):
         writer.wait_written(n * COUNT // 3)
         rotate_copytruncate(access)
@@ -247,10 +251,7 @@ def test_05_delete_recreate_same_inode_while_running(
 
 
 def test_06_restart_sigterm_mid_file(follow_env: FollowEnv) -> None:
-    access = follow_env.log("access.log")
-    create_empty(access)
-    run = follow_env.logpipe(access=[access])
-    writer = follow_env.writer(access, rate=RATE, count=COUNT)
+    access, run, writer = followed_under_load(follow_env)
     writer.wait_written(COUNT // 3)
     follow_env.wait_shipped([Stream(count=COUNT // 4)])
     assert run.stop() == 0, follow_env.diagnostics()
@@ -259,10 +260,7 @@ def test_06_restart_sigterm_mid_file(follow_env: FollowEnv) -> None:
 
 
 def test_06_restart_sigkill_mid_file(follow_env: FollowEnv, report: Report) -> None:
-    access = follow_env.log("access.log")
-    create_empty(access)
-    run = follow_env.logpipe(access=[access])
-    writer = follow_env.writer(access, rate=RATE, count=COUNT)
+    access, run, writer = followed_under_load(follow_env)
     writer.wait_written(COUNT // 2)
     follow_env.wait_shipped([Stream(count=COUNT // 3)])
     run.kill()
@@ -384,10 +382,7 @@ def test_11_huge_traceback_is_capped(follow_env: FollowEnv, report: Report) -> N
 
 
 def test_12_inotify_overflow_burst(follow_env: FollowEnv) -> None:
-    access = follow_env.log("access.log")
-    create_empty(access)
-    follow_env.logpipe(access=[access])
-    writer = follow_env.writer(access, rate=RATE, count=COUNT)
+    access, _, writer = followed_under_load(follow_env)
     writer.wait_written(COUNT // 3)
     junk = [follow_env.log(f"junk-{n}.tmp") for n in range(20_000)]
     for n, path in enumerate(junk):
