@@ -201,3 +201,16 @@ def test_follow_refuses_a_state_dir_in_use_and_bad_usage(tmp_path: Path) -> None
     bad_output = logpipe("--access", "x.log", "--state-dir", str(state), "--output", "kafka")
     assert bad_output.returncode == 2
     assert b"--output must be stdout, file:PATH or datadog" in bad_output.stderr
+
+
+def test_commands_other_than_replay_do_not_load_its_worker_machinery() -> None:
+    """Start-up: ``import logpipe`` (and the CLI) leaves replay, its engines and multiprocessing
+    for the replay command and ``logpipe.replay``."""
+    code = (
+        "import sys, logpipe, logpipe.cli; "
+        "print(sorted(m for m in ('logpipe.replay', 'logpipe.engines', "
+        "'concurrent.futures.process') if m in sys.modules)); "
+        "logpipe.replay; print('logpipe.replay' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.splitlines() == ["[]", "True"], result.stderr
