@@ -21,6 +21,8 @@ Library use::
     follower.checkpoint()
 """
 
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 from logpipe.multiline import Multiline, Record
@@ -46,11 +48,13 @@ __all__ = [
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str) -> Any:
-    """``logpipe.replay`` is imported when first used: its worker machinery (multiprocessing,
-    the metrics client) is not start-up cost for the other commands."""
-    if name == "replay":
-        from logpipe.replay import replay_events
+def replay(
+    access: Iterable[str | Path] = (), error: Iterable[str | Path] = (), *, fmt: str | None = None
+) -> Iterator[dict[str, Any]]:
+    """The events of archived logs, each rotated series oldest first (no ledger: the caller
+    delivers them); ``fmt`` is gunicorn's ``access_log_format``. ``logpipe.backfill`` is
+    imported on first use: its worker machinery (multiprocessing, the metrics client) is no
+    start-up cost for the other commands."""
+    from logpipe.backfill import replay_events
 
-        return replay_events
-    raise AttributeError(f"module 'logpipe' has no attribute {name!r}")
+    return replay_events(access, error, fmt=fmt)

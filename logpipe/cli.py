@@ -26,8 +26,8 @@ from logpipe.parsing.access_format import FormatError
 from logpipe.parsing.error import ErrorParser
 
 if TYPE_CHECKING:
+    from logpipe.backfill import Replay
     from logpipe.metrics import TimestampedCounts
-    from logpipe.replay import Replay
 
 USAGE_ERROR = 2
 
@@ -393,8 +393,8 @@ def run_replay(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from logpipe.archives import expand, is_url, order_series
+    from logpipe.backfill import Replay, ReplayFile
     from logpipe.engines import default_jobs, open_engine
-    from logpipe.replay import Replay, ReplayFile
     from logpipe.report import Summary
     from logpipe.sinks.choose import open_sink
     from logpipe.sinks.datadog_logs import Interrupted

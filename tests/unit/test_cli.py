@@ -204,13 +204,13 @@ def test_follow_refuses_a_state_dir_in_use_and_bad_usage(tmp_path: Path) -> None
 
 
 def test_commands_other_than_replay_do_not_load_its_worker_machinery() -> None:
-    """Start-up: ``import logpipe`` (and the CLI) leaves replay, its engines and multiprocessing
-    for the replay command and ``logpipe.replay``."""
+    """Start-up: ``import logpipe`` (and the CLI) leaves replay's module, its engines and
+    multiprocessing for the replay command and ``logpipe.replay``."""
     code = (
         "import sys, logpipe, logpipe.cli; "
-        "print(sorted(m for m in ('logpipe.replay', 'logpipe.engines', "
+        "print(sorted(m for m in ('logpipe.backfill', 'logpipe.engines', "
         "'concurrent.futures.process') if m in sys.modules)); "
-        "logpipe.replay; print('logpipe.replay' in sys.modules)"
+        "next(logpipe.replay(), None); print('logpipe.backfill' in sys.modules)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.splitlines() == ["[]", "True"], result.stderr

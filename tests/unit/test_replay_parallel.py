@@ -30,13 +30,7 @@ from hypothesis import strategies as st
 import logpipe
 from bench.gen_logs import access_lines, error_records
 from logpipe.archives import order_series
-from logpipe.engines import Engine, open_engine
-from logpipe.lines import MAX_LINE_BYTES, LineBatch, read_batches
-from logpipe.metrics import BucketedCounts, EventMetrics
-from logpipe.multiline import DEFAULT_START, Multiline
-from logpipe.parsing.access import AccessParser
-from logpipe.parsing.error import ErrorParser
-from logpipe.replay import (
+from logpipe.backfill import (
     CHUNK_BYTES,
     MAX_CARRY,
     Replay,
@@ -44,6 +38,12 @@ from logpipe.replay import (
     cut_before_record,
     file_pairs,
 )
+from logpipe.engines import Engine, open_engine
+from logpipe.lines import MAX_LINE_BYTES, LineBatch, read_batches
+from logpipe.metrics import BucketedCounts, EventMetrics
+from logpipe.multiline import DEFAULT_START, Multiline
+from logpipe.parsing.access import AccessParser
+from logpipe.parsing.error import ErrorParser
 from logpipe.report import Summary
 from logpipe.sinks import Token
 from logpipe.sinks.ndjson_sink import NdjsonSink
