@@ -104,7 +104,11 @@ def query_map(query: str) -> dict[str, Any]:
 
 # The memos the parsers use: ``STATUSES["WARNING"]``, ``URL_DETAILS["/a?b=c"]``...
 STATUSES: Memo[str, str] = Memo(datadog_status, 256)
-STATUS_ATTRIBUTES: Memo[int, tuple[str | None, str | None, str]] = Memo(status_attributes, 1024)
+StatusAttributes = tuple[int, str | None, str | None, str]
+# Per status text as logged ("404"): the code, then ``status_attributes`` of it.
+STATUS_CODES: Memo[str, StatusAttributes] = Memo(
+    lambda text: (int(text), *status_attributes(int(text))), 1024
+)
 URL_DETAILS: Memo[str, dict[str, Any]] = Memo(split_url, URL_CACHE_SIZE)
 
 

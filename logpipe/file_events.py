@@ -26,19 +26,27 @@ def access_batch_pairs(
 ) -> Iterator[tuple[Event, int]]:
     """(event, offset just past its line: what delivering it covers) for each non-empty line
     of ``batches``."""
-    parse = parser.parse
+    parse, parse_text, chain = parser.parse, parser.parse_text, parser.chain
     for batch in batches:
-        offset, cut = batch.offset, batch.cut
-        if cut:
+        texts = None if chain else batch.texts()
+        if texts is None:  # lines to repair (or a chain to run): one by one
             for line in batch:
                 if line.data:
                     event = parse(line.data, truncated=line.truncated)
                     yield stamp(event, path, line.offset), line.end
             continue
-        for data in batch.lines:
-            end = offset + len(data) + 1
-            if data and data != b"\r":
-                yield stamp(parse(data), path, offset), end
+        offset = batch.offset
+        for text in texts:
+            end = offset + (len(text) if text.isascii() else len(text.encode())) + 1
+            if text:
+                event = parse_text(text)
+                if "logpipe" in event:  # a parse error
+                    yield stamp(event, path, offset), end
+                else:
+                    event["logpipe"] = (
+                        {"path": path, "offset": offset} if path else {"offset": offset}
+                    )
+                    yield event, end
             offset = end
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any, BinaryIO, NamedTuple, Protocol
 
 # Datadog's logs intake takes at most 1 MB per log; longer lines are cut there and flagged.
 MAX_LINE_BYTES = 1_000_000
-READ_CHUNK_BYTES = 1 << 20
+# 256 KiB: batches decoded whole at 1 MiB left the heap fragmented (RSS 33 -> 55 MB).
+READ_CHUNK_BYTES = 1 << 18
 
 
 class RawLine(NamedTuple):
@@ -28,14 +28,65 @@ class Repairs(NamedTuple):
     nul_bytes: bool
 
 
-@dataclass(slots=True)
 class LineBatch:
-    """The complete lines found in one read: hot loops walk ``lines`` and add up offsets."""
+    """The complete lines found in one read: hot loops walk ``lines`` (or ``texts()``) and add
+    up offsets.
 
-    offset: int  # where lines[0] starts
-    end: int  # just past the last line
-    lines: list[bytes]  # without "\n" (a "\r" before it is kept); a cut line holds its head
-    cut: dict[int, int]  # index -> true length, for the lines longer than the cap
+    A batch holds its lines as a list, or as the block of bytes they were read from (the lines
+    joined by ``\n``), or both: each form is made from the other when first asked for, so a
+    reader that decodes the block at once never splits it into bytes lines.
+    """
+
+    __slots__ = ("_block", "_lines", "cut", "end", "offset")
+
+    def __init__(
+        self,
+        offset: int,
+        end: int,
+        lines: list[bytes] | None,
+        cut: dict[int, int],
+        block: bytes | None = None,
+    ) -> None:
+        if lines is None and block is None:
+            raise ValueError("a LineBatch needs its lines or their block")
+        self.offset = offset  # where lines[0] starts
+        self.end = end  # just past the last line
+        self.cut = cut  # index -> true length, for the lines longer than the cap
+        self._lines = lines
+        self._block = block if not cut else None  # a block is what was read: nothing cut
+
+    @property
+    def lines(self) -> list[bytes]:
+        """Without ``\n`` (a ``\r`` before it is kept); a cut line holds its head."""
+        if self._lines is None:
+            assert self._block is not None
+            self._lines = self._block.split(b"\n")
+        return self._lines
+
+    def joined(self) -> bytes:
+        """The lines joined by ``\n`` (the bytes they were read from, unless a line was cut)."""
+        if self._block is None:
+            return b"\n".join(self.lines)
+        return self._block
+
+    def __reduce__(self) -> tuple[type[LineBatch], tuple[object, ...]]:
+        """Pickled (to worker processes) in one form only, the block if there is one."""
+        lines = self._lines if self._block is None else None
+        return LineBatch, (self.offset, self.end, lines, self.cut, self._block)
+
+    def texts(self) -> list[str] | None:
+        """The lines decoded at once, when none needs repair (no invalid UTF-8, NUL byte, CR or
+        cut line); otherwise None, and each line goes through ``decode``. Decoding a batch in
+        one call costs a fifth of decoding its lines one by one."""
+        if self.cut:
+            return None
+        block = self.joined()
+        if b"\x00" in block or b"\r" in block:
+            return None
+        try:
+            return block.decode("utf-8").split("\n")
+        except UnicodeDecodeError:
+            return None
 
     def __iter__(self) -> Iterator[RawLine]:
         offset = self.offset
@@ -90,6 +141,14 @@ def read_batches(
     head = b""  # the start of a line that goes on in the next chunk (at most max_bytes)
     head_length = 0  # that line's true length so far
     while chunk := stream.read(chunk_bytes):
+        last = chunk.rfind(b"\n")
+        if last >= 0 and head_length == len(head) and head_length + last <= max_bytes:
+            # No line here can pass the cap: the batch is the block, split only if asked.
+            block = head + chunk[:last]
+            yield LineBatch(offset, offset + len(block) + 1, None, {}, block)
+            offset += len(block) + 1
+            head, head_length = chunk[last + 1 :][:max_bytes], len(chunk) - last - 1
+            continue
         lines = chunk.split(b"\n")
         rest = lines.pop()
         if lines:

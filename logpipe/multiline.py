@@ -47,13 +47,14 @@ class Multiline(Generic[AnyStr]):
         # ASCII semantics for str lines too, so both kinds of line split the same way.
         self._start_text = re.compile(start_pattern, re.ASCII)
         self._start_bytes = re.compile(start_pattern.encode("utf-8"))
-        # Record starts in a block of lines: candidates, each then checked against its own line
-        # (MULTILINE so that `^` holds at a line start inside the block).
+        # Record starts in a block of lines: candidates just after a "\n" (a literal first
+        # character lets the regex engine skip to each one instead of trying every position),
+        # each then checked against its own line (MULTILINE so that `^` holds at a line start).
         self._start_line = re.compile(start_pattern.encode("utf-8"), re.MULTILINE)
-        self._block_starts = (
+        self._after_newline = (
             None
             if re.search(r"\\[Zz]", start_pattern)  # anchored at the end of the text: per line only
-            else re.compile(b"^(?=" + start_pattern.encode("utf-8") + b")", re.MULTILINE)
+            else re.compile(b"\n(?=" + start_pattern.encode("utf-8") + b")", re.MULTILINE)
         )
         self.max_lines = max_lines
         self.max_bytes = max_bytes
@@ -109,8 +110,8 @@ class Multiline(Generic[AnyStr]):
         Records are found with one regex pass over the batch and appended a run of lines at a
         time, not with a call per line.
         """
-        data = b"\n".join(batch.lines)
-        if self._block_starts is None or batch.cut or b"\r" in data:
+        data = batch.joined()
+        if self._after_newline is None or batch.cut or b"\r" in data:
             return [
                 record
                 for line in batch
@@ -120,11 +121,12 @@ class Multiline(Generic[AnyStr]):
             ]
         done: list[Record[bytes]] = []
         verify, size = self._start_line.match, len(data)
+        candidates = [0, *(found.end() for found in self._after_newline.finditer(data))]
         starts: list[int] = [
-            found.start()
-            for found in self._block_starts.finditer(data)
+            start
+            for start in candidates
             # check the candidate on its own line: from it to its "\n" (or the end, find's -1)
-            if verify(data, found.start(), data.find(b"\n", found.start()) % (size + 1))
+            if verify(data, start, data.find(b"\n", start) % (size + 1))
         ]
         continues = starts[:1] != [0]  # the batch begins inside the pending record
         bounds = [0, *starts] if continues else starts
@@ -139,7 +141,8 @@ class Multiline(Generic[AnyStr]):
                 if self._pieces:
                     done.append(self._take(truncated=self._cut))
                 if index < last and lines <= self.max_lines and len(run) <= self.max_bytes:
-                    done.append(Record(run, lines, offset, end))  # a whole record, within caps
+                    # a whole record, within caps (_make: no Python-level __new__ to call)
+                    done.append(Record._make((run, lines, offset, end, False)))
                     continue
             held = self._bytes + 1 + len(run) if self._pieces else len(run)
             if self._lines + lines > self.max_lines or held > self.max_bytes:

@@ -14,10 +14,14 @@ from logpipe.parsing.access_grammar import END, AccessGrammar, assemble, lark_pa
 if TYPE_CHECKING:
     from lark.exceptions import UnexpectedInput
 from logpipe.parsing.failures import failed_event, flag_repairs, reason
-from logpipe.parsing.fast_access import fast_access
+from logpipe.parsing.fast_access import Tier, fast_access
 
 Match = tuple[int, Sequence[str]]  # (index of the format, atom values in that format's order)
 EXPLAIN_LIMIT = 65_536  # characters: longer lines the fast path declines are not given to Lark
+
+
+def _no_fast_path(text: str) -> Tier:
+    return ()
 
 
 class AccessParseError(ValueError):
@@ -48,9 +52,7 @@ class AccessParser:
         else:
             self.formats = (fmt,) if isinstance(fmt, str) else tuple(fmt)
         self.grammar: AccessGrammar = assemble(self.formats)
-        fast = fast_access(self.formats) if fast_path else None
-        self._plain = fast.plain if fast else ()
-        self._exact = fast.exact if fast else ()
+        self._tier = fast_access(self.formats).tier if fast_path else _no_fast_path
         self._builds = tuple(AccessEventPlan(keys).build for keys in self.grammar.keys)
         self.max_line_bytes = max_line_bytes
         self.chain = tuple(chain)
@@ -58,7 +60,7 @@ class AccessParser:
     def parse(self, line: str | bytes, *, truncated: bool = False) -> Event:
         """The event for one line (``truncated``: the reader already cut it)."""
         text, repairs = decode(line, max_bytes=self.max_line_bytes, truncated=truncated)
-        event = self._event(text)
+        event = self.parse_text(text)
         if self.chain:
             event = run_chain(event, self.chain)
         return event if repairs is None else flag_repairs(event, repairs)
@@ -74,7 +76,7 @@ class AccessParser:
         The fast path (regexes compiled from the grammar) answers for the lines it accepts; the
         Lark parser takes the rest and explains why they fail.
         """
-        for index, match in self._exact if "\\" in text else self._plain:
+        for index, match in self._tier(text):
             found = match(text)
             if found is not None:
                 return index, found.groups()
@@ -84,7 +86,7 @@ class AccessParser:
         """Lark's verdict on a line the fast path declined (declined lines are bad lines, so
         this explains them; Lark needs ~200 bytes of memory per character to do it, hence the
         limit)."""
-        if self._plain and len(text) > EXPLAIN_LIMIT:
+        if self._tier is not _no_fast_path and len(text) > EXPLAIN_LIMIT:
             raise AccessParseError(
                 f"access line: does not fit the format ({len(text)} characters: too long to "
                 "explain)"
@@ -108,8 +110,11 @@ class AccessParser:
             values.extend(self.grammar.tokens[token.type].values(token))
         return int(str(branch.data).removeprefix("format_")), values
 
-    def _event(self, text: str) -> Event:
-        for index, match in self._exact if "\\" in text else self._plain:
+    def parse_text(self, text: str) -> Event:
+        """The event for a line already decoded: no line ending or NUL byte, within the cap
+        (what ``decode`` gives; ``parse`` is ``decode`` then this). The processor chain is not
+        run."""
+        for index, match in self._tier(text):
             found = match(text)
             if found is not None:
                 return self._builds[index](text, found.groups())

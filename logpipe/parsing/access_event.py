@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from string import Template
 from typing import Any
 
-from logpipe.enrich import STATUS_ATTRIBUTES, URL_DETAILS, query_map
+from logpipe.enrich import STATUS_CODES, URL_DETAILS, query_map
 from logpipe.timestamps import ACCESS_TIMES
 from logpipe.useragent import USER_AGENTS
 
@@ -65,15 +65,15 @@ if $v != "-":
     "r": """
 method, _, rest = $v.partition(" ")
 url, _, protocol = rest.rpartition(" ")
-url = unescape(url)
+if '\\\\"' in url:
+    url = unescape(url)
 http["method"] = method
 http["url"] = url
 http["version"] = protocol.removeprefix("HTTP/")
 http["url_details"] = URL_DETAILS[url]""",
     "s": """
-code = int($v)
+code, status_class, category, event["status"] = STATUS_CODES[$v]
 http["status_code"] = code
-status_class, category, event["status"] = STATUS_ATTRIBUTES[code]
 if status_class:
     http["status_class"] = status_class
 if category:
@@ -154,7 +154,7 @@ def build(message, values):
 _NAMESPACE = {
     "LOGGER": {"name": ACCESS_LOGGER},
     "ACCESS_TIMES": ACCESS_TIMES,
-    "STATUS_ATTRIBUTES": STATUS_ATTRIBUTES,
+    "STATUS_CODES": STATUS_CODES,
     "URL_DETAILS": URL_DETAILS,
     "USER_AGENTS": USER_AGENTS,
     "query_map": query_map,

@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING
 
 from logpipe.enrich import STATUSES, Event, Processor, run_chain
 from logpipe.lines import MAX_LINE_BYTES, decode
+from logpipe.memo import Memo
 from logpipe.parsing.failures import failed_event, flag_repairs, reason
 from logpipe.parsing.fast_error import record_rules
 from logpipe.parsing.grammar_files import grammar_text
-from logpipe.parsing.traceback import split_traceback
+from logpipe.parsing.traceback import MARKER, split_traceback
 from logpipe.parsing.trees import branch_tokens
 from logpipe.timestamps import ERROR_TIMES, app_time_ms
 
@@ -54,7 +55,7 @@ class ErrorParser:
     def parse(self, record: str | bytes, *, truncated: bool = False) -> Event:
         """The event for one record (``truncated``: the aggregator already cut it)."""
         text, repairs = decode(record, max_bytes=self.max_record_bytes, truncated=truncated)
-        event = self._event(text)
+        event = self.parse_text(text)
         if self.chain:
             event = run_chain(event, self.chain)
         return event if repairs is None else flag_repairs(event, repairs)
@@ -83,7 +84,9 @@ class ErrorParser:
         assert isinstance(branch, Tree)
         return str(branch.data), [str(token) for token in branch_tokens(tree)]
 
-    def _event(self, text: str) -> Event:
+    def parse_text(self, text: str) -> Event:
+        """The event for a record already decoded: no NUL byte, within the cap (what ``decode``
+        gives; ``parse`` is ``decode`` then this). The processor chain is not run."""
         try:
             name, parts = self.layout(text)
         except ErrorRecordParseError as error:
@@ -97,7 +100,7 @@ _LOGGER = {"name": ERROR_LOGGER}
 def _gunicorn_event(text: str, parts: Sequence[str]) -> Event:
     """``[2026-11-25 04:22:59 +0000] [16471] [INFO] message``"""
     stamp, process, level, message = parts
-    event = _record_event(text, level[1:-2], ERROR_TIMES[stamp], message[:-1])
+    event = _record_event(text, LEVELS[level], ERROR_TIMES[stamp], message[:-1])
     event["pid"] = int(process[1:-2])
     return event
 
@@ -106,24 +109,30 @@ def _app_event(text: str, parts: Sequence[str]) -> Event:
     """``[2017-06-22 09:31:11,580] ERROR in app: message`` (Flask's logging format, UTC)."""
     stamp, level, message = parts
     timestamp = app_time_ms(stamp[1:20], stamp[21:24])
-    return _record_event(text, level[:-1], timestamp, message[:-1])
+    return _record_event(text, APP_LEVELS[level], timestamp, message[:-1])
 
 
-def _record_event(text: str, level: str, timestamp: int | None, body: str) -> Event:
+def _record_event(text: str, level: tuple[str, str], timestamp: int | None, body: str) -> Event:
     """What every record's event has: message, level and status, time, a split traceback."""
     event: Event = {
         "message": text,
         "ddsource": "gunicorn",
         "logger": _LOGGER,
-        "level": level,
-        "status": STATUSES[level],
+        "level": level[0],
+        "status": level[1],
     }
     if timestamp is not None:
         event["timestamp"] = timestamp
-    traceback = split_traceback(body)
-    if traceback:
-        event["error"] = traceback
+    if MARKER in body:
+        traceback = split_traceback(body)
+        if traceback:
+            event["error"] = traceback
     return event
+
+
+# Levels as logged, to the level and its Datadog status: "[INFO] " -> ("INFO", "info").
+LEVELS: Memo[str, tuple[str, str]] = Memo(lambda text: (text[1:-2], STATUSES[text[1:-2]]), 256)
+APP_LEVELS: Memo[str, tuple[str, str]] = Memo(lambda text: (text[:-1], STATUSES[text[:-1]]), 256)
 
 
 # Event builders by record layout (the alternatives of ``start`` in grammars/error_record.lark).

@@ -1,4 +1,4 @@
-"""The fast path for access lines: anchored regexes compiled from the assembled grammar.
+r"""The fast path for access lines: anchored regexes compiled from the assembled grammar.
 
 Each format's token sequence (``AccessGrammar.sequences``, the rules of the Lark grammar) becomes
 one regex: every token is its atom terminals as groups, its literal and its lookahead, wrapped in
@@ -8,16 +8,28 @@ parser accepts and splits them into the same values. (The differential property 
 tests/unit/test_fast_path.py checks this on random formats and values.) Atomic groups also keep
 matching linear: nothing is retried across tokens.
 
-Two compilations per format:
+Three compilations per format:
 
-* ``exact``: the terminals as written in grammars/access_atoms.lark;
+* ``exact``: the terminals as written in grammars/access_atoms.lark, for lines with a backslash;
 * ``plain``: a terminal X with a ``PLAIN_X`` form in the grammar (the same language restricted
   to backslash-free values) uses that form, made possessive when it is lazy and the token's
   literal starts with ``"`` (such a value cannot contain ``"``, so it can only end at the first
-  one). Where it matches, it splits the line as ``exact`` does; lines with a backslash inside a
-  field need ``exact``.
+  one). Where it matches, it splits the line as ``exact`` does;
+* ``ascii``: ``plain`` for the common line, ASCII without a backslash or line break, where it
+  can be cheaper for Python's regex engine with the same outcome:
 
-A line neither regex accepts goes to the Lark parser, which explains why it fails.
+  - compiled with ``re.ASCII`` (``\d`` and ``\s`` mean the same on ASCII text, and are
+    checked without Unicode tables);
+  - a class excluding ``"``, ``\`` and ``\n`` is ``[^"]`` on such lines, which the engine
+    scans as a single-character negation;
+  - a lookahead is cut to its first character when that is a fixed literal (``(?=\[)``
+    instead of a whole ``%(t)s``). A lazy field then ends at the first place the cut
+    lookahead allows. If the rest of the regex matches from there, the whole lookahead held
+    there too (it spans exactly the tokens that follow, whose patterns are no wider), so that
+    is where the full lookahead would have ended it; if the rest fails, the line goes on to
+    Lark, which accepts or explains it as always.
+
+A line no regex of its tier accepts goes to the Lark parser, which explains why it fails.
 """
 
 from __future__ import annotations
@@ -32,39 +44,43 @@ from logpipe.parsing.access_grammar import TokenSpec, assemble, atom_patterns, l
 
 @dataclass(frozen=True)
 class FormatMatcher:
-    """The two compiled regexes of one format (one group per atom, in line order)."""
+    """The compiled regexes of one format (one group per atom, in line order)."""
 
     exact: re.Pattern[str]
     plain: re.Pattern[str]
+    ascii: re.Pattern[str]
 
 
 Matcher = Callable[[str], "re.Match[str] | None"]
 
 
-@dataclass(frozen=True)
+Tier = tuple[tuple[int, Matcher], ...]  # (format index, match function), in format order
+
+
 class FastAccess:
     """Match access lines of any of the grammar's formats (first format that matches wins)."""
 
-    matchers: tuple[FormatMatcher, ...]
+    def __init__(self, matchers: tuple[FormatMatcher, ...]) -> None:
+        self.matchers = matchers
+        self._exact: Tier = tuple((i, m.exact.match) for i, m in enumerate(matchers))
+        self._plain: Tier = tuple((i, m.plain.match) for i, m in enumerate(matchers))
+        self._ascii: Tier = tuple((i, m.ascii.match) for i, m in enumerate(matchers))
 
-    @property
-    def plain(self) -> tuple[tuple[int, Matcher], ...]:
-        """(format index, match function) of the plain regexes, in format order."""
-        return tuple((index, matcher.plain.match) for index, matcher in enumerate(self.matchers))
-
-    @property
-    def exact(self) -> tuple[tuple[int, Matcher], ...]:
-        """(format index, match function) of the exact regexes, in format order."""
-        return tuple((index, matcher.exact.match) for index, matcher in enumerate(self.matchers))
+    def tier(self, text: str) -> Tier:
+        """The regexes that answer for ``text``: ``exact`` if it has a backslash, else
+        ``ascii`` if it is ASCII on one line, else ``plain``."""
+        if "\\" in text:
+            return self._exact
+        if text.isascii() and "\n" not in text:
+            return self._ascii
+        return self._plain
 
     def match(self, text: str) -> tuple[int, tuple[str, ...]] | None:
         """(format index, raw atom values) of ``text`` (no line ending), or None."""
-        tiers = (self.plain, self.exact) if "\\" in text else (self.plain,)
-        for tier in tiers:
-            for index, match in tier:
-                found = match(text)
-                if found is not None:
-                    return index, found.groups()
+        for index, match in self.tier(text):
+            found = match(text)
+            if found is not None:
+                return index, found.groups()
         return None
 
 
@@ -76,27 +92,50 @@ def fast_access(formats: tuple[str, ...]) -> FastAccess:
 
 
 def _matcher(sequence: tuple[TokenSpec, ...]) -> FormatMatcher:
-    exact = "".join(_token_regex(spec, plain=False) for spec in sequence)
-    plain = "".join(_token_regex(spec, plain=True) for spec in sequence)
-    return FormatMatcher(re.compile(exact), re.compile(plain))
+    exact = "".join(_token_regex(spec, "exact") for spec in sequence)
+    plain = "".join(_token_regex(spec, "plain") for spec in sequence)
+    ascii_only = "".join(_token_regex(spec, "ascii") for spec in sequence)
+    return FormatMatcher(re.compile(exact), re.compile(plain), re.compile(ascii_only, re.ASCII))
 
 
 _LINE_END = r"\Z"
+# A class excluding `"`, backslash and line break, as the grammar writes it (see "ascii" above).
+_QUOTE_BACKSLASH_NEWLINE = '[^"\\\\\n]'
 
 
-def _token_regex(spec: TokenSpec, *, plain: bool) -> str:
+def _token_regex(spec: TokenSpec, tier: str) -> str:
     patterns = atom_patterns()
     parts = []
     for index, atom in enumerate(spec.atoms):
         pattern = patterns[atom.terminal]
-        if plain and f"PLAIN_{atom.terminal}" in patterns:
+        if tier != "exact" and f"PLAIN_{atom.terminal}" in patterns:
             pattern = patterns[f"PLAIN_{atom.terminal}"]
             last = index == len(spec.atoms) - 1
             if last and pattern.endswith("*?") and spec.literal.startswith('"'):
                 pattern = pattern.removesuffix("*?") + "*+"
+        if tier == "ascii":
+            pattern = pattern.replace(_QUOTE_BACKSLASH_NEWLINE, '[^"]')
         parts.append(f"({pattern})")
     # Lark sees the line with the END sentinel; here the line has none, so END is its end.
     parts.append(literal_regex(spec.literal, _LINE_END))
     if spec.ahead:
-        parts.append(f"(?={spec.lookahead_regex(_LINE_END)})")
+        ahead = spec.lookahead_regex(_LINE_END)
+        if tier == "ascii":
+            ahead = _lead(ahead) or ahead
+        parts.append(f"(?={ahead})")
     return "(?>" + "".join(parts) + ")"
+
+
+def _lead(regex: str) -> str | None:
+    """The first character of ``regex``'s matches as a regex, when that is one fixed
+    character (an escaped punctuation mark or a plain letter, digit or space, not under a
+    quantifier or alternation); else None."""
+    if "|" in regex:
+        return None
+    if regex[:1] == "\\" and regex[1:2] and not regex[1].isalnum():
+        lead, rest = regex[:2], regex[2:]
+    elif regex[:1].isalnum() or regex[:1] == " ":
+        lead, rest = regex[:1], regex[1:]
+    else:
+        return None
+    return None if rest[:1] in ("*", "+", "?", "{") else lead
