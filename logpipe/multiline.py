@@ -10,6 +10,7 @@ Every line ends up in exactly one record, in order; a record that would pass ``m
 from __future__ import annotations
 
 import re
+from itertools import pairwise
 from typing import AnyStr, Generic, NamedTuple
 
 from logpipe.lines import MAX_LINE_BYTES, LineBatch
@@ -51,7 +52,7 @@ class Multiline(Generic[AnyStr]):
         # character lets the regex engine skip to each one instead of trying every position),
         # each then checked against its own line (MULTILINE so that `^` holds at a line start).
         self._start_line = re.compile(start_pattern.encode("utf-8"), re.MULTILINE)
-        self._after_newline = (
+        self._after_newline: re.Pattern[bytes] | None = (
             None
             if re.search(r"\\[Zz]", start_pattern)  # anchored at the end of the text: per line only
             else re.compile(b"\n(?=" + start_pattern.encode("utf-8") + b")", re.MULTILINE)
@@ -110,8 +111,9 @@ class Multiline(Generic[AnyStr]):
         Records are found with one regex pass over the batch and appended a run of lines at a
         time, not with a call per line.
         """
-        data = batch.joined()
-        if self._after_newline is None or batch.cut or b"\r" in data:
+        data: bytes = batch.joined()
+        after_newline = self._after_newline
+        if after_newline is None or batch.cut or b"\r" in data:
             return [
                 record
                 for line in batch
@@ -119,43 +121,56 @@ class Multiline(Generic[AnyStr]):
                     line.data, now=now, start=line.offset, end=line.end, truncated=line.truncated
                 )
             ]
-        done: list[Record[bytes]] = []
         verify, size = self._start_line.match, len(data)
-        candidates = [0, *(found.end() for found in self._after_newline.finditer(data))]
+        candidates = [0] + [found.end() for found in after_newline.finditer(data)]
         starts: list[int] = [
             start
             for start in candidates
             # check the candidate on its own line: from it to its "\n" (or the end, find's -1)
             if verify(data, start, data.find(b"\n", start) % (size + 1))
         ]
-        continues = starts[:1] != [0]  # the batch begins inside the pending record
-        bounds = [0, *starts] if continues else starts
-        last = len(bounds) - 1
-        for index, begin in enumerate(bounds):
-            stop = bounds[index + 1] - 1 if index < last else len(data)
-            run = data[begin:stop]
-            offset = batch.offset + begin
-            end = batch.offset + stop + 1 if index < last else batch.end
+        done: list[Record[bytes]] = []
+        base = batch.offset
+        if not starts:  # the whole batch goes on with the pending record
+            self._add_run(data, base, batch.end, now, done)
+            return done
+        if starts[0] > 0:  # the batch begins inside the pending record
+            self._add_run(data[: starts[0] - 1], base, base + starts[0], now, done)
+        if self._pieces:
+            done.append(self._take(truncated=self._cut))
+        make, max_lines, max_bytes = Record._make, self.max_lines, self.max_bytes
+        for begin, after in pairwise(starts):  # whole records
+            run = data[begin : after - 1]
             lines = run.count(b"\n") + 1
-            if not (continues and index == 0):
-                if self._pieces:
-                    done.append(self._take(truncated=self._cut))
-                if index < last and lines <= self.max_lines and len(run) <= self.max_bytes:
-                    # a whole record, within caps (_make: no Python-level __new__ to call)
-                    done.append(Record._make((run, lines, offset, end, False)))
-                    continue
-            held = self._bytes + 1 + len(run) if self._pieces else len(run)
-            if self._lines + lines > self.max_lines or held > self.max_bytes:
-                position = offset  # a cap falls inside this run: replay it line by line
-                for line in run.split(b"\n"):
-                    done.extend(
-                        self.feed(line, now=now, start=position, end=position + len(line) + 1)
-                    )
-                    position += len(line) + 1
-                self._last = end
-                continue
-            self._hold(run, lines, len(run), offset, end, now)
+            if lines <= max_lines and len(run) <= max_bytes:
+                # within caps (_make: no Python-level __new__ to call)
+                done.append(make((run, lines, base + begin, base + after, False)))
+            else:
+                self._add_run(run, base + begin, base + after, now, done)
+                done.append(self._take(truncated=self._cut))
+        self._add_run(data[starts[-1] :], base + starts[-1], batch.end, now, done)
         return done
+
+    def _add_run(
+        self: Multiline[bytes],
+        run: bytes,
+        offset: int,
+        end: int,
+        now: float,
+        done: list[Record[bytes]],
+    ) -> None:
+        """Add lines that continue the pending record (or start it); where a cap falls inside
+        them, line by line as ``feed`` does, adding the records cut off to ``done``."""
+        lines = run.count(b"\n") + 1
+        held = self._bytes + 1 + len(run) if self._pieces else len(run)
+        if self._lines + lines <= self.max_lines and held <= self.max_bytes:
+            self._hold(run, lines, len(run), offset, end, now)
+            return
+        position = offset
+        for line in run.split(b"\n"):
+            done.extend(self.feed(line, now=now, start=position, end=position + len(line) + 1))
+            position += len(line) + 1
+        self._last = end
 
     def expire(self, now: float) -> Record[AnyStr] | None:
         """Flush the pending record if no line came for ``timeout`` seconds before ``now``."""
