@@ -20,8 +20,8 @@ Three compilations per format:
 
   - compiled with ``re.ASCII`` (``\d`` and ``\s`` mean the same on ASCII text, and are
     checked without Unicode tables);
-  - a class excluding ``"``, ``\`` and ``\n`` is ``[^"]`` on such lines, which the engine
-    scans as a single-character negation;
+  - a class excluding ``"``, ``\`` and ``\n`` is ``[^"]`` on such lines (and ``[^ \n]`` is
+    ``[^ ]``), which the engine scans as a single-character negation;
   - a lookahead is cut to its first character when that is a fixed literal (``(?=\[)``
     instead of a whole ``%(t)s``). A lazy field then ends at the first place the cut
     lookahead allows. If the rest of the regex matches from there, the whole lookahead held
@@ -99,8 +99,9 @@ def _matcher(sequence: tuple[TokenSpec, ...]) -> FormatMatcher:
 
 
 _LINE_END = r"\Z"
-# A class excluding `"`, backslash and line break, as the grammar writes it (see "ascii" above).
-_QUOTE_BACKSLASH_NEWLINE = '[^"\\\\\n]'
+# Classes excluding a character and also backslash and/or line break, as the grammar writes
+# them, to the single-character negation they mean on an ASCII line (see "ascii" above).
+_SINGLE_NEGATIONS = {'[^"\\\\\n]': '[^"]', "[^ \n]": "[^ ]"}
 
 
 def _token_regex(spec: TokenSpec, tier: str) -> str:
@@ -114,7 +115,8 @@ def _token_regex(spec: TokenSpec, tier: str) -> str:
             if last and pattern.endswith("*?") and spec.literal.startswith('"'):
                 pattern = pattern.removesuffix("*?") + "*+"
         if tier == "ascii":
-            pattern = pattern.replace(_QUOTE_BACKSLASH_NEWLINE, '[^"]')
+            for written, single in _SINGLE_NEGATIONS.items():
+                pattern = pattern.replace(written, single)
         parts.append(f"({pattern})")
     # Lark sees the line with the END sentinel; here the line has none, so END is its end.
     parts.append(literal_regex(spec.literal, _LINE_END))
