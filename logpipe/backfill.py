@@ -74,8 +74,9 @@ class Replay:
 
     Parsing runs on ``engine`` (default: this thread), in chunks of about ``chunk_bytes``
     (whose events its workers may append to the sink's file themselves); the ledger is saved
-    after each file and every ``save_seconds``. The ``summary`` and the timestamped metric
-    ``counts``, when given, take what every chunk counted.
+    after each file and every ``save_seconds``, then ``after_save`` runs (the CLI sends the
+    metrics counted so far: they go out as the events do, not all at the end). The ``summary``
+    and the timestamped metric ``counts``, when given, take what every chunk counted.
     """
 
     def __init__(
@@ -97,7 +98,7 @@ class Replay:
         counts: BucketedCounts | None = None,
         warn: Callable[[str], None] = lambda message: None,
         progress: Callable[[Replay], None] = lambda replay: None,
-        after_file: Callable[[], None] = lambda: None,
+        after_save: Callable[[], None] = lambda: None,
         stop: threading.Event | None = None,
     ) -> None:
         self.files = list(files)
@@ -121,7 +122,7 @@ class Replay:
         self._counts = counts
         self._warn = warn
         self._progress = progress
-        self._after_file = after_file
+        self._after_save = after_save
         self._stop = stop or threading.Event()
         self.interrupted = False  # stopped before the end (``stop``)
         self._saved = time.monotonic()
@@ -154,8 +155,7 @@ class Replay:
                 current = None
         if self.interrupted and current is not None:
             self._acknowledge(self.sink.drain(), current)
-            self.sink.make_durable()
-            self._save()
+            self._checkpoint()
 
     def _chunks(self) -> Iterator[tuple[tuple[_FileState | None, bool], Chunk | None]]:
         """Each file's chunks, then a marker that the file is done; skipped files too."""
@@ -300,8 +300,7 @@ class Replay:
         elif ends:
             self._acknowledge(self.sink.send_ndjson(result.encoded, ends), state)
         if time.monotonic() - self._saved >= self._save_seconds:
-            self.sink.make_durable()
-            self._save()
+            self._checkpoint()
         self._progress(self)
 
     def _finish(self, state: _FileState | None) -> None:
@@ -309,9 +308,7 @@ class Replay:
         if state is not None:
             self._acknowledge(self.sink.drain(), state)
             self._acknowledge([state.end], state)  # trailing empty lines and too-old events
-            self.sink.make_durable()
-            self._save()
-            self._after_file()
+            self._checkpoint()
             self.bytes_done += file_size(state.replay_file.path)
         self.files_done += 1
         self._progress(self)
@@ -324,6 +321,12 @@ class Replay:
         if done is None or end > done.offset:
             path = state.replay_file.path
             self._delivered[state.key] = Checkpoint(state.key, path, end, state.head_bytes)
+
+    def _checkpoint(self) -> None:
+        """Make what was sent durable, record it in the ledger, then run ``after_save``."""
+        self.sink.make_durable()
+        self._save()
+        self._after_save()
 
     def _save(self) -> None:
         self.ledger.save(self._delivered.values())

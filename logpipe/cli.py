@@ -372,7 +372,10 @@ def run_check(args: argparse.Namespace) -> int:
     identity = identity_from(args)
     try:
         client = dogstatsd(
-            args.dogstatsd, namespace="", tags=[f"service:{identity.service}", *identity.tags]
+            args.dogstatsd,
+            namespace="",
+            tags=[f"service:{identity.service}", *identity.tags],
+            flush_thread=False,
         )
     except ValueError as error:
         raise UsageError(f"--dogstatsd: {error}") from None
@@ -449,7 +452,7 @@ def run_replay(args: argparse.Namespace) -> int:
                 counts=counts,
                 warn=_stderr,
                 progress=ProgressLine() if sys.stderr.isatty() else lambda replay: None,
-                after_file=flush_metrics,
+                after_save=flush_metrics,
                 stop=stop,
             )
         except CorruptCheckpoints as error:
@@ -501,12 +504,15 @@ def stop_on_signals() -> tuple[threading.Event, list[signal.Signals]]:
 def timestamped_metrics(
     args: argparse.Namespace, identity: Identity
 ) -> tuple[TimestampedCounts | None, Callable[[], None], Callable[[], None]]:
-    """(counts, flush, close) for replay metrics at the logs' own times (no-ops with off)."""
+    """(counts, flush, close) for replay metrics at the logs' own times (no-ops with off):
+    ``flush`` sends the buckets that are settled, ``close`` all the rest."""
     from logpipe.metrics import TimestampedCounts, dogstatsd
 
     tags = [f"service:{identity.service}", *identity.tags]
     try:
-        client = dogstatsd(args.dogstatsd, namespace=args.metrics_namespace, tags=tags)
+        client = dogstatsd(
+            args.dogstatsd, namespace=args.metrics_namespace, tags=tags, flush_thread=False
+        )
     except ValueError as error:
         raise UsageError(f"--dogstatsd: {error}") from None
     if client is None:
@@ -514,7 +520,7 @@ def timestamped_metrics(
     counts = TimestampedCounts(client)
 
     def flush() -> None:
-        counts.flush_aggregated_metrics()
+        counts.flush_settled()
         counts.flush()
 
     return counts, flush, counts.close

@@ -34,16 +34,20 @@ namespace).
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
-from datadog.dogstatsd.base import DogStatsd
+if TYPE_CHECKING:  # imported where clients are made: worker processes only count, never send
+    from datadog.dogstatsd.base import DogStatsd
+
 
 Event = dict[str, Any]
 
 DEFAULT_NAMESPACE = "gunicorn.logs"
 DEFAULT_HOST = "localhost"
 DEFAULT_PORT = 8125
+FLUSH_SECONDS = 0.3  # how often a client's thread sends (datadog's default)
+SETTLE_SECONDS = 600  # replay: a bucket this far behind the newest gets no more events
 SELF_PREFIX = "logpipe."
 
 ACCESS_LOGGER = "gunicorn.access"
@@ -77,7 +81,9 @@ class EventMetrics:
     def __init__(self, statsd: DogStatsd, *, tags: Sequence[str] = ()) -> None:
         self.statsd = statsd
         # logpipe.* must not get the namespace: a twin client without one (see the module doc).
-        self.self_statsd = statsd if not statsd.namespace else _twin_without_namespace(statsd)
+        self.self_statsd = (
+            statsd if not statsd.namespace else _twin_without_namespace(statsd, flush_thread=True)
+        )
         self._tags: list[str] | None = list(tags) or None
         self._extra = list(tags)
         self._status: dict[int, tuple[list[str], str | None]] = {}
@@ -226,15 +232,40 @@ class TimestampedCounts(BucketedCounts):
         super().__init__(bucket_seconds=bucket_seconds)
         statsd.disable_aggregation()
         self._statsd = statsd
-        self._plain = _twin_without_namespace(statsd) if statsd.namespace else statsd
+        self._plain = (  # flushed by the caller, like ``statsd``
+            _twin_without_namespace(statsd, flush_thread=False) if statsd.namespace else statsd
+        )
         self._plain.disable_aggregation()
 
     def flush_aggregated_metrics(self) -> None:
         """Send the bucketed sums (each with its bucket's timestamp) and start afresh."""
-        for (metric, tags, bucket), value in sorted(self.sums.items()):
-            client = self._plain if metric.startswith(SELF_PREFIX) else self._statsd
-            client.count_with_timestamp(metric, value, timestamp=bucket, tags=list(tags) or None)
+        self._send(sorted(self.sums))
         self.sums.clear()
+
+    def flush_settled(self) -> None:
+        """Send the sums of the buckets that ended ``SETTLE_SECONDS`` before the newest one
+        counted, and keep the others.
+
+        The Agent does not aggregate timestamped points, so a second point for the same bucket
+        could replace the first: a bucket is sent once, when no more events should fall into it
+        (log lines are ordered by when requests ended, their time is when they began).
+        """
+        if not self.sums:
+            return
+        newest = max(bucket for _, _, bucket in self.sums)
+        settled = sorted(key for key in self.sums if key[2] < newest - SETTLE_SECONDS)
+        self._send(settled)
+        for key in settled:
+            del self.sums[key]
+
+    def _send(self, keys: Iterable[tuple[str, tuple[str, ...], int]]) -> None:
+        sums = self.sums
+        for key in keys:
+            metric, tags, bucket = key
+            client = self._plain if metric.startswith(SELF_PREFIX) else self._statsd
+            client.count_with_timestamp(
+                metric, sums[key], timestamp=bucket, tags=list(tags) or None
+            )
 
     def flush(self) -> None:
         self._statsd.flush()
@@ -248,7 +279,11 @@ class TimestampedCounts(BucketedCounts):
 
 
 def dogstatsd(
-    target: str | None, *, namespace: str = DEFAULT_NAMESPACE, tags: Sequence[str] = ()
+    target: str | None,
+    *,
+    namespace: str = DEFAULT_NAMESPACE,
+    tags: Sequence[str] = (),
+    flush_thread: bool = True,
 ) -> DogStatsd | None:
     """The DogStatsD client for ``--dogstatsd`` (None for ``off``).
 
@@ -258,11 +293,17 @@ def dogstatsd(
     tags are ``tags``, then those the ``datadog`` package adds from ``DD_ENV``, ``DD_SERVICE``,
     ``DD_VERSION``, ``DATADOG_TAGS`` and ``DD_ENTITY_ID`` whose key ``tags`` does not have (so
     ``--service web`` with ``DD_SERVICE=api`` tags ``service:web`` only).
+
+    Without ``flush_thread``, nothing is sent in the background: the caller flushes (replay and
+    ``check`` do). The client's thread sleeps its whole 0.3 s between flushes, and stopping it
+    waits for that sleep to end, which cost every replay ~0.3 s at exit.
     """
     if target is not None and target.strip().lower() == "off":
         return None
     host, port = parse_target(target) if target is not None else _target_from_env()
     wanted = list(tags)
+    from datadog.dogstatsd.base import DogStatsd
+
     client = DogStatsd(
         host=host,
         port=port,
@@ -270,6 +311,7 @@ def dogstatsd(
         constant_tags=list(wanted),
         disable_aggregation=False,
         disable_buffering=False,
+        flush_interval=FLUSH_SECONDS if flush_thread else 0,
     )
     # The client put the environment's tags after ours; explicit ones win, key by key.
     added = list(client.constant_tags)[len(wanted) :]
@@ -312,8 +354,10 @@ def _port(text: str, what: str) -> int:
     return int(text)
 
 
-def _twin_without_namespace(statsd: DogStatsd) -> DogStatsd:
+def _twin_without_namespace(statsd: DogStatsd, *, flush_thread: bool) -> DogStatsd:
     """A client sending where ``statsd`` sends, with its constant tags, and no namespace."""
+    from datadog.dogstatsd.base import DogStatsd
+
     twin = DogStatsd(
         host=statsd.host,
         port=statsd.port,
@@ -322,6 +366,7 @@ def _twin_without_namespace(statsd: DogStatsd) -> DogStatsd:
         disable_aggregation=False,
         disable_buffering=False,
         disable_telemetry=True,  # the first client already reports the library's own telemetry
+        flush_interval=FLUSH_SECONDS if flush_thread else 0,
     )
     twin.constant_tags = list(statsd.constant_tags)
     return twin

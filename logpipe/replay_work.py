@@ -15,10 +15,9 @@ from array import array
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import BinaryIO, cast
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 import orjson
-from datadog.dogstatsd.base import DogStatsd
 
 from logpipe import worker_output
 from logpipe.archives import open_raw
@@ -30,6 +29,9 @@ from logpipe.multiline import Multiline
 from logpipe.parsing.access import AccessParser
 from logpipe.parsing.error import ErrorParser
 from logpipe.report import Summary
+
+if TYPE_CHECKING:
+    from datadog.dogstatsd.base import DogStatsd
 
 _LINE = orjson.OPT_APPEND_NEWLINE
 
@@ -97,7 +99,7 @@ def parse_chunk(settings: ReplaySettings, chunk: Chunk) -> ChunkResult:
 def _parse_chunk(settings: ReplaySettings, chunk: Chunk) -> ChunkResult:
     summary = Summary() if settings.summarize else None
     counts = BucketedCounts() if settings.count_metrics else None
-    metrics = EventMetrics(cast(DogStatsd, counts)) if counts is not None else None
+    metrics = EventMetrics(cast("DogStatsd", counts)) if counts is not None else None
     attributes, oldest = settings.attributes, settings.oldest_ms
     lines: list[bytes] = []
     ends: array[int] = array("q")
