@@ -6,6 +6,7 @@ client sent), never from logpipe's events.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
@@ -13,7 +14,7 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Iterator
-from typing import NamedTuple
+from typing import NamedTuple, cast
 
 import pytest
 from datadog.dogstatsd.base import DogStatsd
@@ -21,7 +22,14 @@ from datadog.dogstatsd.base import DogStatsd
 from logpipe import AccessParser, ErrorParser, Multiline
 from logpipe.enrich import Event
 from logpipe.file_events import access_events, error_events
-from logpipe.metrics import EventMetrics, dogstatsd, parse_target, shutdown
+from logpipe.metrics import (
+    SETTLE_SECONDS,
+    EventMetrics,
+    TimestampedCounts,
+    dogstatsd,
+    parse_target,
+    shutdown,
+)
 from tests.conftest import LOGS
 
 RUNS = ("default", "durations")
@@ -400,3 +408,47 @@ def test_good_targets() -> None:
     assert parse_target("agent:8125") == ("agent", 8125)
     assert parse_target(" 10.1.2.3:1 ") == ("10.1.2.3", 1)
     assert parse_target("[fe80::1]:65535") == ("fe80::1", 65535)
+
+
+NOT_FOUND: Event = {"logger": {"name": "gunicorn.access"}, "http": {"status_code": 404}}
+
+
+def test_replay_counts_send_each_bucket_once_when_it_has_settled(receiver: socket.socket) -> None:
+    """flush_settled sends the buckets SETTLE_SECONDS behind the newest and keeps the rest;
+    close sends those; no (metric, bucket) goes out twice, and no flush thread is left."""
+    client = dogstatsd(target(receiver), tags=TAGS, namespace="gunicorn.logs", flush_thread=False)
+    assert client is not None
+    counts = TimestampedCounts(client)
+    metrics = EventMetrics(cast(DogStatsd, counts))
+    start = 1_795_580_570  # a bucket boundary
+    for second in (0, 0, 5, SETTLE_SECONDS + 20, 2 * SETTLE_SECONDS):
+        counts.at = start + second
+        metrics.observe(NOT_FOUND)
+    counts.flush_settled()
+    counts.flush()
+    first = timestamped(receiver)
+    assert first == {("gunicorn.logs.requests.4xx", start): 3.0}
+    counts.at = start + SETTLE_SECONDS + 25  # a late event in a bucket not yet sent
+    metrics.observe(NOT_FOUND)
+    counts.close()
+    assert timestamped(receiver) == {
+        ("gunicorn.logs.requests.4xx", start + SETTLE_SECONDS + 20): 2.0,
+        ("gunicorn.logs.requests.4xx", start + 2 * SETTLE_SECONDS): 1.0,
+    }
+    assert client._flush_thread is None
+
+
+def timestamped(sock: socket.socket) -> dict[tuple[str, int], float]:
+    """(name, T timestamp) -> value of the timestamped counts received; each pair once."""
+    points: dict[tuple[str, int], float] = {}
+    sock.settimeout(0.5)
+    with contextlib.suppress(TimeoutError):
+        while datagram := sock.recv(65535):
+            for line in datagram.decode().splitlines():
+                fields = line.split("|")
+                name, _, value = fields[0].rpartition(":")
+                stamps = [int(field[1:]) for field in fields if field.startswith("T")]
+                if stamps and name.endswith(".4xx"):
+                    assert (name, stamps[0]) not in points, line
+                    points[name, stamps[0]] = float(value)
+    return points
