@@ -15,6 +15,7 @@ ships nothing twice (``force`` ignores the ledger). Events keep their own timest
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 import time
@@ -36,7 +37,7 @@ from logpipe.engines import INLINE, Engine, in_order
 from logpipe.enrich import Event
 from logpipe.file_events import access_batch_pairs, error_batch_pairs
 from logpipe.lines import MAX_LINE_BYTES, READ_CHUNK_BYTES, LineBatch, read_batches
-from logpipe.metrics import BucketedCounts
+from logpipe.metrics import BucketedCounts, Sums
 from logpipe.multiline import DEFAULT_START, Multiline
 from logpipe.parsing.access import AccessParser
 from logpipe.parsing.error import ErrorParser
@@ -73,10 +74,13 @@ class Replay:
     """Replay ``files`` into ``sink``, recording delivered offsets in the ledger.
 
     Parsing runs on ``engine`` (default: this thread), in chunks of about ``chunk_bytes``
-    (whose events its workers may append to the sink's file themselves); the ledger is saved
-    after each file and every ``save_seconds``, then ``after_save`` runs (the CLI sends the
-    metrics counted so far: they go out as the events do, not all at the end). The ``summary``
-    and the timestamped metric ``counts``, when given, take what every chunk counted.
+    (whose events its workers may append to the sink's file themselves). The ``summary`` and
+    the timestamped metric ``counts``, when given, take what every chunk counted.
+
+    A checkpoint, after each file and every ``save_seconds`` within one, makes what was sent
+    durable, saves the ledger, then gives ``send_counts`` the counts settled by then
+    (``BucketedCounts.take_settled``): metrics go out as the events do, each bucket once, and
+    not before the ledger covers them.
     """
 
     def __init__(
@@ -98,7 +102,7 @@ class Replay:
         counts: BucketedCounts | None = None,
         warn: Callable[[str], None] = lambda message: None,
         progress: Callable[[Replay], None] = lambda replay: None,
-        after_save: Callable[[], None] = lambda: None,
+        send_counts: Callable[[Sums], None] = lambda sums: None,
         stop: threading.Event | None = None,
     ) -> None:
         self.files = list(files)
@@ -122,7 +126,7 @@ class Replay:
         self._counts = counts
         self._warn = warn
         self._progress = progress
-        self._after_save = after_save
+        self._send_counts = send_counts
         self._stop = stop or threading.Event()
         self.interrupted = False  # stopped before the end (``stop``)
         self._saved = time.monotonic()
@@ -144,15 +148,19 @@ class Replay:
         work = functools.partial(parse_chunk, self._settings)
         engine = self._engine
         current: _FileState | None = None
-        for (state, done), result in in_order(
-            engine.executor, work, self._chunks(), window=engine.window
-        ):
-            current = state
-            if result is not None:
-                self._take(state, result)
-            if done:
-                self._finish(state)
-                current = None
+        try:
+            for (state, done), result in in_order(
+                engine.executor, work, self._chunks(), window=engine.window
+            ):
+                current = state
+                if result is not None:
+                    self._take(state, result)
+                if done:
+                    self._finish(state)
+                    current = None
+        except Exception:
+            self._checkpoint_after_failure()
+            raise
         if self.interrupted and current is not None:
             self._acknowledge(self.sink.drain(), current)
             self._checkpoint()
@@ -323,14 +331,18 @@ class Replay:
             self._delivered[state.key] = Checkpoint(state.key, path, end, state.head_bytes)
 
     def _checkpoint(self) -> None:
-        """Make what was sent durable, record it in the ledger, then run ``after_save``."""
+        """Make what was sent durable, save the ledger, then send the counts settled by now."""
         self.sink.make_durable()
-        self._save()
-        self._after_save()
-
-    def _save(self) -> None:
         self.ledger.save(self._delivered.values())
         self._saved = time.monotonic()
+        if self._counts is not None and (settled := self._counts.take_settled()):
+            self._send_counts(settled)
+
+    def _checkpoint_after_failure(self) -> None:
+        """Record what was delivered before a failure (a sink that gave up, a damaged disk),
+        so that a re-run does not send it again; the failure itself is what gets reported."""
+        with contextlib.suppress(Exception):
+            self._checkpoint()
 
 
 def cut_before_record(

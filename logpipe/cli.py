@@ -27,7 +27,7 @@ from logpipe.parsing.error import ErrorParser
 
 if TYPE_CHECKING:
     from logpipe.backfill import Replay
-    from logpipe.metrics import TimestampedCounts
+    from logpipe.metrics import Sums, TimestampedCounts
 
 USAGE_ERROR = 2
 
@@ -417,7 +417,7 @@ def run_replay(args: argparse.Namespace) -> int:
     ledger = CheckpointStore(Path(args.state_dir), file_name="replay-ledger.json")
     summary = Summary()
     identity = identity_from(args)
-    counts, flush_metrics, close_metrics = timestamped_metrics(args, identity)
+    counts, send_metrics, close_metrics = timestamped_metrics(args, identity)
     output = args.output or ("datadog" if os.environ.get("DD_API_KEY") else "stdout")
     max_age = parse_duration(args.max_age or ("18h" if output == "datadog" else "none"))
     oldest_ms = None if max_age is None else int((time.time() - max_age) * 1000)
@@ -452,7 +452,7 @@ def run_replay(args: argparse.Namespace) -> int:
                 counts=counts,
                 warn=_stderr,
                 progress=ProgressLine() if sys.stderr.isatty() else lambda replay: None,
-                after_save=flush_metrics,
+                send_counts=send_metrics,
                 stop=stop,
             )
         except CorruptCheckpoints as error:
@@ -503,9 +503,9 @@ def stop_on_signals() -> tuple[threading.Event, list[signal.Signals]]:
 
 def timestamped_metrics(
     args: argparse.Namespace, identity: Identity
-) -> tuple[TimestampedCounts | None, Callable[[], None], Callable[[], None]]:
-    """(counts, flush, close) for replay metrics at the logs' own times (no-ops with off):
-    ``flush`` sends the buckets that are settled, ``close`` all the rest."""
+) -> tuple[TimestampedCounts | None, Callable[[Sums], None], Callable[[], None]]:
+    """(counts, send, close) for replay metrics at the logs' own times (no-ops with off):
+    ``send`` sends the sums a checkpoint took, ``close`` all the rest."""
     from logpipe.metrics import TimestampedCounts, dogstatsd
 
     tags = [f"service:{identity.service}", *identity.tags]
@@ -516,14 +516,14 @@ def timestamped_metrics(
     except ValueError as error:
         raise UsageError(f"--dogstatsd: {error}") from None
     if client is None:
-        return None, lambda: None, lambda: None
+        return None, lambda sums: None, lambda: None
     counts = TimestampedCounts(client)
 
-    def flush() -> None:
-        counts.flush_settled()
+    def send(sums: Sums) -> None:
+        counts.send(sums)
         counts.flush()
 
-    return counts, flush, counts.close
+    return counts, send, counts.close
 
 
 class ProgressLine:

@@ -34,7 +34,7 @@ namespace).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # imported where clients are made: worker processes only count, never send
@@ -188,6 +188,9 @@ class EventMetrics:
         return entry
 
 
+Sums = dict[tuple[str, tuple[str, ...], int], float]  # (metric, tags, bucket start) -> sum
+
+
 class BucketedCounts:
     """Counts at the events' own time: summed per ``bucket_seconds`` of log time.
 
@@ -201,7 +204,7 @@ class BucketedCounts:
 
     def __init__(self, *, bucket_seconds: int = 10) -> None:
         self.bucket = bucket_seconds
-        self.sums: dict[tuple[str, tuple[str, ...], int], float] = {}
+        self.sums: Sums = {}
         self.at = 0.0
 
     def count(self, metric: str, value: float, tags: Sequence[str] | None = None) -> None:
@@ -221,6 +224,31 @@ class BucketedCounts:
         for key, value in other.sums.items():
             sums[key] = sums.get(key, 0) + value
 
+    def take_settled(self) -> Sums:
+        """Remove and return the sums of the buckets that ended ``SETTLE_SECONDS`` before the
+        newest bucket of the same metric (each series of files has its own times: an error log
+        replayed after the access logs starts back in time).
+
+        The Agent does not aggregate timestamped points, so a second point for a bucket could
+        replace the first: a bucket is sent when no more events should fall into it (log lines
+        are ordered by when requests ended, their time is when they began; consecutive files of
+        a series share the bucket of the rotation). Only a log whose clock jumps back more than
+        that gets a second point for a bucket. Counts of events without a time (bucket 0) wait
+        for the end.
+        """
+        newest: dict[str, int] = {}
+        for metric, _, bucket in self.sums:
+            if bucket > newest.get(metric, 0):
+                newest[metric] = bucket
+        settled = {
+            key: value
+            for key, value in self.sums.items()
+            if 0 < key[2] < newest[key[0]] - SETTLE_SECONDS
+        }
+        for key in settled:
+            del self.sums[key]
+        return settled
+
 
 class TimestampedCounts(BucketedCounts):
     """``BucketedCounts`` sent with ``count_with_timestamp`` (DogStatsD protocol 1.3, Agent
@@ -239,28 +267,12 @@ class TimestampedCounts(BucketedCounts):
 
     def flush_aggregated_metrics(self) -> None:
         """Send the bucketed sums (each with its bucket's timestamp) and start afresh."""
-        self._send(sorted(self.sums))
-        self.sums.clear()
+        self.send(self.sums)
+        self.sums = {}
 
-    def flush_settled(self) -> None:
-        """Send the sums of the buckets that ended ``SETTLE_SECONDS`` before the newest one
-        counted, and keep the others.
-
-        The Agent does not aggregate timestamped points, so a second point for the same bucket
-        could replace the first: a bucket is sent once, when no more events should fall into it
-        (log lines are ordered by when requests ended, their time is when they began).
-        """
-        if not self.sums:
-            return
-        newest = max(bucket for _, _, bucket in self.sums)
-        settled = sorted(key for key in self.sums if key[2] < newest - SETTLE_SECONDS)
-        self._send(settled)
-        for key in settled:
-            del self.sums[key]
-
-    def _send(self, keys: Iterable[tuple[str, tuple[str, ...], int]]) -> None:
-        sums = self.sums
-        for key in keys:
+    def send(self, sums: Sums) -> None:
+        """Send ``sums`` (what ``take_settled`` took), each with its bucket's timestamp."""
+        for key in sorted(sums):
             metric, tags, bucket = key
             client = self._plain if metric.startswith(SELF_PREFIX) else self._statsd
             client.count_with_timestamp(

@@ -414,7 +414,7 @@ NOT_FOUND: Event = {"logger": {"name": "gunicorn.access"}, "http": {"status_code
 
 
 def test_replay_counts_send_each_bucket_once_when_it_has_settled(receiver: socket.socket) -> None:
-    """flush_settled sends the buckets SETTLE_SECONDS behind the newest and keeps the rest;
+    """take_settled takes the buckets SETTLE_SECONDS behind the newest and keeps the rest;
     close sends those; no (metric, bucket) goes out twice, and no flush thread is left."""
     client = dogstatsd(target(receiver), tags=TAGS, namespace="gunicorn.logs", flush_thread=False)
     assert client is not None
@@ -424,7 +424,7 @@ def test_replay_counts_send_each_bucket_once_when_it_has_settled(receiver: socke
     for second in (0, 0, 5, SETTLE_SECONDS + 20, 2 * SETTLE_SECONDS):
         counts.at = start + second
         metrics.observe(NOT_FOUND)
-    counts.flush_settled()
+    counts.send(counts.take_settled())
     counts.flush()
     first = timestamped(receiver)
     assert first == {("gunicorn.logs.requests.4xx", start): 3.0}

@@ -40,7 +40,7 @@ from logpipe.backfill import (
 )
 from logpipe.engines import Engine, open_engine
 from logpipe.lines import MAX_LINE_BYTES, LineBatch, read_batches
-from logpipe.metrics import BucketedCounts, EventMetrics
+from logpipe.metrics import BucketedCounts, EventMetrics, Sums
 from logpipe.multiline import DEFAULT_START, Multiline
 from logpipe.parsing.access import AccessParser
 from logpipe.parsing.error import ErrorParser
@@ -182,9 +182,15 @@ def run(
     attributes: dict[str, str] | None = None,
     **options: Any,
 ) -> Run:
-    """Replay ``files`` into NDJSON in memory, counting a summary and metrics."""
+    """Replay ``files`` into NDJSON in memory, counting a summary and metrics (``counts``: what
+    checkpoints sent, and what was left to send at the end)."""
     sink = sink or CountingSink()
-    summary, counts = Summary(), BucketedCounts()
+    summary, counts, sent = Summary(), BucketedCounts(), BucketedCounts()
+
+    def send_counts(sums: Sums) -> None:
+        for key, value in sums.items():
+            sent.sums[key] = sent.sums.get(key, 0) + value
+
     done = Replay(
         files,
         sink,
@@ -193,10 +199,12 @@ def run(
         attributes=ATTRIBUTES if attributes is None else attributes,
         summary=summary,
         counts=counts,
+        send_counts=send_counts,
         **options,
     )
     done.run()
-    return Run(sink.output.getvalue(), sink.blocks, done, summary, counts)
+    sent.merge(counts)
+    return Run(sink.output.getvalue(), sink.blocks, done, summary, sent)
 
 
 def sequential(files: list[ReplayFile]) -> list[dict[str, Any]]:
