@@ -27,6 +27,7 @@ def access_batch_pairs(
     """(event, offset just past its line: what delivering it covers) for each non-empty line
     of ``batches``."""
     parse, parse_text, chain = parser.parse, parser.parse_text, parser.chain
+    surely_within_cap = parser.max_line_bytes // 4  # characters (UTF-8: at most 4 bytes each)
     for batch in batches:
         texts = None if chain else batch.texts()
         if texts is None:  # lines to repair (or a chain to run): one by one
@@ -39,14 +40,18 @@ def access_batch_pairs(
         for text in texts:
             end = offset + (len(text) if text.isascii() else len(text.encode())) + 1
             if text:
-                event = parse_text(text)
-                if "logpipe" in event:  # a parse error
-                    yield stamp(event, path, offset), end
+                if len(text) > surely_within_cap:
+                    yield stamp(parse(text), path, offset), end  # parse caps it if need be
                 else:
-                    event["logpipe"] = (
-                        {"path": path, "offset": offset} if path else {"offset": offset}
-                    )
-                    yield event, end
+                    event = parse_text(text)
+                    if "logpipe" in event:  # a parse error
+                        yield stamp(event, path, offset), end
+                    else:  # stamp's work, without a call: this is the hot loop
+                        bookkeeping = (
+                            {"offset": offset} if path is None else {"path": path, "offset": offset}
+                        )
+                        event["logpipe"] = bookkeeping
+                        yield event, end
             offset = end
 
 

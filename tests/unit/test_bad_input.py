@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+import pickle
 
 import pytest
 
 from logpipe import AccessParser, ErrorParser
-from logpipe.lines import MAX_LINE_BYTES, decode, split_lines
+from logpipe.file_events import access_batch_pairs, stamp
+from logpipe.lines import MAX_LINE_BYTES, decode, read_batches, split_lines
 
 GOOD = '127.0.0.1 - - [25/Nov/2026:04:22:59 +0000] "GET /x HTTP/1.1" 200 5 "-" "curl/8.5.0"'
 
@@ -152,3 +154,51 @@ def test_a_cut_line_flags_its_error_record() -> None:
     events = list(error_events(io.BytesIO(data), parser, Multiline(), max_line_bytes=100))
     assert [event.get("logpipe", {}).get("truncated") for event in events] == [True, None]
     assert events[0]["message"].endswith("\n" + "x" * 100)
+
+
+def test_batches_decoded_whole_or_line_by_line_give_the_same_events(
+    access: AccessParser,
+) -> None:
+    """A batch is decoded in one call only when no line needs repair; either way each event
+    is what ``parse`` gives for its line, stamped with where the line starts."""
+    clean = [GOOD, GOOD.replace("/x", "/caf\u00e9"), ""]
+    dirty = [GOOD + "\r", GOOD.replace("/x", "/\x00x"), GOOD.encode() + b"\xff"]
+    for lines in (clean, dirty):
+        data = b"".join(
+            (line.encode() if isinstance(line, str) else line) + b"\n" for line in lines
+        )
+        (batch,) = read_batches(io.BytesIO(data))
+        assert (batch.texts() is None) == (lines is dirty)
+        pairs = list(access_batch_pairs([batch], access, path="a.log"))
+        offsets = [0]
+        for line in batch.lines:
+            offsets.append(offsets[-1] + len(line) + 1)
+        expected = [
+            (stamp(access.parse(line), "a.log", start), end)
+            for line, start, end in zip(batch.lines, offsets, offsets[1:], strict=False)
+            if line
+        ]
+        assert pairs == expected
+
+
+def test_a_clean_batch_read_with_a_larger_cap_is_still_capped() -> None:
+    small = AccessParser(max_line_bytes=60)
+    (batch,) = read_batches(io.BytesIO(GOOD.encode() + b"\n"), max_bytes=MAX_LINE_BYTES)
+    assert batch.texts() is not None
+    ((event, _),) = access_batch_pairs([batch], small)
+    assert event["logpipe"]["truncated"] is True
+    assert event == stamp(small.parse(GOOD), None, 0)
+
+
+def test_a_batch_travels_to_workers_in_one_form() -> None:
+    data = (GOOD + "\n") * 1000
+    (batch,) = read_batches(io.BytesIO(data.encode()))
+    assert batch.lines  # both forms are held now
+    copy = pickle.loads(pickle.dumps(batch))
+    assert (copy.offset, copy.end, copy.lines, copy.cut) == (
+        batch.offset,
+        batch.end,
+        batch.lines,
+        batch.cut,
+    )
+    assert len(pickle.dumps(batch)) < 1.1 * len(data)
