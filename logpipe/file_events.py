@@ -12,6 +12,8 @@ from logpipe.multiline import Multiline
 from logpipe.parsing.access import AccessParser
 from logpipe.parsing.error import ErrorParser
 
+_first = itemgetter(0)  # the event of a pair (C-level: no Python frame per event)
+
 
 def access_events(
     stream: BinaryIO, parser: AccessParser, *, path: str | None = None, start: int = 0
@@ -86,9 +88,6 @@ def error_batch_pairs(
     last = multiline.flush()
     if last is not None:
         yield stamp(parse(last.text, truncated=last.truncated), path, last.start), last.end
-
-
-_first = itemgetter(0)  # the event of a pair (C-level: no Python frame per event)
 
 
 def stamp(event: Event, path: str | None, offset: int) -> Event:
