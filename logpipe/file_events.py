@@ -41,19 +41,9 @@ def access_batch_pairs(
         offset = batch.offset
         for text in texts:
             end = offset + (len(text) if text.isascii() else len(text.encode())) + 1
-            if text:
-                if len(text) > surely_within_cap:
-                    yield stamp(parse(text), path, offset), end  # parse caps it if need be
-                else:
-                    event = parse_text(text)
-                    if "logpipe" in event:  # a parse error
-                        yield stamp(event, path, offset), end
-                    else:  # stamp's work, without a call: this is the hot loop
-                        bookkeeping = (
-                            {"offset": offset} if path is None else {"path": path, "offset": offset}
-                        )
-                        event["logpipe"] = bookkeeping
-                        yield event, end
+            if text:  # (a line that may pass the cap goes through parse, which caps it)
+                event = parse(text) if len(text) > surely_within_cap else parse_text(text)
+                yield stamp(event, path, offset), end
             offset = end
 
 

@@ -14,14 +14,10 @@ from logpipe.parsing.access_grammar import END, AccessGrammar, assemble, lark_pa
 if TYPE_CHECKING:
     from lark.exceptions import UnexpectedInput
 from logpipe.parsing.failures import failed_event, flag_repairs, reason
-from logpipe.parsing.fast_access import Tier, fast_access
+from logpipe.parsing.fast_access import fast_access
 
 Match = tuple[int, Sequence[str]]  # (index of the format, atom values in that format's order)
 EXPLAIN_LIMIT = 65_536  # characters: longer lines the fast path declines are not given to Lark
-
-
-def _no_fast_path(text: str) -> Tier:
-    return ()
 
 
 class AccessParseError(ValueError):
@@ -52,7 +48,7 @@ class AccessParser:
         else:
             self.formats = (fmt,) if isinstance(fmt, str) else tuple(fmt)
         self.grammar: AccessGrammar = assemble(self.formats)
-        self._tier = fast_access(self.formats).tier if fast_path else _no_fast_path
+        self._fast = fast_access(self.formats) if fast_path else None
         self._builds = tuple(AccessEventPlan(keys).build for keys in self.grammar.keys)
         self.max_line_bytes = max_line_bytes
         self.chain = tuple(chain)
@@ -76,17 +72,14 @@ class AccessParser:
         The fast path (regexes compiled from the grammar) answers for the lines it accepts; the
         Lark parser takes the rest and explains why they fail.
         """
-        for index, match in self._tier(text):
-            found = match(text)
-            if found is not None:
-                return index, found.groups()
-        return self._explained(text)
+        found = self._fast.match(text) if self._fast else None
+        return found or self._explained(text)
 
     def _explained(self, text: str) -> Match:
         """Lark's verdict on a line the fast path declined (declined lines are bad lines, so
         this explains them; Lark needs ~200 bytes of memory per character to do it, hence the
         limit)."""
-        if self._tier is not _no_fast_path and len(text) > EXPLAIN_LIMIT:
+        if self._fast and len(text) > EXPLAIN_LIMIT:
             raise AccessParseError(
                 f"access line: does not fit the format ({len(text)} characters: too long to "
                 "explain)"
@@ -114,9 +107,9 @@ class AccessParser:
         """The event for a line already decoded: no line ending or NUL byte, within the cap
         (what ``decode`` gives; ``parse`` is ``decode`` then this). The processor chain is not
         run."""
-        for index, match in self._tier(text):
+        for index, match in self._fast.tier(text) if self._fast else ():
             found = match(text)
-            if found is not None:
+            if found is not None:  # (FastAccess.match, unrolled here: the hot loop)
                 return self._builds[index](text, found.groups())
         try:
             index, values = self._explained(text)

@@ -12,7 +12,7 @@ from logpipe.memo import Memo
 from logpipe.parsing.failures import failed_event, flag_repairs, reason
 from logpipe.parsing.fast_error import record_rules
 from logpipe.parsing.grammar_files import grammar_text
-from logpipe.parsing.traceback import MARKER, split_traceback
+from logpipe.parsing.traceback import split_traceback
 from logpipe.parsing.trees import branch_tokens
 from logpipe.timestamps import ERROR_TIMES, app_time_ms
 
@@ -123,10 +123,9 @@ def _record_event(text: str, level: tuple[str, str], timestamp: int | None, body
     }
     if timestamp is not None:
         event["timestamp"] = timestamp
-    if MARKER in body:
-        traceback = split_traceback(body)
-        if traceback:
-            event["error"] = traceback
+    traceback = split_traceback(body)
+    if traceback:
+        event["error"] = traceback
     return event
 
 

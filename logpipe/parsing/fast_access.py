@@ -61,7 +61,6 @@ class FastAccess:
     """Match access lines of any of the grammar's formats (first format that matches wins)."""
 
     def __init__(self, matchers: tuple[FormatMatcher, ...]) -> None:
-        self.matchers = matchers
         self._exact: Tier = tuple((i, m.exact.match) for i, m in enumerate(matchers))
         self._plain: Tier = tuple((i, m.plain.match) for i, m in enumerate(matchers))
         self._ascii: Tier = tuple((i, m.ascii.match) for i, m in enumerate(matchers))
