@@ -214,3 +214,11 @@ def test_commands_other_than_replay_do_not_load_its_worker_machinery() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.splitlines() == ["[]", "True"], result.stderr
+
+
+def test_replay_workers_do_not_load_the_datadog_package() -> None:
+    """A worker process imports logpipe.replay_work (the forkserver preloads it): counting
+    metrics there needs no DogStatsD client, so the datadog package (~70 ms) stays out."""
+    code = "import sys, logpipe.replay_work; print('datadog' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.splitlines() == ["False"], result.stderr

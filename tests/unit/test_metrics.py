@@ -411,11 +411,14 @@ def test_good_targets() -> None:
 
 
 NOT_FOUND: Event = {"logger": {"name": "gunicorn.access"}, "http": {"status_code": 404}}
+ERROR_RECORD: Event = {"logger": {"name": "gunicorn.error"}, "level": "ERROR"}
 
 
 def test_replay_counts_send_each_bucket_once_when_it_has_settled(receiver: socket.socket) -> None:
-    """take_settled takes the buckets SETTLE_SECONDS behind the newest and keeps the rest;
-    close sends those; no (metric, bucket) goes out twice, and no flush thread is left."""
+    """take_settled takes the buckets SETTLE_SECONDS behind the newest bucket of the same metric
+    and keeps the rest (an error log replayed after the access log starts back in time; events
+    without a time wait for the end); close sends those; no (metric, bucket) goes out twice,
+    and no flush thread is left."""
     client = dogstatsd(target(receiver), tags=TAGS, namespace="gunicorn.logs", flush_thread=False)
     assert client is not None
     counts = TimestampedCounts(client)
@@ -424,31 +427,36 @@ def test_replay_counts_send_each_bucket_once_when_it_has_settled(receiver: socke
     for second in (0, 0, 5, SETTLE_SECONDS + 20, 2 * SETTLE_SECONDS):
         counts.at = start + second
         metrics.observe(NOT_FOUND)
+    counts.at = start  # an error record as old as the first request: its own series
+    metrics.observe(ERROR_RECORD)
+    counts.at = 0  # no time: bucket 0
+    metrics.observe(NOT_FOUND)
     counts.send(counts.take_settled())
     counts.flush()
-    first = timestamped(receiver)
-    assert first == {("gunicorn.logs.requests.4xx", start): 3.0}
+    assert timestamped(receiver) == {("gunicorn.logs.requests.4xx", start): 3.0}
     counts.at = start + SETTLE_SECONDS + 25  # a late event in a bucket not yet sent
     metrics.observe(NOT_FOUND)
     counts.close()
     assert timestamped(receiver) == {
         ("gunicorn.logs.requests.4xx", start + SETTLE_SECONDS + 20): 2.0,
         ("gunicorn.logs.requests.4xx", start + 2 * SETTLE_SECONDS): 1.0,
+        ("gunicorn.logs.requests.4xx", None): 1.0,  # no time: sent as of now
+        ("gunicorn.logs.log.error", start): 1.0,
     }
     assert client._flush_thread is None
 
 
-def timestamped(sock: socket.socket) -> dict[tuple[str, int], float]:
-    """(name, T timestamp) -> value of the timestamped counts received; each pair once."""
-    points: dict[tuple[str, int], float] = {}
+def timestamped(sock: socket.socket) -> dict[tuple[str, int | None], float]:
+    """(name, T timestamp or None) -> value of the counts received; each pair once."""
+    points: dict[tuple[str, int | None], float] = {}
     sock.settimeout(0.5)
     with contextlib.suppress(TimeoutError):
         while datagram := sock.recv(65535):
             for line in datagram.decode().splitlines():
                 fields = line.split("|")
                 name, _, value = fields[0].rpartition(":")
-                stamps = [int(field[1:]) for field in fields if field.startswith("T")]
-                if stamps and name.endswith(".4xx"):
-                    assert (name, stamps[0]) not in points, line
-                    points[name, stamps[0]] = float(value)
+                stamp = next((int(field[1:]) for field in fields if field.startswith("T")), None)
+                if name.endswith((".4xx", ".error")):
+                    assert (name, stamp) not in points, line
+                    points[name, stamp] = float(value)
     return points

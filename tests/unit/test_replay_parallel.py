@@ -560,6 +560,21 @@ def test_an_interrupted_replay_resumes_with_every_event_exactly_once(
     assert run(archive, tmp_path, **options).output == b""  # all delivered: nothing again
 
 
+def test_what_was_delivered_before_a_sink_failure_is_not_sent_again(
+    archive: list[ReplayFile], expected: Run, tmp_path: Path
+) -> None:
+    """No ledger save fell inside the run (save_seconds is long): what the sink delivered
+    before it failed is recorded on the way out, so the re-run starts after it."""
+    options: dict[str, Any] = {"chunk_bytes": SMALL_CHUNK, "save_seconds": 3600}
+    crashing = BatchingSink(crash_at=int(0.3 * expected.blocks))
+    with pytest.raises(Crash):
+        run(archive, tmp_path, sink=crashing, **options)
+    delivered = crashing.output.getvalue()
+    assert delivered and crashing.lost
+    resumed = run(archive, tmp_path, **options)
+    assert delivered + resumed.output == expected.output
+
+
 @pytest.mark.parametrize("engine", ["inline", "pool"])
 def test_a_file_and_its_gzip_copy_in_one_replay_are_sent_once(
     pool: Engine, tmp_path: Path, engine: str
