@@ -374,7 +374,7 @@ def run_check(args: argparse.Namespace) -> int:
         client = dogstatsd(
             args.dogstatsd,
             namespace="",
-            tags=[f"service:{identity.service}", *identity.tags],
+            tags=identity.metric_tags,
             flush_thread=False,
         )
     except ValueError as error:
@@ -508,10 +508,12 @@ def timestamped_metrics(
     ``send`` sends the sums a checkpoint took, ``close`` all the rest."""
     from logpipe.metrics import TimestampedCounts, dogstatsd
 
-    tags = [f"service:{identity.service}", *identity.tags]
     try:
         client = dogstatsd(
-            args.dogstatsd, namespace=args.metrics_namespace, tags=tags, flush_thread=False
+            args.dogstatsd,
+            namespace=args.metrics_namespace,
+            tags=identity.metric_tags,
+            flush_thread=False,
         )
     except ValueError as error:
         raise UsageError(f"--dogstatsd: {error}") from None

@@ -145,9 +145,10 @@ def _metrics(args: argparse.Namespace, identity: Identity) -> EventMetrics | Non
     """Derived metrics to DogStatsD, tagged service/env/user tags (None with ``off``)."""
     from logpipe.cli import UsageError
 
-    tags = [f"service:{identity.service}", *identity.tags]
     try:
-        client = dogstatsd(args.dogstatsd, namespace=args.metrics_namespace, tags=tags)
+        client = dogstatsd(
+            args.dogstatsd, namespace=args.metrics_namespace, tags=identity.metric_tags
+        )
     except ValueError as error:
         raise UsageError(f"--dogstatsd: {error}") from None
     return EventMetrics(client) if client is not None else None

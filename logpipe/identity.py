@@ -22,6 +22,11 @@ class Identity:
     def ddtags(self) -> str:
         return ",".join(self.tags)
 
+    @property
+    def metric_tags(self) -> list[str]:
+        """The tags metrics carry: ``service:NAME``, then ``tags``."""
+        return [f"service:{self.service}", *self.tags]
+
     @classmethod
     def resolve(
         cls,
