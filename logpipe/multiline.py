@@ -47,10 +47,10 @@ class Multiline(Generic[AnyStr]):
     ) -> None:
         # ASCII semantics for str lines too, so both kinds of line split the same way.
         self._start_text = re.compile(start_pattern, re.ASCII)
-        self._start_bytes = re.compile(start_pattern.encode("utf-8"))
         # Record starts in a block of lines: candidates just after a "\n" (a literal first
         # character lets the regex engine skip to each one instead of trying every position),
-        # each then checked against its own line (MULTILINE so that `^` holds at a line start).
+        # each then checked against its own line (MULTILINE so that `^` holds at a line start;
+        # on a single line, as is_start gives it, MULTILINE changes nothing).
         self._start_line = re.compile(start_pattern.encode("utf-8"), re.MULTILINE)
         self._after_newline: re.Pattern[bytes] | None = (
             None
@@ -75,7 +75,7 @@ class Multiline(Generic[AnyStr]):
 
     def is_start(self, line: AnyStr) -> bool:
         """Whether ``line`` begins a record."""
-        start = self._start_bytes if isinstance(line, bytes) else self._start_text
+        start = self._start_line if isinstance(line, bytes) else self._start_text
         return start.match(line) is not None
 
     def feed(
