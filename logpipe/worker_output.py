@@ -21,6 +21,8 @@ from multiprocessing.connection import Connection
 from multiprocessing.sharedctypes import Synchronized
 from multiprocessing.synchronize import Condition
 
+from logpipe.write_behind import write_behind
+
 
 class OutputTurns:
     """Whose turn it is to append to the NDJSON output file: chunks go in in order, written
@@ -59,6 +61,8 @@ class _WorkerOutput:
         view = memoryview(block)
         while view:
             view = view[os.write(self.fd, view) :]
+        end = os.lseek(self.fd, 0, os.SEEK_CUR)  # (O_APPEND: just past this block)
+        write_behind(self.fd, end - len(block), end)
 
 
 _output: _WorkerOutput | None = None  # this worker process's output file, if it writes one
