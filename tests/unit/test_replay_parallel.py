@@ -784,3 +784,56 @@ def test_metrics_are_the_same_whatever_the_jobs(logs: Path) -> None:
     assert sent[0] == sent[1]
     requests = [line for line in sent[0] if line.startswith("gunicorn.logs.requests:")]
     assert sum(int(line.split(":")[1].split("|")[0]) for line in requests) == len(LINES) + GENERATED
+
+
+def test_settled_metrics_go_out_a_slice_per_chunk_each_bucket_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counts settled at a checkpoint are sent SEND_SLICE points with each chunk taken after it
+    (the rest when the run ends), never before a ledger save, and each bucket once."""
+    monkeypatch.setattr(logpipe.backfill, "SEND_SLICE", 3)
+    start = 1795580579  # one line every 5 s for 2 hours: buckets settle long before the end
+    lines = [
+        time.strftime(
+            f'10.0.0.1 - - [%d/%b/%Y:%H:%M:%S +0000] "GET /{n} HTTP/1.1" 200 5',
+            time.gmtime(start + 5 * n),
+        )
+        for n in range(1440)
+    ]
+    (tmp_path / "access.log").write_text("\n".join(lines) + "\n")
+    ledger = CheckpointStore(tmp_path / "state")
+    log: list[str] = []
+    sent: dict[Any, int] = {}
+
+    def send_counts(sums: Sums) -> None:
+        assert len(sums) <= 3
+        assert ledger.load(), "sent before a ledger save"
+        for key, value in sums.items():
+            assert key not in sent
+            sent[key] = value
+        log.append("send")
+
+    class LoggingSink(CountingSink):
+        def send_ndjson(self, block: bytes, tokens: list[Token]) -> list[Token]:
+            log.append("chunk")
+            return super().send_ndjson(block, tokens)
+
+    counts = BucketedCounts()
+    Replay(
+        [ReplayFile(str(tmp_path / "access.log"), "access")],
+        LoggingSink(),
+        ledger,
+        chunk_bytes=SMALL_CHUNK,
+        save_seconds=0,
+        counts=counts,
+        send_counts=send_counts,
+    ).run()
+
+    # what has not settled (the last SETTLE_SECONDS) is left for the caller to send at the end
+    assert sent.keys().isdisjoint(counts.sums)
+    requests = {**sent, **counts.sums}
+    assert sum(value for (name, _, _), value in requests.items() if name == "requests") == 1440
+    assert len(sent) > 100
+    after_first_send = log[log.index("send") :]
+    assert "chunk" in after_first_send  # sending went on while chunks were taken
+    assert after_first_send.count("send") > 1
