@@ -86,6 +86,8 @@ def open_engine(
                 jobs, mp_context=context, initializer=start_worker, initargs=(alive_r, output)
             ) as pool,
         ):
+            for _ in range(jobs):  # the pool starts a worker per task given while none is idle:
+                pool.submit(int)  # start them all now, to boot while this process gets ready
             yield Engine(pool, 2 * jobs, turns)
 
 
