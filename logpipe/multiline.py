@@ -57,6 +57,7 @@ class Multiline(Generic[AnyStr]):
             if re.search(r"\\[Zz]", start_pattern)  # anchored at the end of the text: per line only
             else re.compile(b"\n(?=" + start_pattern.encode("utf-8") + b")", re.MULTILINE)
         )
+        self._check_candidates = not stays_on_one_line(start_pattern)
         self.max_lines = max_lines
         self.max_bytes = max_bytes
         self.timeout = timeout
@@ -123,12 +124,18 @@ class Multiline(Generic[AnyStr]):
             ]
         verify, size = self._start_line.match, len(data)
         candidates = [0] + [found.end() for found in after_newline.finditer(data)]
-        starts: list[int] = [
-            start
-            for start in candidates
-            # check the candidate on its own line: from it to its "\n" (or the end, find's -1)
-            if verify(data, start, data.find(b"\n", start) % (size + 1))
-        ]
+        starts: list[int] = (
+            [
+                start
+                for start in candidates
+                # check the candidate on its own line: from it to its "\n" (or the end, -1)
+                if verify(data, start, data.find(b"\n", start) % (size + 1))
+            ]
+            if self._check_candidates
+            else candidates
+            if verify(data, 0, data.find(b"\n") % (size + 1))
+            else candidates[1:]
+        )
         done: list[Record[bytes]] = []
         base = batch.offset
         if not starts:  # the whole batch goes on with the pending record
@@ -203,3 +210,19 @@ class Multiline(Generic[AnyStr]):
         self._bytes = 0
         self._cut = False
         return record
+
+
+# What a start pattern may hold and still match nothing but the characters of one line: escapes
+# of digits, word characters and word boundaries, escaped punctuation, and no negated class,
+# inline flag (``(?s)`` lets ``.`` match a newline) or literal line break.
+_ONE_LINE_ESCAPE = re.compile(r"\\(?:[dwbBA]|[^\w\s])")
+_MAY_CROSS_LINES = re.compile(r"\\|\[\^|\(\?[a-zA-Z-]|\n")
+
+
+def stays_on_one_line(pattern: str) -> bool:
+    """Whether ``pattern`` surely cannot match a line break (conservative: False when unsure).
+
+    Then a match just after a ``\\n`` in a block of lines is a match on that line alone, and
+    ``feed_batch`` need not check each candidate start against its own line.
+    """
+    return _MAY_CROSS_LINES.search(_ONE_LINE_ESCAPE.sub("", pattern)) is None

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from logpipe import Multiline, Record
 from logpipe.lines import read_batches, split_lines
-from logpipe.multiline import DEFAULT_START
+from logpipe.multiline import DEFAULT_START, stays_on_one_line
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -338,3 +338,30 @@ def test_feed_batch_gives_what_feeding_line_by_line_gives(
     expected += [record for record in [one_by_one.flush()] if record]
     got += [record for record in [batched.flush()] if record]
     assert got == expected
+
+
+@pytest.mark.parametrize(
+    ("pattern", "one_line"),
+    [
+        (DEFAULT_START, True),
+        (r"^\w+ \d+:", True),
+        (r"\[\d{4}|Traceback \(most", True),
+        (r"\\", True),  # a literal backslash
+        (r"\[\d{4}-\d\d-\d\d\s", False),  # \s matches a line break
+        (r"[^x]", False),
+        (r"(?s)a.", False),
+        (r"a\nb", False),
+        (r"\x0a", False),
+        (r"\D", False),
+    ],
+)
+def test_a_start_pattern_is_known_to_stay_on_one_line_only_when_it_must(
+    pattern: str, one_line: bool
+) -> None:
+    assert stays_on_one_line(pattern) is one_line
+    if not one_line:
+        return
+    matcher = re.compile(pattern.encode())
+    for text in (b"\n", b"a\nb", b"[2026\n-11", b"x \n\n"):
+        found = matcher.search(text)
+        assert found is None or b"\n" not in found.group()
