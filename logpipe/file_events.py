@@ -70,10 +70,22 @@ def error_batch_pairs(
 ) -> Iterator[tuple[Event, int]]:
     """(event, offset just past its record) for each record of ``batches`` (the last record
     ends with them)."""
-    parse = parser.parse
+    parse, parse_text, chain = parser.parse, parser.parse_text, parser.chain
+    cap = parser.max_record_bytes
     for batch in batches:
         for record in multiline.feed_batch(batch):
-            event = parse(record.text, truncated=record.truncated)
+            data = record.text
+            # the common record, ASCII with nothing for ``decode`` to repair, is decoded here
+            # (a hot loop; ``in`` on str: on bytes, it first tries the needle as an int)
+            text = (
+                data.decode("ascii")
+                if data.isascii() and len(data) <= cap and not (chain or record.truncated)
+                else None
+            )
+            if text is None or "\0" in text or text[-1:] == "\r":
+                event = parse(data, truncated=record.truncated)
+            else:
+                event = parse_text(text)
             yield stamp(event, path, record.start), record.end
     last = multiline.flush()
     if last is not None:
