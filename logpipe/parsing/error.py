@@ -12,7 +12,7 @@ from logpipe.memo import Memo
 from logpipe.parsing.failures import failed_event, flag_repairs, reason
 from logpipe.parsing.fast_error import record_rules
 from logpipe.parsing.grammar_files import grammar_text
-from logpipe.parsing.traceback import split_traceback
+from logpipe.parsing.traceback import MARKER, split_traceback
 from logpipe.parsing.trees import branch_tokens
 from logpipe.timestamps import ERROR_TIMES, app_time_ms
 
@@ -107,7 +107,7 @@ _LOGGER = {"name": ERROR_LOGGER}
 def _gunicorn_event(text: str, parts: Sequence[str]) -> Event:
     """``[2026-11-25 04:22:59 +0000] [16471] [INFO] message``"""
     stamp, process, level, message = parts
-    event = _record_event(text, LEVELS[level], ERROR_TIMES[stamp], message[:-1])
+    event = _record_event(text, LEVELS[level], ERROR_TIMES[stamp], message)
     event["pid"] = int(process[1:-2])
     return event
 
@@ -116,11 +116,12 @@ def _app_event(text: str, parts: Sequence[str]) -> Event:
     """``[2017-06-22 09:31:11,580] ERROR in app: message`` (Flask's logging format, UTC)."""
     stamp, level, message = parts
     timestamp = app_time_ms(stamp[1:20], stamp[21:24])
-    return _record_event(text, APP_LEVELS[level], timestamp, message[:-1])
+    return _record_event(text, APP_LEVELS[level], timestamp, message)
 
 
-def _record_event(text: str, level: tuple[str, str], timestamp: int | None, body: str) -> Event:
-    """What every record's event has: message, level and status, time, a split traceback."""
+def _record_event(text: str, level: tuple[str, str], timestamp: int | None, message: str) -> Event:
+    """What every record's event has: message, level and status, time, a split traceback
+    (``message``: the record's message terminal, with its final line break)."""
     event: Event = {
         "message": text,
         "ddsource": "gunicorn",
@@ -130,9 +131,10 @@ def _record_event(text: str, level: tuple[str, str], timestamp: int | None, body
     }
     if timestamp is not None:
         event["timestamp"] = timestamp
-    traceback = split_traceback(body)
-    if traceback:
-        event["error"] = traceback
+    if MARKER in message:  # (most records have no traceback: no call, no copy for them)
+        traceback = split_traceback(message[:-1])
+        if traceback:
+            event["error"] = traceback
     return event
 
 
