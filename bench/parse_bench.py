@@ -1,7 +1,7 @@
 """Parse throughput of logpipe next to baselines measured in the same run (`make bench`).
 
 Prints a table and records it in bench/RESULTS.md. Usage:
-    python bench/parse_bench.py [--lines 400000] [--records 100000]
+    python bench/parse_bench.py [--lines 400000] [--records 400000]
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ def hostile_rows() -> list[str]:
 def main() -> None:
     options = argparse.ArgumentParser(description=__doc__)
     options.add_argument("--lines", type=int, default=400_000)
-    options.add_argument("--records", type=int, default=100_000)
+    options.add_argument("--records", type=int, default=400_000)
     options.add_argument("--runs", type=int, default=3, help="best of this many runs each")
     args = options.parse_args()
 

@@ -145,13 +145,13 @@ class Multiline(Generic[AnyStr]):
             self._add_run(data[: starts[0] - 1], base, base + starts[0], now, done)
         if self._pieces:
             done.append(self._take(truncated=self._cut))
-        make, max_lines, max_bytes = Record._make, self.max_lines, self.max_bytes
+        new, max_lines, max_bytes = tuple.__new__, self.max_lines, self.max_bytes
         for begin, after in pairwise(starts):  # whole records
             run = data[begin : after - 1]
             lines = run.count(b"\n") + 1
             if lines <= max_lines and len(run) <= max_bytes:
-                # within caps (_make: no Python-level __new__ to call)
-                done.append(make((run, lines, base + begin, base + after, False)))
+                # within caps (the tuple made directly: Record() and _make run Python code)
+                done.append(new(Record, (run, lines, base + begin, base + after, False)))
             else:
                 self._add_run(run, base + begin, base + after, now, done)
                 done.append(self._take(truncated=self._cut))

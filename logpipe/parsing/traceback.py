@@ -31,7 +31,8 @@ def split_traceback(body: str) -> dict[str, str] | None:
 def exception_kind(stack: str) -> str | None:
     """The exception class of the last traceback in ``stack``."""
     lines = stack.split("\n")
-    last_frame = max((i for i, line in enumerate(lines) if _FRAME_LINE.match(line)), default=-1)
+    frame = _FRAME_LINE.match
+    last_frame = next((i for i in range(len(lines) - 1, -1, -1) if frame(lines[i])), -1)
     for line in lines[last_frame + 1 :]:
         if line and not line[0].isspace():
             match = _EXCEPTION_LINE.match(line)
