@@ -82,7 +82,7 @@ def error_batch_pairs(
                 if data.isascii() and len(data) <= cap and not (chain or record.truncated)
                 else None
             )
-            if text is None or "\0" in text or text[-1:] == "\r":
+            if text is None or "\0" in text or text[-1:] in ("\r", "\n"):
                 event = parse(data, truncated=record.truncated)
             else:
                 event = parse_text(text)

@@ -1,0 +1,39 @@
+"""Events of whole files: each record's event is what the parser makes of its text."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from logpipe.file_events import error_events
+from logpipe.multiline import Multiline
+from logpipe.parsing.error import ErrorParser
+
+HEAD = b"[2026-11-25 10:00:00 +0000] [1] [ERROR] "
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        HEAD + b"plain",
+        HEAD + b"ends with an empty line\n",
+        HEAD + b"ends with a CR\r",
+        HEAD + b"has a NUL\x00 byte",
+        HEAD + "non-ASCII: caf\u00e9".encode(),
+        HEAD + b"invalid UTF-8 \xff",
+        HEAD + b"over the cap " + b"x" * 300,
+        HEAD + b"failed\nTraceback (most recent call last):\n  File \"a.py\"\nValueError: x",
+    ],
+)
+def test_each_record_gets_what_parse_gives_its_text(record: bytes) -> None:
+    parser = ErrorParser(max_record_bytes=200)
+    data = HEAD + b"before\n" + record + b"\n" + HEAD + b"after\n"
+    events = list(error_events(io.BytesIO(data), parser, Multiline[bytes](max_bytes=200)))
+    middle = events[1]
+    truncated = len(record) > 200
+    expected = parser.parse(record[:200] if truncated else record, truncated=truncated)
+    assert {key: value for key, value in middle.items() if key != "logpipe"} == {
+        key: value for key, value in expected.items() if key != "logpipe"
+    }
+    assert middle["logpipe"]["offset"] == len(HEAD + b"before\n")
