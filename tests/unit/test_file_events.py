@@ -23,7 +23,7 @@ HEAD = b"[2026-11-25 10:00:00 +0000] [1] [ERROR] "
         HEAD + "non-ASCII: caf\u00e9".encode(),
         HEAD + b"invalid UTF-8 \xff",
         HEAD + b"over the cap " + b"x" * 300,
-        HEAD + b"failed\nTraceback (most recent call last):\n  File \"a.py\"\nValueError: x",
+        HEAD + b'failed\nTraceback (most recent call last):\n  File "a.py"\nValueError: x',
     ],
 )
 def test_each_record_gets_what_parse_gives_its_text(record: bytes) -> None:
