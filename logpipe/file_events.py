@@ -73,20 +73,19 @@ def error_batch_pairs(
     parse, parse_text, chain = parser.parse, parser.parse_text, parser.chain
     cap = parser.max_record_bytes
     for batch in batches:
-        for record in multiline.feed_batch(batch):
-            data = record.text
+        for data, _, start, end, truncated in multiline.feed_batch(batch):
             # the common record, ASCII with nothing for ``decode`` to repair, is decoded here
             # (a hot loop; ``in`` on str: on bytes, it first tries the needle as an int)
             text = (
                 data.decode("ascii")
-                if data.isascii() and len(data) <= cap and not (chain or record.truncated)
+                if data.isascii() and len(data) <= cap and not (chain or truncated)
                 else None
             )
             if text is None or "\0" in text or text[-1:] in ("\r", "\n"):
-                event = parse(data, truncated=record.truncated)
+                event = parse(data, truncated=truncated)
             else:
                 event = parse_text(text)
-            yield stamp(event, path, record.start), record.end
+            yield stamp(event, path, start), end
     last = multiline.flush()
     if last is not None:
         yield stamp(parse(last.text, truncated=last.truncated), path, last.start), last.end
