@@ -124,18 +124,16 @@ class Multiline(Generic[AnyStr]):
             ]
         verify, size = self._start_line.match, len(data)
         candidates = [0] + [found.end() for found in after_newline.finditer(data)]
-        starts: list[int] = (
-            [
+        if self._check_candidates:
+            starts = [
                 start
                 for start in candidates
                 # check the candidate on its own line: from it to its "\n" (or the end, -1)
                 if verify(data, start, data.find(b"\n", start) % (size + 1))
             ]
-            if self._check_candidates
-            else candidates
-            if verify(data, 0, data.find(b"\n") % (size + 1))
-            else candidates[1:]
-        )
+        else:  # every match after a "\n" is a start; the first line is checked on its own
+            first = verify(data, 0, data.find(b"\n") % (size + 1))
+            starts = candidates if first else candidates[1:]
         done: list[Record[bytes]] = []
         base = batch.offset
         if not starts:  # the whole batch goes on with the pending record
