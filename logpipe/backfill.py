@@ -341,7 +341,8 @@ class Replay:
             self._delivered[state.key] = Checkpoint(state.key, path, end, state.head_bytes)
 
     def _checkpoint(self) -> None:
-        """Make what was sent durable, save the ledger, then send the counts settled by now."""
+        """Make what was sent durable, save the ledger, then queue the counts settled by now
+        (``SEND_SLICE`` points a slice: ``_take`` sends one per chunk, ``run`` the rest)."""
         self.sink.make_durable()
         self.ledger.save(self._delivered.values())
         self._saved = time.monotonic()

@@ -7,7 +7,7 @@ from operator import itemgetter
 from typing import BinaryIO
 
 from logpipe.enrich import Event
-from logpipe.lines import MAX_LINE_BYTES, LineBatch, read_batches
+from logpipe.lines import MAX_LINE_BYTES, LineBatch, clean_text, read_batches
 from logpipe.multiline import Multiline
 from logpipe.parsing.access import AccessParser
 from logpipe.parsing.error import ErrorParser
@@ -74,17 +74,9 @@ def error_batch_pairs(
     cap = parser.max_record_bytes
     for batch in batches:
         for data, _, start, end, truncated in multiline.feed_batch(batch):
-            # the common record, ASCII with nothing for ``decode`` to repair, is decoded here
-            # (a hot loop; ``in`` on str: on bytes, it first tries the needle as an int)
-            text = (
-                data.decode("ascii")
-                if data.isascii() and len(data) <= cap and not (chain or truncated)
-                else None
-            )
-            if text is None or "\0" in text or text[-1:] in ("\r", "\n"):
-                event = parse(data, truncated=truncated)
-            else:
-                event = parse_text(text)
+            # a record with nothing to repair goes straight to parse_text (a hot loop)
+            text = None if chain or truncated else clean_text(data, cap)
+            event = parse(data, truncated=truncated) if text is None else parse_text(text)
             yield stamp(event, path, start), end
     last = multiline.flush()
     if last is not None:

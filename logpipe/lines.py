@@ -209,15 +209,23 @@ def decode(
 
     Returns the text and what was repaired (None for a clean line, the common case).
     """
-    if type(line) is bytes and not truncated and len(line) <= max_bytes:
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError:
-            pass
-        else:
-            if "\x00" not in text and text[-1:] not in ("\r", "\n"):
-                return text, None
+    if type(line) is bytes and not truncated:
+        text = clean_text(line, max_bytes)
+        if text is not None:
+            return text, None
     return _repair(line, max_bytes, truncated)
+
+
+def clean_text(data: bytes, max_bytes: int = MAX_LINE_BYTES) -> str | None:
+    """``data`` decoded when ``decode`` has nothing to repair (valid UTF-8 within ``max_bytes``,
+    no NUL byte, no line ending at its end: the common case), else None."""
+    if len(data) > max_bytes:
+        return None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return text if "\x00" not in text and text[-1:] not in ("\r", "\n") else None
 
 
 def _repair(line: bytes | str, max_bytes: int, truncated: bool) -> tuple[str, Repairs | None]:

@@ -210,11 +210,12 @@ class Multiline(Generic[AnyStr]):
         return record
 
 
-# What a start pattern may hold and still match nothing but the characters of one line: escapes
-# of digits, word characters and word boundaries, escaped punctuation, and no negated class,
-# inline flag (``(?s)`` lets ``.`` match a newline) or literal line break.
+# What a start pattern may hold and still match nothing but the characters of one line: printable
+# characters (a range between two of them cannot hold a line break), escapes of digits, word
+# characters and word boundaries, escaped punctuation, and no negated class or inline flag
+# (``(?s)`` lets ``.`` match a newline).
 _ONE_LINE_ESCAPE = re.compile(r"\\(?:[dwbBA]|[^\w\s])")
-_MAY_CROSS_LINES = re.compile(r"\\|\[\^|\(\?[a-zA-Z-]|\n")
+_MAY_CROSS_LINES = re.compile(r"\\|\[\^|\(\?[a-zA-Z-]")
 
 
 def stays_on_one_line(pattern: str) -> bool:
@@ -223,4 +224,4 @@ def stays_on_one_line(pattern: str) -> bool:
     Then a match just after a ``\\n`` in a block of lines is a match on that line alone, and
     ``feed_batch`` need not check each candidate start against its own line.
     """
-    return _MAY_CROSS_LINES.search(_ONE_LINE_ESCAPE.sub("", pattern)) is None
+    return pattern.isprintable() and not _MAY_CROSS_LINES.search(_ONE_LINE_ESCAPE.sub("", pattern))

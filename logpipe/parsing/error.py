@@ -74,11 +74,15 @@ class ErrorParser:
             found = rule.pattern.match(line)
             if found is not None:
                 return rule.name, found.groups()
+        return self._lark_layout(line)
+
+    def _lark_layout(self, line: str) -> tuple[str, Sequence[str]]:
+        """``layout`` by the Lark parser, for a record (with END) the fast path declined: it
+        has no known prefix, and Lark says why from its head."""
         from lark import Tree
         from lark.exceptions import UnexpectedInput
 
         try:
-            # A record the fast path declines has no known prefix; Lark says why from its head.
             tree = error_parser().parse(line if len(line) <= 4096 else line[:4096] + END)
         except UnexpectedInput as error:
             raise ErrorRecordParseError(reason(error, _describe, "error record")) from None
@@ -95,7 +99,7 @@ class ErrorParser:
             if found is not None:
                 return build(text, found.groups())
         try:
-            name, parts = self.layout(text)
+            name, parts = self._lark_layout(line)
         except ErrorRecordParseError as error:
             return failed_event(text, str(error), ERROR_LOGGER)
         return LAYOUTS[name](text, parts)

@@ -353,6 +353,8 @@ def test_feed_batch_gives_what_feeding_line_by_line_gives(
         (r"a\nb", False),
         (r"\x0a", False),
         (r"\D", False),
+        ("[\x01-\x7f]", False),  # a range of raw control characters, holding "\n"
+        ("a\nb", False),  # a raw line break
     ],
 )
 def test_a_start_pattern_is_known_to_stay_on_one_line_only_when_it_must(

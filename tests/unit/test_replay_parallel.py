@@ -837,3 +837,25 @@ def test_settled_metrics_go_out_a_slice_per_chunk_each_bucket_once(
     after_first_send = log[log.index("send") :]
     assert "chunk" in after_first_send  # sending went on while chunks were taken
     assert after_first_send.count("send") > 1
+
+
+def test_the_local_engine_starts_its_workers_when_it_opens() -> None:
+    """The pool would start them one per task given; they boot while replay gets ready."""
+    import psutil
+
+    me = psutil.Process()
+
+    def grandchildren() -> set[int]:  # workers are the fork server's children
+        found = set()
+        for process in me.children(recursive=True):
+            with suppress(psutil.NoSuchProcess):  # one that ended meanwhile
+                if process.ppid() != me.pid:
+                    found.add(process.pid)
+        return found
+
+    before = grandchildren()  # other tests' pools and clusters
+    with open_engine("local", jobs=2, scheduler=None):
+        deadline = time.monotonic() + 30
+        while len(grandchildren() - before) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(grandchildren() - before) == 2
