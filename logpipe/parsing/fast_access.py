@@ -26,8 +26,9 @@ Three compilations per format:
     instead of a whole ``%(t)s``). A lazy field then ends at the first place the cut
     lookahead allows. If the rest of the regex matches from there, the whole lookahead held
     there too (it spans exactly the tokens that follow, whose patterns are no wider), so that
-    is where the full lookahead would have ended it; if the rest fails, the line goes on to
-    Lark, which accepts or explains it as always.
+    is where the full lookahead would have ended it. If the rest fails, the field may hold
+    the separator and that character (a user name `` [``), so the same format's ``plain``
+    regex is tried next: the tier answers for every line ``plain`` answers for.
 
 A line no regex of its tier accepts goes to the Lark parser, which explains why it fails.
 """
@@ -63,7 +64,11 @@ class FastAccess:
     def __init__(self, matchers: tuple[FormatMatcher, ...]) -> None:
         self._exact: Tier = tuple((i, m.exact.match) for i, m in enumerate(matchers))
         self._plain: Tier = tuple((i, m.plain.match) for i, m in enumerate(matchers))
-        self._ascii: Tier = tuple((i, m.ascii.match) for i, m in enumerate(matchers))
+        self._ascii: Tier = tuple(  # each format's ascii regex, then its plain one (see above)
+            pair
+            for i, m in enumerate(matchers)
+            for pair in ((i, m.ascii.match), (i, m.plain.match))
+        )
 
     def tier(self, text: str) -> Tier:
         """The regexes that answer for ``text``: ``exact`` if it has a backslash, else

@@ -118,3 +118,13 @@ def test_error_records(first: str, tail: list[str], data: st.DataObject) -> None
         else:
             (branch,) = lark.children
             assert fast == (branch.data, [str(token) for token in branch.children])
+
+
+def test_a_field_holding_the_separator_and_the_next_lead_still_takes_the_fast_path() -> None:
+    """The ASCII tier cuts a lookahead to its first character (``[`` for ``%(t)s``); a user name
+    `` [`` then ends too early there, and the same format's plain regex answers instead."""
+    line = '0.0.0.0 -  [ [01/Jan/2000:00:00:00 +0000] "GET 0 HTTP/1.0" 100 - "-" "-"'
+    found = fast_access(DEFAULT_FORMATS).match(line)
+    assert found is not None
+    assert found[1][2] == " ["
+    check_line(None, line)
