@@ -28,8 +28,9 @@ def access_batch_pairs(
 ) -> Iterator[tuple[Event, int]]:
     """(event, offset just past its line: what delivering it covers) for each non-empty line
     of ``batches``."""
-    parse, parse_text, chain = parser.parse, parser.parse_text, parser.chain
-    surely_within_cap = parser.max_line_bytes // 4  # characters (UTF-8: at most 4 bytes each)
+    parse, parse_text, parse_ascii = parser.parse, parser.parse_text, parser.parse_ascii
+    cap, chain = parser.max_line_bytes, parser.chain
+    surely_within_cap = cap // 4  # characters (UTF-8: at most 4 bytes each)
     for batch in batches:
         texts = None if chain else batch.texts()
         if texts is None:  # lines to repair (or a chain to run): one by one
@@ -39,6 +40,14 @@ def access_batch_pairs(
                     yield stamp(event, path, line.offset), line.end
             continue
         offset = batch.offset
+        if batch.is_ascii():  # (the common batch: a character is a byte)
+            for text in texts:
+                end = offset + len(text) + 1
+                if text:  # (a line past the cap goes through parse, which caps it)
+                    event = parse(text) if len(text) > cap else parse_ascii(text)
+                    yield stamp(event, path, offset), end
+                offset = end
+            continue
         for text in texts:
             end = offset + (len(text) if text.isascii() else len(text.encode())) + 1
             if text:  # (a line that may pass the cap goes through parse, which caps it)

@@ -88,6 +88,10 @@ class LineBatch:
         except UnicodeDecodeError:
             return None
 
+    def is_ascii(self) -> bool:
+        """Every line is ASCII (one scan of the block)."""
+        return self.joined().isascii()
+
     def __iter__(self) -> Iterator[RawLine]:
         offset = self.offset
         for index, data in enumerate(self.lines):

@@ -7,14 +7,14 @@ from typing import TYPE_CHECKING
 
 from logpipe.enrich import Event, Processor, run_chain
 from logpipe.lines import MAX_LINE_BYTES, decode
-from logpipe.parsing.access_event import ACCESS_LOGGER, AccessEventPlan
+from logpipe.parsing.access_event import ACCESS_LOGGER, AccessEventPlan, Build
 from logpipe.parsing.access_format import DEFAULT_FORMATS
 from logpipe.parsing.access_grammar import END, AccessGrammar, assemble, lark_parser
 
 if TYPE_CHECKING:
     from lark.exceptions import UnexpectedInput
 from logpipe.parsing.failures import failed_event, flag_repairs, reason
-from logpipe.parsing.fast_access import fast_access
+from logpipe.parsing.fast_access import ASCII, EXACT, Matcher, Tier, fast_access, tier_of
 
 Match = tuple[int, Sequence[str]]  # (index of the format, atom values in that format's order)
 EXPLAIN_LIMIT = 65_536  # characters: longer lines the fast path declines are not given to Lark
@@ -50,6 +50,15 @@ class AccessParser:
         self.grammar: AccessGrammar = assemble(self.formats)
         self._fast = fast_access(self.formats) if fast_path else None
         self._builds = tuple(AccessEventPlan(keys).build for keys in self.grammar.keys)
+        # Per tier of the fast path, its (match, build) pairs: a line of the ASCII tier has no
+        # value to repair, so its events come from the formats' clean builds.
+        self._tiers: tuple[tuple[tuple[Matcher, Build], ...], ...] = ((), (), ())
+        if self._fast:
+            clean = tuple(AccessEventPlan(keys, clean=True).build for keys in self.grammar.keys)
+            self._tiers = tuple(
+                _paired(tier, clean if number == ASCII else self._builds)
+                for number, tier in enumerate(self._fast.tiers)
+            )
         self.max_line_bytes = max_line_bytes
         self.chain = tuple(chain)
 
@@ -107,10 +116,23 @@ class AccessParser:
         """The event for a line already decoded: no line ending or NUL byte, within the cap
         (what ``decode`` gives; ``parse`` is ``decode`` then this). The processor chain is not
         run."""
-        for index, match in self._fast.tier(text) if self._fast else ():
+        for match, build in self._tiers[tier_of(text)]:
             found = match(text)
             if found is not None:  # (FastAccess.match, unrolled here: the hot loop)
-                return self._builds[index](text, found.groups())
+                return build(text, found.groups())
+        return self._declined(text)
+
+    def parse_ascii(self, text: str) -> Event:
+        """``parse_text`` for a line known to be ASCII (as every line of a batch is when the
+        batch is): only a backslash can change the tier."""
+        for match, build in self._tiers[EXACT if "\\" in text else ASCII]:
+            found = match(text)
+            if found is not None:
+                return build(text, found.groups())
+        return self._declined(text)
+
+    def _declined(self, text: str) -> Event:
+        """The event for a line no regex of its tier accepts: Lark's verdict."""
         try:
             index, values = self._explained(text)
         except AccessParseError as error:
@@ -135,3 +157,7 @@ class AccessParser:
         if spec.atoms:
             return "".join(f"%({atom.key})s" for atom in spec.atoms)
         return repr(spec.literal)
+
+
+def _paired(tier: Tier, builds: Sequence[Build]) -> tuple[tuple[Matcher, Build], ...]:
+    return tuple((match, builds[index]) for index, match in tier)

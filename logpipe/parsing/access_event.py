@@ -5,6 +5,10 @@ small Python function with one statement block per atom of that format (as ``dat
 compiles ``__init__``): no per-atom calls, no lookups of atoms the format does not have. What
 each atom means is written once, below, as a statement template over ``$v`` (its raw value);
 ``AccessEventPlan.source`` shows the function built for a format.
+
+Values are repaired (gunicorn's escapes undone, mojibake fixed) by ``repair`` lines in the
+templates. A plan built ``clean`` leaves them out: its function is for lines of ASCII text
+without a backslash (nearly every line), whose values have nothing to repair.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from logpipe.timestamps import ACCESS_TIMES
 from logpipe.useragent import USER_AGENTS
 
 Event = dict[str, Any]
+Build = Callable[[str, Sequence[str]], Event]  # (line, its atom values) to the line's event
 
 ACCESS_LOGGER = "gunicorn.access"
 # The attribute Datadog's pipeline gives the X-Forwarded-For field; used for that header anywhere.
@@ -40,11 +45,17 @@ def unescape(value: str) -> str:
     return value.replace('\\"', '"') if '\\"' in value else value
 
 
-# Header text as the client sent it: unescaped, mojibake repaired (calls only when needed).
-_HEADER_TEXT = """if '\\\\"' in $v:
-        $v = unescape($v)
-    if not $v.isascii():
-        $v = repair_mojibake($v)"""
+# What a ``repair <kind> <variable>`` line of a template stands for (calls only when needed):
+# "quotes" undoes gunicorn's escaping of ``"``; "header" also repairs mojibake, giving header
+# text as the client sent it.
+REPAIRS = {
+    "quotes": """if '\\\\"' in $x:
+    $x = unescape($x)""",
+    "header": """if '\\\\"' in $x:
+    $x = unescape($x)
+if not $x.isascii():
+    $x = repair_mojibake($x)""",
+}
 
 # What each atom writes. `$v` is the atom's raw value (a str); `event`, `http` and `network` are
 # the event and its two attribute objects; helpers are the module's imports above.
@@ -61,12 +72,12 @@ if $v != "-":
     http["ident"] = $v""",
     "u": """
 if $v != "-":
-    http["auth"] = unescape($v)""",
+    repair quotes $v
+    http["auth"] = $v""",
     "r": """
 method, _, rest = $v.partition(" ")
 url, _, protocol = rest.rpartition(" ")
-if '\\\\"' in url:
-    url = unescape(url)
+repair quotes url
 http["method"] = method
 http["url"] = url
 http["version"] = protocol.removeprefix("HTTP/")
@@ -81,22 +92,22 @@ if category:
     "b": """
 if $v != "-":
     network["bytes_written"] = int($v)""",
-    "f": f"""
+    "f": """
 if $v != "-":
-    {_HEADER_TEXT}
+    repair header $v
     http["referer"] = $v""",
-    "a": f"""
+    "a": """
 if $v != "-":
-    {_HEADER_TEXT}
+    repair header $v
     http["useragent"] = $v
     if $v:
         http["useragent_details"] = USER_AGENTS[$v]""",
     "p": """
 event["pid"] = int($v[1:-1])""",
     # %({name}i)s, %({name}o)s, %({name}e)s: $path is the chain of parent objects under http.
-    "braced": f"""
+    "braced": """
 if $v != "-":
-    {_HEADER_TEXT}
+    repair header $v
     http$path[$name] = $v""",
     # Formats without %(r)s: the request from %(m)s %(U)s %(q)s %(H)s (absent ones are None).
     "request": """
@@ -165,9 +176,10 @@ _NAMESPACE = {
 
 
 class AccessEventPlan:
-    """Builds the events of one format: ``build(message, values)`` with values in ``keys`` order."""
+    """Builds the events of one format: ``build(message, values)`` with values in ``keys`` order
+    (``clean``: for lines of ASCII text without a backslash only, see above)."""
 
-    def __init__(self, keys: Sequence[str]) -> None:
+    def __init__(self, keys: Sequence[str], *, clean: bool = False) -> None:
         self.keys = tuple(keys)
         names = [f"v{index}" for index in range(len(self.keys))]
         blocks = [_atom_block(key, name) for key, name in zip(self.keys, names, strict=True)]
@@ -179,14 +191,14 @@ class AccessEventPlan:
         if duration:
             expression = Template(DURATIONS[duration]).substitute(v=position[duration])
             blocks.append(f'event["duration"] = {expression}')
-        body = "\n".join(blocks)
+        body = _expand_repairs("\n".join(blocks), clean)
         self.source = _TEMPLATE.format(
             unpack=", ".join(names) + ("," if len(names) == 1 else ""),
             body="\n".join("    " + line for line in body.splitlines() if line),
         )
         namespace = dict(_NAMESPACE)
         exec(compile(self.source, f"<access event plan {self.keys}>", "exec"), namespace)
-        self.build: Callable[[str, Sequence[str]], Event] = namespace["build"]  # type: ignore[assignment]
+        self.build: Build = namespace["build"]  # type: ignore[assignment]
 
 
 def _atom_block(key: str, name: str) -> str:
@@ -198,3 +210,19 @@ def _atom_block(key: str, name: str) -> str:
         path = "".join(f".setdefault({parent!r}, {{}})" for parent in parents)
         return Template(STATEMENTS["braced"]).substitute(v=name, path=path, name=repr(key[1:-2]))
     return ""  # unknown names, %(l)s-like constants and durations write nothing themselves
+
+
+def _expand_repairs(body: str, clean: bool) -> str:
+    """``body`` with each ``repair <kind> <variable>`` line replaced by what ``REPAIRS`` says
+    for that kind, indented like it (left out when ``clean``)."""
+    lines = []
+    for line in body.splitlines():
+        words = line.split()
+        if words[:1] != ["repair"]:
+            lines.append(line)
+        elif not clean:
+            _, kind, variable = words
+            indent = line[: len(line) - len(line.lstrip())]
+            code = Template(REPAIRS[kind]).substitute(x=variable)
+            lines.extend(indent + statement for statement in code.splitlines())
+    return "\n".join(lines)

@@ -56,32 +56,35 @@ Matcher = Callable[[str], "re.Match[str] | None"]
 
 
 Tier = tuple[tuple[int, Matcher], ...]  # (format index, match function), in format order
+EXACT, PLAIN, ASCII = range(3)  # the tiers (see above), as indexes into FastAccess.tiers
+
+
+def tier_of(text: str) -> int:
+    """Which tier answers for ``text``: EXACT if it has a backslash, else ASCII if it is ASCII
+    on one line, else PLAIN."""
+    if "\\" in text:
+        return EXACT
+    if text.isascii() and "\n" not in text:
+        return ASCII
+    return PLAIN
 
 
 class FastAccess:
     """Match access lines of any of the grammar's formats (first format that matches wins)."""
 
     def __init__(self, matchers: tuple[FormatMatcher, ...]) -> None:
-        self._exact: Tier = tuple((i, m.exact.match) for i, m in enumerate(matchers))
-        self._plain: Tier = tuple((i, m.plain.match) for i, m in enumerate(matchers))
-        self._ascii: Tier = tuple(  # each format's ascii regex, then its plain one (see above)
+        exact = tuple((i, m.exact.match) for i, m in enumerate(matchers))
+        plain = tuple((i, m.plain.match) for i, m in enumerate(matchers))
+        ascii_then_plain = tuple(  # each format's ascii regex, then its plain one (see above)
             pair
             for i, m in enumerate(matchers)
             for pair in ((i, m.ascii.match), (i, m.plain.match))
         )
-
-    def tier(self, text: str) -> Tier:
-        """The regexes that answer for ``text``: ``exact`` if it has a backslash, else
-        ``ascii`` if it is ASCII on one line, else ``plain``."""
-        if "\\" in text:
-            return self._exact
-        if text.isascii() and "\n" not in text:
-            return self._ascii
-        return self._plain
+        self.tiers: tuple[Tier, Tier, Tier] = (exact, plain, ascii_then_plain)
 
     def match(self, text: str) -> tuple[int, tuple[str, ...]] | None:
         """(format index, raw atom values) of ``text`` (no line ending), or None."""
-        for index, match in self.tier(text):
+        for index, match in self.tiers[tier_of(text)]:
             found = match(text)
             if found is not None:
                 return index, found.groups()

@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from logpipe import AccessParser
+from logpipe.lines import decode
 from logpipe.parsing.access import AccessParseError
 from logpipe.parsing.access_format import DEFAULT_FORMATS
 from logpipe.parsing.error import error_parser
@@ -54,6 +55,8 @@ def check_line(fmt: str | None, line: str) -> None:
     event_fast = AccessParser(fmt).parse(line)
     event_lark = AccessParser(fmt, fast_path=False).parse(line)
     assert event_fast == event_lark
+    if line.isascii() and decode(line) == (line, None):  # as a line of an ASCII batch
+        assert AccessParser(fmt).parse_ascii(line) == event_lark
 
 
 @SETTINGS

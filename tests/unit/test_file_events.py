@@ -6,8 +6,9 @@ import io
 
 import pytest
 
-from logpipe.file_events import error_events
+from logpipe.file_events import access_events, error_events
 from logpipe.multiline import Multiline
+from logpipe.parsing.access import AccessParser
 from logpipe.parsing.error import ErrorParser
 
 HEAD = b"[2026-11-25 10:00:00 +0000] [1] [ERROR] "
@@ -37,3 +38,31 @@ def test_each_record_gets_what_parse_gives_its_text(record: bytes) -> None:
         key: value for key, value in expected.items() if key != "logpipe"
     }
     assert middle["logpipe"]["offset"] == len(HEAD + b"before\n")
+
+
+ACCESS = '1.2.3.4 - - [25/Nov/2026:04:22:59 +0000] "GET /a HTTP/1.1" 200 5 "-" "%s"'
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        [ACCESS % "curl/8", ACCESS % 'escaped \\"quote\\"', ACCESS % "trailing \\"],
+        [ACCESS % "curl/8", ACCESS % "caf\u00c3\u00a9 mojibake", ACCESS % "caf\u00e9"],
+        [ACCESS % "curl/8", "not an access line", ACCESS % ("x" * 300)],
+    ],
+    ids=["ascii batch with backslashes", "non-ascii batch", "bad and over the cap"],
+)
+def test_each_access_line_gets_what_parse_gives_it(lines: list[str]) -> None:
+    parser = AccessParser(max_line_bytes=200)
+    data = "\n".join(lines).encode() + b"\n"
+    events = list(access_events(io.BytesIO(data), parser, path="access.log"))
+    offset = 0
+    for line, event in zip(lines, events, strict=True):
+        expected = parser.parse(line.encode())
+        expected["logpipe"] = {
+            **expected.get("logpipe", {}),
+            "path": "access.log",
+            "offset": offset,
+        }
+        assert event == expected
+        offset += len(line.encode()) + 1
