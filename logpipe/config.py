@@ -8,7 +8,6 @@ file; paths given with ``--access``/``--error`` are added to the file's.
 from __future__ import annotations
 
 import argparse
-import tomllib
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,6 +28,8 @@ def config_path(arguments: Sequence[str]) -> str | None:
 
 def apply_config(parser: argparse.ArgumentParser, path: str) -> None:
     """Make the file's values the parser's defaults (unknown keys and bad types are errors)."""
+    import tomllib  # here, not at start: only a run with --config reads TOML (~2 ms)
+
     try:
         with open(path, "rb") as file:
             values = tomllib.load(file)

@@ -14,15 +14,15 @@ The directory is ``$LOGPIPE_CACHE_DIR``, else ``$XDG_CACHE_HOME/logpipe``, else
 from __future__ import annotations
 
 import atexit
-import hashlib
 import os
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-FORMAT_VERSION = "1"  # bump when what is cached changes shape
+FORMAT_VERSION = "2"  # bump when what is cached changes shape
 
 
 def cache_dir() -> Path:
@@ -36,34 +36,42 @@ def cache_dir() -> Path:
 def cached(name: str, source: str, compute: Callable[[], Any]) -> Any:
     """``compute()`` (a JSON value), read from the cache when ``source`` has not changed."""
     path = _path(name, source)
-    value = _read(path)
+    value = _read(path, source)
     if value is None:
         value = compute()
-        _write(path, value)
+        _write(path, source, value)
     return value
 
 
 class StoredTable:
     """A string-keyed table of JSON values, read from disk on first use and written back at
-    exit when it grew (the newest ``max_size`` entries are kept)."""
+    exit when it grew (the newest ``max_size`` entries are kept). Keys longer than
+    ``max_key_chars`` are not kept: every start reads the table, and a hostile client's
+    megabyte user agent has no business slowing them all."""
 
-    def __init__(self, name: str, version: str, *, max_size: int = 10_000) -> None:
+    def __init__(
+        self, name: str, version: str, *, max_size: int = 10_000, max_key_chars: int = 1024
+    ) -> None:
         self.path = _path(name, version)
+        self.version = version
         self.max_size = max_size
+        self.max_key_chars = max_key_chars
         self._values: dict[str, Any] = {}
         self._loaded = False
         self._grown = False
 
     def get(self, key: str) -> Any:
         if not self._loaded:
-            stored = _read(self.path)
+            stored = _read(self.path, self.version)
             if isinstance(stored, dict):
                 self._values = {**stored, **self._values}
             self._loaded = True
         return self._values.get(key)
 
     def put(self, key: str, value: Any) -> Any:
-        """Store ``value`` for ``key`` and return it."""
+        """Store ``value`` for ``key`` (unless the key is too long to keep) and return it."""
+        if len(key) > self.max_key_chars:
+            return value
         self._values[key] = value
         if not self._grown:
             self._grown = True
@@ -72,27 +80,35 @@ class StoredTable:
 
     def save(self) -> None:
         if self._grown:
-            _write(self.path, dict(list(self._values.items())[-self.max_size :]))
+            newest = dict(list(self._values.items())[-self.max_size :])
+            _write(self.path, self.version, newest)
             self._grown = False
 
 
 def _path(name: str, version: str) -> Path:
-    digest = hashlib.sha256(f"{FORMAT_VERSION}\0{version}".encode()).hexdigest()[:24]
-    return cache_dir() / f"{name}-{digest}.json"
+    """The file for ``name`` at ``version``. The name holds a checksum of the version, which
+    tells versions apart; the file holds the version itself, which ``_read`` compares (no
+    cryptographic hash needed, and no OpenSSL to load at start)."""
+    checksum = zlib.crc32(f"{FORMAT_VERSION}\0{version}".encode())
+    return cache_dir() / f"{name}-{checksum:08x}.json"
 
 
-def _read(path: Path) -> Any:
+def _read(path: Path, version: str) -> Any:
+    """The value stored in ``path`` for ``version``, or None."""
     try:
-        return orjson.loads(path.read_bytes())
+        stored = orjson.loads(path.read_bytes())
     except (OSError, orjson.JSONDecodeError):
         return None
+    if not isinstance(stored, dict) or stored.get("version") != [FORMAT_VERSION, version]:
+        return None
+    return stored.get("value")
 
 
-def _write(path: Path, value: Any) -> None:
+def _write(path: Path, version: str, value: Any) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_suffix(f".{os.getpid()}.tmp")
-        temporary.write_bytes(orjson.dumps(value))
+        temporary.write_bytes(orjson.dumps({"version": [FORMAT_VERSION, version], "value": value}))
         os.replace(temporary, path)
     except OSError:
         pass  # a read-only home: compute again next time

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -49,7 +48,7 @@ class Identity:
                 merged.append(tag)
         return cls(
             service=service or environ.get("DD_SERVICE") or DEFAULT_SERVICE,
-            hostname=hostname or environ.get("DD_HOSTNAME") or socket.gethostname(),
+            hostname=hostname or environ.get("DD_HOSTNAME") or os.uname().nodename,
             tags=tuple(merged),
         )
 

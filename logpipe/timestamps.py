@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from calendar import timegm
+import datetime
 
 from logpipe.memo import Memo
 
@@ -57,10 +57,15 @@ def _date_seconds(date: str) -> int:
     )
 
 
+_EPOCH_DAY = datetime.date(1970, 1, 1).toordinal()
+
+
 def _civil_seconds(year: int, month: int, day: int, hour: int, minute: int, second: int) -> int:
     if not (1 <= month <= 12 and 1 <= day <= 31 and hour < 24 and minute < 60 and second < 61):
         raise ValueError("date out of range")
-    return timegm((year, month, day, hour, minute, second, 0, 0, 0))
+    # as calendar.timegm counts (a day past the month's end runs on into the next month)
+    days = datetime.date(year, month, 1).toordinal() - _EPOCH_DAY + day - 1
+    return ((days * 24 + hour) * 60 + minute) * 60 + second
 
 
 def _offset_seconds(zone: str) -> int:

@@ -11,7 +11,6 @@ alone (``head_matches``).
 
 from __future__ import annotations
 
-import hashlib
 import os
 from typing import NamedTuple
 
@@ -61,4 +60,6 @@ def key_matches(fd: int, key: str) -> bool:
 
 
 def _digest(head: bytes) -> str:
+    import hashlib  # here, not at start: it loads OpenSSL (~2 ms), which parsing never needs
+
     return hashlib.blake2b(head, digest_size=16).hexdigest()

@@ -68,3 +68,25 @@ def test_stored_table_keeps_the_newest_entries(
     table.save()
     again = StoredTable("t", "1", max_size=2)
     assert [again.get(key) for key in "abc"] == [None, {"k": "b"}, {"k": "c"}]
+
+
+def test_stored_table_does_not_keep_overlong_keys(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOGPIPE_CACHE_DIR", str(tmp_path))
+    table = StoredTable("t", "1", max_key_chars=5)
+    assert table.put("x" * 6, {"k": 1}) == {"k": 1}
+    assert table.put("short", {"k": 2}) == {"k": 2}
+    table.save()
+    again = StoredTable("t", "1", max_key_chars=5)
+    assert [again.get("x" * 6), again.get("short")] == [None, {"k": 2}]
+
+
+def test_a_file_holding_another_version_is_not_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    collision = tmp_path / "one.json"  # two versions whose checksums are the same
+    monkeypatch.setattr("logpipe.disk_cache._path", lambda name, version: collision)
+    assert cached("thing", "v1", lambda: [1]) == [1]
+    assert cached("thing", "v2", lambda: [2]) == [2]
+    assert cached("thing", "v2", lambda: [3]) == [2]
