@@ -122,12 +122,27 @@ def with_durations(lines: list[str], seed: int = 13) -> list[str]:
     return result
 
 
+def with_unique_targets(lines: list[str]) -> list[str]:
+    """The same lines, each request target made unique (an id in the path or the query), as
+    in traffic to REST resources and paginated searches: no target is seen twice."""
+    result = []
+    for index, line in enumerate(lines):
+        head, protocol, tail = line.partition(" HTTP/1.1")
+        quote = head.rindex('"')  # the request: "METHOD TARGET HTTP/1.1"
+        method, _, target = head[quote + 1 :].partition(" ")
+        target = f"{target}&n={index}" if "?" in target else f"{target.rstrip('/')}/{index}"
+        result.append(f"{head[: quote + 1]}{method} {target}{protocol}{tail}")
+    return result
+
+
 def main() -> None:
-    """``gen_logs.py OUT_DIR ACCESS_LINES ERROR_RECORDS``: access.log, durations.log, error.log."""
+    """``gen_logs.py OUT_DIR ACCESS_LINES ERROR_RECORDS``: access.log, durations.log,
+    unique.log (access lines with unique request targets), error.log."""
     out, lines, records = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
     access = access_lines(lines)
     write(out / "access.log", access)
     write(out / "durations.log", with_durations(access))
+    write(out / "unique.log", with_unique_targets(access))
     write(out / "error.log", error_records(records))
 
 

@@ -136,6 +136,7 @@ def main() -> None:
 
     OUT.mkdir(exist_ok=True)
     access, durations, errors = OUT / "access.log", OUT / "durations.log", OUT / "error.log"
+    unique = OUT / "unique.log"
     # Generated in a child process so this one stays small (a forked child inherits its RSS).
     subprocess.run(
         [sys.executable, str(HERE / "gen_logs.py"), str(OUT), str(args.lines), str(args.records)],
@@ -145,7 +146,13 @@ def main() -> None:
 
     # Round robin, best of --runs each (the VM is noisy); the disk is synced before every run so
     # that writing back an earlier run's output does not land in the next one's time.
-    timings: dict[str, list[float]] = {"base": [], "access": [], "mixed": [], "error": []}
+    timings: dict[str, list[float]] = {
+        "base": [],
+        "access": [],
+        "mixed": [],
+        "unique": [],
+        "error": [],
+    }
     rss: dict[str, int] = {}
     for _ in range(args.runs):
         os.sync()
@@ -158,13 +165,14 @@ def main() -> None:
                 ("--kind", "access", "--access-format", DURATIONS_FORMAT, str(durations)),
                 "durations.ndjson",
             ),
+            ("unique", ("--kind", "access", str(unique)), "unique.ndjson"),
             ("error", ("--kind", "error", str(errors)), "error.ndjson"),
         ):
             os.sync()
             seconds, rss[name] = run(logpipe("parse", *command), OUT / target)
             timings[name].append(seconds)
-    base_seconds, access_seconds, mixed_seconds, error_seconds = (
-        min(timings[name]) for name in ("base", "access", "mixed", "error")
+    base_seconds, access_seconds, mixed_seconds, unique_seconds, error_seconds = (
+        min(timings[name]) for name in ("base", "access", "mixed", "unique", "error")
     )
     access_rss, error_rss = rss["access"], rss["error"]
     assert count_lines(OUT / "access.ndjson") == args.lines
@@ -179,6 +187,7 @@ def main() -> None:
 
     base_rate = args.lines / base_seconds
     access_rate = args.lines / access_seconds
+    unique_rate = args.lines / unique_seconds
     out_mb = (OUT / "access.ndjson").stat().st_size / 1e6
     base_mb = (OUT / "baseline.ndjson").stat().st_size / 1e6
     rows = [
@@ -186,7 +195,8 @@ def main() -> None:
         f"{platform.python_version()}. Data: {args.lines:,} default-format access lines "
         f"({megabytes:.1f} MB; 17 user agents, ~1% with escaped quotes or trailing backslashes, "
         f"mixed statuses and referers), the same lines in a format with every duration atom and "
-        f"`%(p)s`, and {args.records:,} error records (5% with tracebacks). Every row is one "
+        f"`%(p)s`, the same lines with an id added to each request target (path or query), and "
+        f"{args.records:,} error records (5% with tracebacks). Every row is one "
         f"process, so start-up is included; best of {args.runs} runs, taken in turn.",
         "",
         "| what | items/s | MB/s in | output | vs baseline | peak RSS |",
@@ -199,6 +209,8 @@ def main() -> None:
         f"| {access_rss / 1024:.0f} MB |",
         f"| the same, durations format (`--access-format`) | {args.lines / mixed_seconds:,.0f} "
         f"| - | - | {args.lines / mixed_seconds / base_rate:.2f}x | - |",
+        f"| the same lines, every request target unique (no URL cache hits) | "
+        f"{unique_rate:,.0f} | - | - | {unique_rate / base_rate:.2f}x | - |",
         f"| `logpipe parse --kind error` to an NDJSON file (records) | "
         f"{args.records / error_seconds:,.0f} | - | - | - | {error_rss / 1024:.0f} MB |",
         f"| in process: `AccessParser.parse` + `orjson.dumps`, fast path | {fast_rate:,.0f} | - "

@@ -1,0 +1,40 @@
+"""Derived attributes: query strings read exactly as the standard library reads them."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from logpipe.enrich import query_map
+
+QUERY_TEXT = st.text(alphabet=st.sampled_from("ab=&+%;2F0cé\u00ff xZ"), max_size=40)
+
+
+def reference(query: str) -> dict[str, Any]:
+    """What ``query_map`` gave when it was written with ``parse_qsl``."""
+    result: dict[str, Any] = {}
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key in result:
+            previous = result[key]
+            result[key] = [*previous, value] if isinstance(previous, list) else [previous, value]
+        else:
+            result[key] = value
+    return result
+
+
+@given(QUERY_TEXT | st.text(max_size=40))
+def test_query_map_reads_fields_as_parse_qsl_does(query: str) -> None:
+    assert query_map(query) == reference(query)
+
+
+def test_query_map_examples() -> None:
+    assert query_map("a=1&b=2&b=3&flag&&q=caf%C3%A9+au+lait&bad=%ZZ%ff") == {
+        "a": "1",
+        "b": ["2", "3"],
+        "flag": "",
+        "q": "café au lait",
+        "bad": "%ZZ\ufffd",
+    }
