@@ -340,11 +340,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def access_parser(args: argparse.Namespace) -> AccessParser:
+def access_parser(args: argparse.Namespace, identity: Identity | None = None) -> AccessParser:
+    """The access parser the options ask for (its events carry ``identity``'s attributes)."""
     if args.max_line_bytes < 1:
         raise UsageError("--max-line-bytes must be positive")
     try:
-        return AccessParser(args.access_format, max_line_bytes=args.max_line_bytes)
+        return AccessParser(
+            args.access_format,
+            max_line_bytes=args.max_line_bytes,
+            attributes=identity.attributes if identity else None,
+        )
     except FormatError as error:
         raise UsageError(f"--access-format: {error}") from None
 
@@ -355,9 +360,10 @@ def run_follow(args: argparse.Namespace) -> int:
 
     if not args.access and not args.error:
         raise UsageError("nothing to follow: give --access PATH and/or --error PATH")
-    access = access_parser(args)
+    identity = identity_from(args)
+    access = access_parser(args, identity)
     pattern = _pattern(args.multiline_pattern)
-    return follow(args, access, pattern, identity_from(args))
+    return follow(args, access, pattern, identity)
 
 
 def run_check(args: argparse.Namespace) -> int:
@@ -576,8 +582,9 @@ def _stderr(message: str) -> None:
 def run_parse(args: argparse.Namespace) -> int:
     """``logpipe parse``: events of a whole file to NDJSON on stdout."""
     path = None if args.file == "-" else args.file
+    identity = identity_from(args)
     if args.kind == "access":
-        access = access_parser(args)
+        access = access_parser(args, identity)
 
         def events(stream: BinaryIO) -> Iterator[Event]:
             return access_events(stream, access, path=path)
@@ -585,18 +592,17 @@ def run_parse(args: argparse.Namespace) -> int:
         multiline: Multiline[bytes] = Multiline(
             _pattern(args.multiline_pattern), max_bytes=args.max_line_bytes
         )
-        errors = ErrorParser(max_record_bytes=args.max_line_bytes)
+        errors = ErrorParser(max_record_bytes=args.max_line_bytes, attributes=identity.attributes)
 
         def events(stream: BinaryIO) -> Iterator[Event]:
             return error_events(
                 stream, errors, multiline, path=path, max_line_bytes=args.max_line_bytes
             )
 
-    identity = identity_from(args)
     relax_gc()
     with _open_input(args.file) as stream:
         writer = NdjsonWriter(sys.stdout.buffer)
-        writer.write_all(events(stream), extra=identity.attributes)
+        writer.write_all(events(stream))
         writer.flush()
     return 0
 

@@ -104,8 +104,9 @@ def follow(args: argparse.Namespace, access: AccessParser, pattern: str, identit
             follower,
             sink,
             access=access,
-            errors=ErrorParser(max_record_bytes=args.max_line_bytes),
-            attributes=identity.attributes,
+            errors=ErrorParser(
+                max_record_bytes=args.max_line_bytes, attributes=identity.attributes
+            ),
             waker=waker,
             status_interval=args.status_interval,
             report=_warn,

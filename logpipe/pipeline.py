@@ -1,6 +1,6 @@
 """Follow mode: items from the follower become events, go to the log sink, and acks come back.
 
-One thread, one direction: ``Follower.poll`` -> parse -> identity attributes -> observers
+One thread, one direction: ``Follower.poll`` -> parse (identity attributes included) -> observers
 (metrics) -> log sink. The sink returns the tokens ``(file key, end offset)`` of what it has
 delivered, and only those are acknowledged; about once a second the sink makes them durable and
 the checkpoints are stored. While the sink sends (or retries), nothing is read: a slow sink slows
@@ -12,7 +12,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from logpipe.enrich import Event
 from logpipe.file_events import stamp
@@ -37,7 +36,6 @@ class FollowPipeline:
         *,
         access: AccessParser,
         errors: ErrorParser,
-        attributes: dict[str, Any],
         observers: Sequence[Callable[[Event], object]] = (),
         waker: Waker | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -49,7 +47,6 @@ class FollowPipeline:
         self.follower = follower
         self.sink = sink
         self._parse = {"access": access.parse, "error": errors.parse}
-        self._attributes = attributes
         self._observers = tuple(observers)
         self._waker = waker
         self._clock = clock
@@ -110,7 +107,6 @@ class FollowPipeline:
         for item in items:
             event = self._parse[item.kind](item.data, truncated=item.truncated)
             event = stamp(event, item.path, item.offset)
-            event.update(self._attributes)
             for observe in self._observers:
                 observe(event)
             events.append((event, (item.key, item.end)))

@@ -100,14 +100,13 @@ def _parse_chunk(settings: ReplaySettings, chunk: Chunk) -> ChunkResult:
     summary = Summary() if settings.summarize else None
     counts = BucketedCounts() if settings.count_metrics else None
     metrics = EventMetrics(cast("DogStatsd", counts)) if counts is not None else None
-    attributes, oldest = settings.attributes, settings.oldest_ms
+    oldest = settings.oldest_ms
     lines: list[bytes] = []
     ends: array[int] = array("q")
     events = too_old = 0
     with _lines(settings, chunk) as batches:
         for event, end in _pairs(settings, chunk.kind, chunk.path, batches):
             events += 1
-            event.update(attributes)
             if summary is not None:
                 summary.observe(event)
             timestamp = event.get("timestamp")
@@ -127,7 +126,9 @@ def _parse_chunk(settings: ReplaySettings, chunk: Chunk) -> ChunkResult:
 def _pairs(
     settings: ReplaySettings, kind: str, path: str, batches: Iterable[LineBatch]
 ) -> Iterator[tuple[Event, int]]:
-    access, errors = _parsers(settings.access_format, settings.max_line_bytes)
+    access, errors = _parsers(
+        settings.access_format, settings.max_line_bytes, tuple(settings.attributes.items())
+    )
     if kind == "access":
         return access_batch_pairs(batches, access, path=path)
     multiline = Multiline[bytes](settings.multiline_pattern, max_bytes=settings.max_line_bytes)
@@ -175,9 +176,11 @@ class _Window:
 
 
 @functools.cache
-def _parsers(access_format: str | None, max_line_bytes: int) -> tuple[AccessParser, ErrorParser]:
+def _parsers(
+    access_format: str | None, max_line_bytes: int, attributes: tuple[tuple[str, str], ...]
+) -> tuple[AccessParser, ErrorParser]:
     """This process's parsers for a format (built once: grammar assembly is not free)."""
     return (
-        AccessParser(access_format, max_line_bytes=max_line_bytes),
-        ErrorParser(max_record_bytes=max_line_bytes),
+        AccessParser(access_format, max_line_bytes=max_line_bytes, attributes=dict(attributes)),
+        ErrorParser(max_record_bytes=max_line_bytes, attributes=dict(attributes)),
     )

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from logpipe.enrich import Event, Processor, run_chain
 from logpipe.lines import MAX_LINE_BYTES, decode
@@ -29,6 +29,8 @@ class AccessParser:
 
     With no format, gunicorn's default is accepted, and so are the common log format and the
     default followed by a quoted X-Forwarded-For field (what Datadog's pipeline accepts).
+    Every event carries ``attributes`` (the identity: service, hostname, ddtags), which replace
+    the line's attributes of the same name.
     ``parse`` never raises: a line that does not fit becomes an event carrying the raw
     ``message`` and ``logpipe.parse_error``. A bad format raises FormatError here.
     Events may share nested details (``http.useragent_details``, cached per user agent): treat
@@ -42,19 +44,26 @@ class AccessParser:
         max_line_bytes: int = MAX_LINE_BYTES,
         chain: Sequence[Processor] = (),
         fast_path: bool = True,
+        attributes: Mapping[str, Any] | None = None,
     ) -> None:
         if fmt is None:
             self.formats = DEFAULT_FORMATS
         else:
             self.formats = (fmt,) if isinstance(fmt, str) else tuple(fmt)
         self.grammar: AccessGrammar = assemble(self.formats)
+        self.attributes = dict(attributes or {})
         self._fast = fast_access(self.formats) if fast_path else None
-        self._builds = tuple(AccessEventPlan(keys).build for keys in self.grammar.keys)
+        self._builds = tuple(
+            AccessEventPlan(keys, attributes=self.attributes).build for keys in self.grammar.keys
+        )
         # Per tier of the fast path, its (match, build) pairs: a line of the ASCII tier has no
         # value to repair, so its events come from the formats' clean builds.
         self._tiers: tuple[tuple[tuple[Matcher, Build], ...], ...] = ((), (), ())
         if self._fast:
-            clean = tuple(AccessEventPlan(keys, clean=True).build for keys in self.grammar.keys)
+            clean = tuple(
+                AccessEventPlan(keys, clean=True, attributes=self.attributes).build
+                for keys in self.grammar.keys
+            )
             self._tiers = tuple(
                 _paired(tier, clean if number == ASCII else self._builds)
                 for number, tier in enumerate(self._fast.tiers)
@@ -136,7 +145,7 @@ class AccessParser:
         try:
             index, values = self._explained(text)
         except AccessParseError as error:
-            return failed_event(text, str(error), ACCESS_LOGGER)
+            return failed_event(text, str(error), ACCESS_LOGGER, self.attributes)
         return self._builds[index](text, values)
 
     def _explain(self, text: str, error: UnexpectedInput) -> str:

@@ -13,7 +13,8 @@ without a backslash (nearly every line), whose values have nothing to repair.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import re
+from collections.abc import Callable, Mapping, Sequence
 from string import Template
 from typing import Any
 
@@ -152,7 +153,8 @@ def request_parts(
 _TEMPLATE = """\
 def build(message, values):
     {unpack} = values
-    event = {{"message": message, "ddsource": "gunicorn", "logger": LOGGER, "status": "info"}}
+    event = {{"message": message, "ddsource": "gunicorn", "logger": LOGGER, "status": "info"{given}\
+}}
     http = {{}}
     network = {{}}
 {body}
@@ -160,7 +162,7 @@ def build(message, values):
         event["http"] = http
     if network:
         event["network"] = network
-    return event
+{overrides}    return event
 """
 _NAMESPACE = {
     "LOGGER": {"name": ACCESS_LOGGER},
@@ -177,10 +179,22 @@ _NAMESPACE = {
 
 class AccessEventPlan:
     """Builds the events of one format: ``build(message, values)`` with values in ``keys`` order
-    (``clean``: for lines of ASCII text without a backslash only, see above)."""
+    (``clean``: for lines of ASCII text without a backslash only, see above).
 
-    def __init__(self, keys: Sequence[str], *, clean: bool = False) -> None:
+    ``attributes`` (the identity: service, hostname, ddtags) are written into the event's
+    literal, which costs less than adding them to each finished event; they replace the line's
+    attributes of the same name, as an update after the build would.
+    """
+
+    def __init__(
+        self,
+        keys: Sequence[str],
+        *,
+        clean: bool = False,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> None:
         self.keys = tuple(keys)
+        attributes = attributes or {}
         names = [f"v{index}" for index in range(len(self.keys))]
         blocks = [_atom_block(key, name) for key, name in zip(self.keys, names, strict=True)]
         position = dict(zip(self.keys, names, strict=True))
@@ -192,11 +206,20 @@ class AccessEventPlan:
             expression = Template(DURATIONS[duration]).substitute(v=position[duration])
             blocks.append(f'event["duration"] = {expression}')
         body = _expand_repairs("\n".join(blocks), clean)
+        given = {name: f"ATTRIBUTE_{index}" for index, name in enumerate(attributes)}
+        written = {*re.findall(r'event\["(\w+)"\]', body), "http", "network"}
         self.source = _TEMPLATE.format(
             unpack=", ".join(names) + ("," if len(names) == 1 else ""),
+            given="".join(f", {name!r}: {value}" for name, value in given.items()),
             body="\n".join("    " + line for line in body.splitlines() if line),
+            overrides="".join(
+                f"    event[{name!r}] = {value}\n"
+                for name, value in given.items()
+                if name in written
+            ),
         )
         namespace = dict(_NAMESPACE)
+        namespace.update(zip(given.values(), attributes.values(), strict=True))
         exec(compile(self.source, f"<access event plan {self.keys}>", "exec"), namespace)
         self.build: Build = namespace["build"]  # type: ignore[assignment]
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from logpipe.enrich import STATUSES, Event, Processor, run_chain
 from logpipe.lines import MAX_LINE_BYTES, decode
@@ -40,6 +40,8 @@ class ErrorParser:
 
     ``parse`` never raises: a record without a known prefix (a stray line written to the error log
     by ``wsgi.errors`` or ``--capture-output``) becomes an event with ``logpipe.parse_error``.
+    Every event carries ``attributes`` (the identity: service, hostname, ddtags), which replace
+    the record's attributes of the same name.
     """
 
     def __init__(
@@ -47,7 +49,9 @@ class ErrorParser:
         *,
         max_record_bytes: int = MAX_LINE_BYTES,
         chain: Sequence[Processor] = (),
+        attributes: Mapping[str, Any] | None = None,
     ) -> None:
+        self.attributes = dict(attributes or {})
         self._rules = record_rules()
         # (match, event builder) per layout, for parse_text's loop
         self._fast = tuple((rule.pattern.match, LAYOUTS[rule.name]) for rule in self._rules)
@@ -97,12 +101,17 @@ class ErrorParser:
         for match, build in self._fast:  # (``layout``'s fast path, unrolled here: the hot loop)
             found = match(line)
             if found is not None:
-                return build(text, found.groups())
-        try:
-            name, parts = self._lark_layout(line)
-        except ErrorRecordParseError as error:
-            return failed_event(text, str(error), ERROR_LOGGER)
-        return LAYOUTS[name](text, parts)
+                event = build(text, found.groups())
+                break
+        else:
+            try:
+                name, parts = self._lark_layout(line)
+            except ErrorRecordParseError as error:
+                return failed_event(text, str(error), ERROR_LOGGER, self.attributes)
+            event = LAYOUTS[name](text, parts)
+        if self.attributes:
+            event.update(self.attributes)
+        return event
 
 
 _LOGGER = {"name": ERROR_LOGGER}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from logpipe.lines import Repairs
@@ -28,15 +28,20 @@ def reason(error: UnexpectedInput, describe: Callable[[str], str], what: str) ->
     return f"{what}: no match at column {error.column}{wanted}"
 
 
-def failed_event(text: str, cause: str, logger: str) -> dict[str, Any]:
-    """The event for a line that did not parse: the raw message kept, the reason flagged."""
-    return {
+def failed_event(
+    text: str, cause: str, logger: str, attributes: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The event for a line that did not parse: the raw message kept, the reason flagged, and
+    the ``attributes`` every event carries."""
+    event = {
         "message": text,
         "ddsource": "gunicorn",
         "logger": {"name": logger},
         "status": "info",
         "logpipe": {"parse_error": cause},
     }
+    event.update(attributes)
+    return event
 
 
 def flag_repairs(event: dict[str, Any], repairs: Repairs) -> dict[str, Any]:
