@@ -131,7 +131,7 @@ def main() -> None:
     options = argparse.ArgumentParser(description=__doc__)
     options.add_argument("--lines", type=int, default=400_000)
     options.add_argument("--records", type=int, default=400_000)
-    options.add_argument("--runs", type=int, default=3, help="best of this many runs each")
+    options.add_argument("--runs", type=int, default=5, help="best of this many runs each")
     args = options.parse_args()
 
     OUT.mkdir(exist_ok=True)
