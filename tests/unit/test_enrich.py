@@ -14,15 +14,11 @@ QUERY_TEXT = st.text(alphabet=st.sampled_from("ab=&+%;2F0cé\u00ff xZ"), max_siz
 
 
 def reference(query: str) -> dict[str, Any]:
-    """What ``query_map`` gave when it was written with ``parse_qsl``."""
-    result: dict[str, Any] = {}
+    """The standard library's fields, a repeated name's values gathered in a list."""
+    gathered: dict[str, list[str]] = {}
     for key, value in parse_qsl(query, keep_blank_values=True):
-        if key in result:
-            previous = result[key]
-            result[key] = [*previous, value] if isinstance(previous, list) else [previous, value]
-        else:
-            result[key] = value
-    return result
+        gathered.setdefault(key, []).append(value)
+    return {key: values[0] if len(values) == 1 else values for key, values in gathered.items()}
 
 
 @given(QUERY_TEXT | st.text(max_size=40))
