@@ -43,16 +43,18 @@ def access_batch_pairs(
         if batch.is_ascii():  # (the common batch: a character is a byte)
             for text in texts:
                 end = offset + len(text) + 1
-                if text:  # (a line past the cap goes through parse, which caps it)
-                    event = parse(text) if len(text) > cap else parse_ascii(text)
-                    yield stamp(event, path, offset), end
+                if len(text) > cap:  # (parse caps it)
+                    yield stamp(parse(text), path, offset), end
+                elif text:
+                    yield parse_ascii(text, origin(path, offset)), end
                 offset = end
             continue
         for text in texts:
             end = offset + (len(text) if text.isascii() else len(text.encode())) + 1
-            if text:  # (a line that may pass the cap goes through parse, which caps it)
-                event = parse(text) if len(text) > surely_within_cap else parse_text(text)
-                yield stamp(event, path, offset), end
+            if len(text) > surely_within_cap:  # (it may pass the cap: parse caps it)
+                yield stamp(parse(text), path, offset), end
+            elif text:
+                yield parse_text(text, origin(path, offset)), end
             offset = end
 
 
@@ -92,9 +94,14 @@ def error_batch_pairs(
         yield stamp(parse(last.text, truncated=last.truncated), path, last.start), last.end
 
 
+def origin(path: str | None, offset: int) -> dict[str, str | int]:
+    """``logpipe.path`` and ``logpipe.offset`` (the byte offset where the line starts)."""
+    return {"path": path, "offset": offset} if path is not None else {"offset": offset}
+
+
 def stamp(event: Event, path: str | None, offset: int) -> Event:
     """Add ``logpipe.path`` and ``logpipe.offset`` (the byte offset where the line starts)."""
-    bookkeeping = {"path": path, "offset": offset} if path is not None else {"offset": offset}
+    bookkeeping = origin(path, offset)
     flags = event.get("logpipe")
     event["logpipe"] = bookkeeping if flags is None else {**flags, **bookkeeping}
     return event

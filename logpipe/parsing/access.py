@@ -121,32 +121,35 @@ class AccessParser:
             values.extend(self.grammar.tokens[token.type].values(token))
         return int(str(branch.data).removeprefix("format_")), values
 
-    def parse_text(self, text: str) -> Event:
+    def parse_text(self, text: str, logpipe: dict[str, Any] | None = None) -> Event:
         """The event for a line already decoded: no line ending or NUL byte, within the cap
         (what ``decode`` gives; ``parse`` is ``decode`` then this). The processor chain is not
-        run."""
+        run. ``logpipe``: the event's bookkeeping (where the line is from), if any."""
         for match, build in self._tiers[tier_of(text)]:
             found = match(text)
             if found is not None:  # (FastAccess.match, unrolled here: the hot loop)
-                return build(text, found.groups())
-        return self._declined(text)
+                return build(text, found.groups(), logpipe)
+        return self._declined(text, logpipe)
 
-    def parse_ascii(self, text: str) -> Event:
+    def parse_ascii(self, text: str, logpipe: dict[str, Any] | None = None) -> Event:
         """``parse_text`` for a line known to be ASCII (as every line of a batch is when the
         batch is): only a backslash can change the tier."""
         for match, build in self._tiers[EXACT if "\\" in text else ASCII]:
             found = match(text)
             if found is not None:
-                return build(text, found.groups())
-        return self._declined(text)
+                return build(text, found.groups(), logpipe)
+        return self._declined(text, logpipe)
 
-    def _declined(self, text: str) -> Event:
+    def _declined(self, text: str, logpipe: dict[str, Any] | None) -> Event:
         """The event for a line no regex of its tier accepts: Lark's verdict."""
         try:
             index, values = self._explained(text)
         except AccessParseError as error:
-            return failed_event(text, str(error), ACCESS_LOGGER, self.attributes)
-        return self._builds[index](text, values)
+            event = failed_event(text, str(error), ACCESS_LOGGER, self.attributes)
+            if logpipe:
+                event["logpipe"] = {**event["logpipe"], **logpipe}
+            return event
+        return self._builds[index](text, values, logpipe)
 
     def _explain(self, text: str, error: UnexpectedInput) -> str:
         """The reason for the failure that got furthest into the line, with or without lookahead."""

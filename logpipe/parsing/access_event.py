@@ -23,7 +23,8 @@ from logpipe.timestamps import ACCESS_TIMES
 from logpipe.useragent import USER_AGENTS
 
 Event = dict[str, Any]
-Build = Callable[[str, Sequence[str]], Event]  # (line, its atom values) to the line's event
+# (line, its atom values, its bookkeeping: logpipe.*) to the line's event
+Build = Callable[[str, Sequence[str], dict[str, Any] | None], Event]
 
 ACCESS_LOGGER = "gunicorn.access"
 # The attribute Datadog's pipeline gives the X-Forwarded-For field; used for that header anywhere.
@@ -58,13 +59,14 @@ if not $x.isascii():
     $x = repair_mojibake($x)""",
 }
 
-# What each atom writes. `$v` is the atom's raw value (a str); `event`, `http` and `network` are
-# the event and its two attribute objects; helpers are the module's imports above.
+# What each atom writes. `$v` is the atom's raw value (a str); `http` and `network` are the
+# event's two attribute objects, and its other attributes are the locals of TOP_LEVEL (below);
+# helpers are the module's imports above.
 STATEMENTS: dict[str, str] = {
     "t": """
-timestamp = ACCESS_TIMES[$v]
-if timestamp is not None:
-    event["timestamp"] = timestamp""",
+stamp_ms = ACCESS_TIMES[$v]
+if stamp_ms is not None:
+    timestamp = stamp_ms""",
     "h": """
 if $v:
     network["client"] = {"ip": $v}""",
@@ -84,7 +86,7 @@ http["url"] = url
 http["version"] = protocol.removeprefix("HTTP/")
 http["url_details"] = URL_DETAILS[url]""",
     "s": """
-code, status_class, category, event["status"] = STATUS_CODES[$v]
+code, status_class, category, status = STATUS_CODES[$v]
 http["status_code"] = code
 if status_class:
     http["status_class"] = status_class
@@ -104,7 +106,7 @@ if $v != "-":
     if $v:
         http["useragent_details"] = USER_AGENTS[$v]""",
     "p": """
-event["pid"] = int($v[1:-1])""",
+pid = int($v[1:-1])""",
     # %({name}i)s, %({name}o)s, %({name}e)s: $path is the chain of parent objects under http.
     "braced": """
 if $v != "-":
@@ -150,19 +152,25 @@ def request_parts(
         http["url_details"] = details
 
 
+# The event's attributes held in locals while the atoms are read, in the event's order, each with
+# its value before any atom sets it. The event is made at the end by one dict display, sized for
+# all its attributes at once; one still None (or empty) is then taken out.
+TOP_LEVEL = {
+    "status": '"info"',
+    "timestamp": "None",
+    "http": "{}",
+    "network": "{}",
+    "duration": "None",
+    "pid": "None",
+}
+
 _TEMPLATE = """\
-def build(message, values):
+def build(message, values, logpipe=None):
     {unpack} = values
-    event = {{"message": message, "ddsource": "gunicorn", "logger": LOGGER, "status": "info"{given}\
-}}
-    http = {{}}
-    network = {{}}
+{start}
 {body}
-    if http:
-        event["http"] = http
-    if network:
-        event["network"] = network
-{overrides}    return event
+    event = {{"message": message, "ddsource": "gunicorn", "logger": LOGGER, {attributes}}}
+{removals}    return event
 """
 _NAMESPACE = {
     "LOGGER": {"name": ACCESS_LOGGER},
@@ -178,11 +186,12 @@ _NAMESPACE = {
 
 
 class AccessEventPlan:
-    """Builds the events of one format: ``build(message, values)`` with values in ``keys`` order
-    (``clean``: for lines of ASCII text without a backslash only, see above).
+    """Builds the events of one format: ``build(message, values, logpipe=None)``, with values in
+    ``keys`` order and ``logpipe`` the event's bookkeeping (where the line is from), if any.
+    ``clean``: for lines of ASCII text without a backslash only (see above).
 
     ``attributes`` (the identity: service, hostname, ddtags) are written into the event's
-    literal, which costs less than adding them to each finished event; they replace the line's
+    display, which costs less than adding them to each finished event; they replace the line's
     attributes of the same name, as an update after the build would.
     """
 
@@ -204,18 +213,23 @@ class AccessEventPlan:
         duration = next((key for key in DURATIONS if key in position), None)
         if duration:
             expression = Template(DURATIONS[duration]).substitute(v=position[duration])
-            blocks.append(f'event["duration"] = {expression}')
+            blocks.append(f"duration = {expression}")
         body = _expand_repairs("\n".join(blocks), clean)
+        # The event's attributes: those the atoms set, then the given ones (replacing any of the
+        # same name, as an update would), then the bookkeeping (``logpipe``, last as ``stamp``
+        # puts it: the key order of an event does not depend on how its line was parsed).
+        local = [name for name in TOP_LEVEL if name == "status" or re.search(rf"\b{name}\b", body)]
         given = {name: f"ATTRIBUTE_{index}" for index, name in enumerate(attributes)}
-        written = {*re.findall(r'event\["(\w+)"\]', body), "http", "network"}
+        entries = {**{name: name for name in local}, **given, "logpipe": "logpipe"}
+        optional = [name for name in local if name != "status" and name not in given]
+        optional.append("logpipe")
         self.source = _TEMPLATE.format(
             unpack=", ".join(names) + ("," if len(names) == 1 else ""),
-            given="".join(f", {name!r}: {value}" for name, value in given.items()),
+            start="\n".join(f"    {name} = {TOP_LEVEL[name]}" for name in local),
             body="\n".join("    " + line for line in body.splitlines() if line),
-            overrides="".join(
-                f"    event[{name!r}] = {value}\n"
-                for name, value in given.items()
-                if name in written
+            attributes=", ".join(f"{name!r}: {value}" for name, value in entries.items()),
+            removals="".join(
+                f"    if {_absent(name)}:\n        del event[{name!r}]\n" for name in optional
             ),
         )
         namespace = dict(_NAMESPACE)
@@ -249,3 +263,8 @@ def _expand_repairs(body: str, clean: bool) -> str:
             code = Template(REPAIRS[kind]).substitute(x=variable)
             lines.extend(indent + statement for statement in code.splitlines())
     return "\n".join(lines)
+
+
+def _absent(name: str) -> str:
+    """The test that top-level attribute ``name`` (a local of the build) has no value."""
+    return f"not {name}" if TOP_LEVEL.get(name) == "{}" else f"{name} is None"
