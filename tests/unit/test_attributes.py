@@ -19,7 +19,13 @@ def updated(event: dict[str, Any], attributes: dict[str, str]) -> dict[str, Any]
     return {**event, **attributes}
 
 
-@pytest.mark.parametrize("attributes", [IDENTITY, {**IDENTITY, "status": "x", "ddsource": "y"}])
+ODD_NAMES = {'it\'s "odd"': 1, "ünï\ncode": None, "logger": {"name": "mine"}}
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [IDENTITY, {**IDENTITY, "status": "x", "ddsource": "y", "timestamp": 0}, ODD_NAMES],
+)
 @pytest.mark.parametrize("line", [LINE, ESCAPED, "not an access line"])
 @pytest.mark.parametrize("fast_path", [True, False])
 def test_access_events_carry_the_attributes(
@@ -49,3 +55,10 @@ def test_the_chain_sees_the_attributes() -> None:
     AccessParser(attributes=IDENTITY, chain=[look]).parse(LINE)
     ErrorParser(attributes=IDENTITY, chain=[look]).parse(RECORD)
     assert seen == ["shop", "shop"]
+
+
+def test_key_order_does_not_depend_on_the_path_a_line_takes() -> None:
+    parser = AccessParser(attributes=IDENTITY)
+    stamped = parser.parse_ascii(LINE, {"offset": 0})
+    assert list(stamped) == [*parser.parse(LINE), "logpipe"]
+    assert list(stamped)[-4:] == ["service", "hostname", "ddtags", "logpipe"]
