@@ -87,8 +87,10 @@ def error_batch_pairs(
         for data, _, start, end, truncated in multiline.feed_batch(batch):
             # a record with nothing to repair goes straight to parse_text (a hot loop)
             text = None if chain or truncated else clean_text(data, cap)
-            event = parse(data, truncated=truncated) if text is None else parse_text(text)
-            yield stamp(event, path, start), end
+            if text is None:
+                yield stamp(parse(data, truncated=truncated), path, start), end
+            else:
+                yield parse_text(text, origin(path, start)), end
     last = multiline.flush()
     if last is not None:
         yield stamp(parse(last.text, truncated=last.truncated), path, last.start), last.end

@@ -145,10 +145,7 @@ class AccessParser:
         try:
             index, values = self._explained(text)
         except AccessParseError as error:
-            event = failed_event(text, str(error), ACCESS_LOGGER, self.attributes)
-            if logpipe:
-                event["logpipe"] = {**event["logpipe"], **logpipe}
-            return event
+            return failed_event(text, str(error), ACCESS_LOGGER, self.attributes, logpipe)
         return self._builds[index](text, values, logpipe)
 
     def _explain(self, text: str, error: UnexpectedInput) -> str:

@@ -19,6 +19,7 @@ from string import Template
 from typing import Any
 
 from logpipe.enrich import STATUS_CODES, URL_DETAILS, query_map
+from logpipe.parsing.event_display import event_display
 from logpipe.timestamps import ACCESS_TIMES
 from logpipe.useragent import USER_AGENTS
 
@@ -153,8 +154,8 @@ def request_parts(
 
 
 # The event's attributes held in locals while the atoms are read, in the event's order, each with
-# its value before any atom sets it. The event is made at the end by one dict display, sized for
-# all its attributes at once; one still None (or empty) is then taken out.
+# its value before any atom sets it; the event is made from them at the end (event_display.py),
+# without those still None (or empty).
 TOP_LEVEL = {
     "status": '"info"',
     "timestamp": "None",
@@ -169,8 +170,8 @@ def build(message, values, logpipe=None):
     {unpack} = values
 {start}
 {body}
-    event = {{"message": message, "ddsource": "gunicorn", "logger": LOGGER, {attributes}}}
-{removals}    return event
+{display}
+    return event
 """
 _NAMESPACE = {
     "LOGGER": {"name": ACCESS_LOGGER},
@@ -215,27 +216,22 @@ class AccessEventPlan:
             expression = Template(DURATIONS[duration]).substitute(v=position[duration])
             blocks.append(f"duration = {expression}")
         body = _expand_repairs("\n".join(blocks), clean)
-        # The event's attributes: those the atoms set, then the given ones (replacing any of the
-        # same name, as an update would), then the bookkeeping (``logpipe``, last as ``stamp``
-        # puts it: the key order of an event does not depend on how its line was parsed).
         local = [name for name in TOP_LEVEL if name == "status" or re.search(rf"\b{name}\b", body)]
-        given = {name: f"ATTRIBUTE_{index}" for index, name in enumerate(attributes)}
-        entries = {**{name: name for name in local}, **given, "logpipe": "logpipe"}
-        optional = [name for name in local if name != "status" and name not in given]
-        optional.append("logpipe")
+        display, constants = event_display(
+            {"message": "message", "ddsource": '"gunicorn"', "logger": "LOGGER"}
+            | {name: name for name in local},
+            {name: _absent(name) for name in local if name != "status"},
+            attributes,
+        )
         self.source = _TEMPLATE.format(
             unpack=", ".join(names) + ("," if len(names) == 1 else ""),
             start="\n".join(f"    {name} = {TOP_LEVEL[name]}" for name in local),
             body="\n".join("    " + line for line in body.splitlines() if line),
-            attributes=", ".join(f"{name!r}: {value}" for name, value in entries.items()),
-            removals="".join(
-                f"    if {_absent(name)}:\n        del event[{name!r}]\n" for name in optional
-            ),
+            display=display,
         )
-        namespace = dict(_NAMESPACE)
-        namespace.update(zip(given.values(), attributes.values(), strict=True))
+        namespace = {**_NAMESPACE, **constants}
         exec(compile(self.source, f"<access event plan {self.keys}>", "exec"), namespace)
-        self.build: Build = namespace["build"]  # type: ignore[assignment]
+        self.build: Build = namespace["build"]
 
 
 def _atom_block(key: str, name: str) -> str:
@@ -266,5 +262,5 @@ def _expand_repairs(body: str, clean: bool) -> str:
 
 
 def _absent(name: str) -> str:
-    """The test that top-level attribute ``name`` (a local of the build) has no value."""
+    """The test that the top-level attribute ``name`` (a local of the build) has no value."""
     return f"not {name}" if TOP_LEVEL.get(name) == "{}" else f"{name} is None"

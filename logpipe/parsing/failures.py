@@ -29,16 +29,20 @@ def reason(error: UnexpectedInput, describe: Callable[[str], str], what: str) ->
 
 
 def failed_event(
-    text: str, cause: str, logger: str, attributes: Mapping[str, Any]
+    text: str,
+    cause: str,
+    logger: str,
+    attributes: Mapping[str, Any],
+    logpipe: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The event for a line that did not parse: the raw message kept, the reason flagged, and
-    the ``attributes`` every event carries."""
+    """The event for a line that did not parse: the raw message kept, the reason flagged (with
+    the bookkeeping ``logpipe``, if any), and the ``attributes`` every event carries."""
     event = {
         "message": text,
         "ddsource": "gunicorn",
         "logger": {"name": logger},
         "status": "info",
-        "logpipe": {"parse_error": cause},
+        "logpipe": {"parse_error": cause, **logpipe} if logpipe else {"parse_error": cause},
     }
     event.update(attributes)
     return event
