@@ -19,7 +19,7 @@ from string import Template
 from typing import Any
 
 from logpipe.enrich import STATUS_CODES, URL_DETAILS, query_map
-from logpipe.parsing.event_display import event_display
+from logpipe.parsing.event_builder import compile_builder
 from logpipe.timestamps import ACCESS_TIMES
 from logpipe.useragent import USER_AGENTS
 
@@ -154,7 +154,7 @@ def request_parts(
 
 
 # The event's attributes held in locals while the atoms are read, in the event's order, each with
-# its value before any atom sets it; the event is made from them at the end (event_display.py),
+# its value before any atom sets it; the event is made from them at the end (event_builder.py),
 # without those still None (or empty).
 TOP_LEVEL = {
     "status": '"info"',
@@ -165,14 +165,6 @@ TOP_LEVEL = {
     "pid": "None",
 }
 
-_TEMPLATE = """\
-def build(message, values, logpipe=None):
-    {unpack} = values
-{start}
-{body}
-{display}
-    return event
-"""
 _NAMESPACE = {
     "LOGGER": {"name": ACCESS_LOGGER},
     "ACCESS_TIMES": ACCESS_TIMES,
@@ -217,21 +209,18 @@ class AccessEventPlan:
             blocks.append(f"duration = {expression}")
         body = _expand_repairs("\n".join(blocks), clean)
         local = [name for name in TOP_LEVEL if name == "status" or re.search(rf"\b{name}\b", body)]
-        display, constants = event_display(
+        unpack = ", ".join(names) + ("," if len(names) == 1 else "")
+        starts = "".join(f"{name} = {TOP_LEVEL[name]}\n" for name in local)
+        self.build, self.source = compile_builder(
+            f"access event plan {self.keys}",
+            "message, values",
+            f"{unpack} = values\n{starts}{body}",
             {"message": "message", "ddsource": '"gunicorn"', "logger": "LOGGER"}
             | {name: name for name in local},
             {name: _absent(name) for name in local if name != "status"},
             attributes,
+            _NAMESPACE,
         )
-        self.source = _TEMPLATE.format(
-            unpack=", ".join(names) + ("," if len(names) == 1 else ""),
-            start="\n".join(f"    {name} = {TOP_LEVEL[name]}" for name in local),
-            body="\n".join("    " + line for line in body.splitlines() if line),
-            display=display,
-        )
-        namespace = {**_NAMESPACE, **constants}
-        exec(compile(self.source, f"<access event plan {self.keys}>", "exec"), namespace)
-        self.build: Build = namespace["build"]
 
 
 def _atom_block(key: str, name: str) -> str:

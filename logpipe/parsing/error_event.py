@@ -2,7 +2,7 @@
 
 As for access lines (access_event.py), a builder is a small function compiled once, here per
 set of attributes every event carries (the identity): it works out the event's attributes into
-locals and makes the event with one dict display (event_display.py).
+locals and makes the event with one dict display (event_builder.py).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 from logpipe.enrich import STATUSES, Event
 from logpipe.memo import Memo
-from logpipe.parsing.event_display import event_display
+from logpipe.parsing.event_builder import compile_builder
 from logpipe.parsing.traceback import MARKER, split_traceback
 from logpipe.timestamps import ERROR_TIMES, app_time_ms
 
@@ -51,12 +51,6 @@ timestamp = app_time_ms(stamp[1:20], stamp[21:24])""",
 _TRACEBACK = "error = split_traceback(message[:-1]) if MARKER in message else None"
 _OPTIONAL = ("timestamp", "error")  # left out when None
 
-_TEMPLATE = """\
-def build(text, parts, logpipe=None):
-{statements}
-{display}
-    return event
-"""
 _NAMESPACE = {
     "LOGGER": {"name": ERROR_LOGGER},
     "LEVELS": LEVELS,
@@ -72,15 +66,14 @@ def error_builds(attributes: Mapping[str, Any]) -> dict[str, Build]:
     """The builder of each record layout, its events carrying ``attributes``."""
     builds = {}
     for layout, (statements, names) in LAYOUTS.items():
-        display, constants = event_display(
+        builds[layout], _ = compile_builder(
+            f"error event plan {layout}",
+            "text, parts",
+            f"{statements}\n{_TRACEBACK}",
             {"message": "text", "ddsource": '"gunicorn"', "logger": "LOGGER"}
             | {name: name for name in names},
             {name: f"{name} is None" for name in _OPTIONAL},
             attributes,
+            _NAMESPACE,
         )
-        body = "\n".join("    " + line for line in [*statements.strip().splitlines(), _TRACEBACK])
-        source = _TEMPLATE.format(statements=body, display=display)
-        namespace = {**_NAMESPACE, **constants}
-        exec(compile(source, f"<error event plan {layout}>", "exec"), namespace)
-        builds[layout] = namespace["build"]
     return builds
