@@ -30,7 +30,7 @@ class AccessParser:
     With no format, gunicorn's default is accepted, and so are the common log format and the
     default followed by a quoted X-Forwarded-For field (what Datadog's pipeline accepts).
     Every event carries ``attributes`` (the identity: service, hostname, ddtags), which replace
-    the line's attributes of the same name.
+    the line's attributes of the same name (not ``logpipe``: that is logpipe's bookkeeping).
     ``parse`` never raises: a line that does not fit becomes an event carrying the raw
     ``message`` and ``logpipe.parse_error``. A bad format raises FormatError here.
     Events may share nested details (``http.useragent_details``, cached per user agent): treat

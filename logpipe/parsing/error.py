@@ -38,7 +38,7 @@ class ErrorParser:
     ``parse`` never raises: a record without a known prefix (a stray line written to the error log
     by ``wsgi.errors`` or ``--capture-output``) becomes an event with ``logpipe.parse_error``.
     Every event carries ``attributes`` (the identity: service, hostname, ddtags), which replace
-    the record's attributes of the same name.
+    the record's attributes of the same name (not ``logpipe``: that is logpipe's bookkeeping).
     """
 
     def __init__(
