@@ -1,7 +1,7 @@
 """Results kept on disk between runs, so that a short run starts about as fast as Python does.
 
 * ``cached``: what is compiled from the grammars. The fast paths need only the terminals'
-  regexes; reading them from a small JSON file keyed by a hash of the grammar text spares
+  regexes; reading them from a small JSON file keyed by the grammar text spares
   importing and running Lark's grammar compiler (~40 ms) at every start. Lark is loaded only
   when a line needs it.
 * ``StoredTable``: user-agent details already worked out, so that a run whose user agents were
@@ -9,6 +9,8 @@
 
 The directory is ``$LOGPIPE_CACHE_DIR``, else ``$XDG_CACHE_HOME/logpipe``, else
 ``~/.cache/logpipe``. If it cannot be written, logpipe simply computes everything each time.
+A new version of a file (after an upgrade of logpipe or ua-parser) leaves the older ones; the
+newest ``KEEP_VERSIONS`` of each name are kept.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 import orjson
 
 FORMAT_VERSION = "2"  # bump when what is cached changes shape
+KEEP_VERSIONS = 4  # files kept per name (see _prune)
 
 
 def cache_dir() -> Path:
@@ -111,4 +114,18 @@ def _write(path: Path, version: str, value: Any) -> None:
         temporary.write_bytes(orjson.dumps({"version": [FORMAT_VERSION, version], "value": value}))
         os.replace(temporary, path)
     except OSError:
-        pass  # a read-only home: compute again next time
+        return  # a read-only home: compute again next time
+    _prune(path)
+
+
+def _prune(path: Path) -> None:
+    """Delete all but the ``KEEP_VERSIONS`` newest files of ``path``'s name (older versions left
+    by upgrades of logpipe or ua-parser; a few are kept for installs that share the cache)."""
+    name = path.name.rsplit("-", 1)[0]
+    try:
+        others = [file for file in path.parent.glob(f"{name}-*.json") if file != path]
+        others.sort(key=lambda file: file.stat().st_mtime_ns)
+        for stale in others[: max(0, len(others) - KEEP_VERSIONS + 1)]:
+            stale.unlink()
+    except OSError:
+        pass  # another process pruned first

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from logpipe.disk_cache import StoredTable, cached
+from logpipe import disk_cache
+from logpipe.disk_cache import KEEP_VERSIONS, StoredTable, cached
 
 PROBE = """
 import sys
@@ -90,3 +91,15 @@ def test_a_file_holding_another_version_is_not_read(
     assert cached("thing", "v1", lambda: [1]) == [1]
     assert cached("thing", "v2", lambda: [2]) == [2]
     assert cached("thing", "v2", lambda: [3]) == [2]
+
+
+def test_only_the_newest_versions_are_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOGPIPE_CACHE_DIR", str(tmp_path))
+    versions = [f"v{number}" for number in range(KEEP_VERSIONS + 2)]
+    for age, version in enumerate(versions):
+        cached("thing", version, lambda: [1])
+        os.utime(disk_cache._path("thing", version), ns=(age, age))  # written in this order
+    cached("other", "v1", lambda: [2])
+    kept = {disk_cache._path("thing", version) for version in versions[-KEEP_VERSIONS:]}
+    assert set(tmp_path.glob("thing-*.json")) == kept
+    assert len(list(tmp_path.glob("other-*.json"))) == 1
