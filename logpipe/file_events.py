@@ -39,22 +39,17 @@ def access_batch_pairs(
                     event = parse(line.data, truncated=line.truncated)
                     yield stamp(event, path, line.offset), line.end
             continue
+        # In the common batch, all ASCII, a character is a byte, and only a backslash changes
+        # which regexes answer for a line (parse_ascii).
+        ascii_only = batch.is_ascii()
+        parse_line, limit = (parse_ascii, cap) if ascii_only else (parse_text, surely_within_cap)
         offset = batch.offset
-        if batch.is_ascii():  # (the common batch: a character is a byte)
-            for text in texts:
-                end = offset + len(text) + 1
-                if len(text) > cap:  # (parse caps it)
-                    yield stamp(parse(text), path, offset), end
-                elif text:
-                    yield parse_ascii(text, origin(path, offset)), end
-                offset = end
-            continue
         for text in texts:
-            end = offset + (len(text) if text.isascii() else len(text.encode())) + 1
-            if len(text) > surely_within_cap:  # (it may pass the cap: parse caps it)
+            end = offset + (len(text) if ascii_only or text.isascii() else len(text.encode())) + 1
+            if len(text) > limit:  # (it may pass the cap: parse caps it)
                 yield stamp(parse(text), path, offset), end
             elif text:
-                yield parse_text(text, origin(path, offset)), end
+                yield parse_line(text, origin(path, offset)), end
             offset = end
 
 

@@ -166,7 +166,6 @@ TOP_LEVEL = {
 }
 
 _NAMESPACE = {
-    "LOGGER": {"name": ACCESS_LOGGER},
     "ACCESS_TIMES": ACCESS_TIMES,
     "STATUS_CODES": STATUS_CODES,
     "URL_DETAILS": URL_DETAILS,
@@ -179,7 +178,7 @@ _NAMESPACE = {
 
 
 class AccessEventPlan:
-    """Builds the events of one format: ``build(message, values, logpipe=None)``, with values in
+    """Builds the events of one format: ``build(text, values, logpipe=None)``, with values in
     ``keys`` order and ``logpipe`` the event's bookkeeping (where the line is from), if any.
     ``clean``: for lines of ASCII text without a backslash only (see above).
 
@@ -213,10 +212,10 @@ class AccessEventPlan:
         starts = "".join(f"{name} = {TOP_LEVEL[name]}\n" for name in local)
         self.build, self.source = compile_builder(
             f"access event plan {self.keys}",
-            "message, values",
+            ACCESS_LOGGER,
+            "values",
             f"{unpack} = values\n{starts}{body}",
-            {"message": "message", "ddsource": '"gunicorn"', "logger": "LOGGER"}
-            | {name: name for name in local},
+            {name: name for name in local},
             {name: _absent(name) for name in local if name != "status"},
             attributes,
             _NAMESPACE,

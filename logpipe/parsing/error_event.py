@@ -52,7 +52,6 @@ _TRACEBACK = "error = split_traceback(message[:-1]) if MARKER in message else No
 _OPTIONAL = ("timestamp", "error")  # left out when None
 
 _NAMESPACE = {
-    "LOGGER": {"name": ERROR_LOGGER},
     "LEVELS": LEVELS,
     "APP_LEVELS": APP_LEVELS,
     "ERROR_TIMES": ERROR_TIMES,
@@ -68,10 +67,10 @@ def error_builds(attributes: Mapping[str, Any]) -> dict[str, Build]:
     for layout, (statements, names) in LAYOUTS.items():
         builds[layout], _ = compile_builder(
             f"error event plan {layout}",
-            "text, parts",
+            ERROR_LOGGER,
+            "parts",
             f"{statements}\n{_TRACEBACK}",
-            {"message": "text", "ddsource": '"gunicorn"', "logger": "LOGGER"}
-            | {name: name for name in names},
+            {name: name for name in names},
             {name: f"{name} is None" for name in _OPTIONAL},
             attributes,
             _NAMESPACE,

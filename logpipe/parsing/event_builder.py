@@ -20,19 +20,23 @@ Builder = Callable[..., dict[str, Any]]
 
 def compile_builder(
     name: str,
-    parameters: str,
+    logger: str,
+    values: str,
     statements: str,
     worked_out: Mapping[str, str],
     optional: Mapping[str, str],
     attributes: Mapping[str, Any],
     namespace: Mapping[str, Any],
 ) -> tuple[Builder, str]:
-    """``def build(<parameters>, logpipe=None)`` and its source.
+    """``def build(text, <values>, logpipe=None)`` and its source.
 
-    ``statements`` (unindented) work out the attributes; ``worked_out`` gives each attribute's
-    expression, in the event's order; ``optional``, for those that may have no value, the
-    expression that says so. ``namespace``: the names the statements read.
+    Every event starts with ``message`` (the line or record ``text``), ``ddsource`` and
+    ``logger.name`` (``logger``). ``statements`` (unindented) work out the other attributes from
+    ``values``; ``worked_out`` gives each one's expression, in the event's order; ``optional``,
+    for those that may have no value, the expression that says so. ``namespace``: the names
+    the statements read.
     """
+    worked_out = {"message": "text", "ddsource": '"gunicorn"', "logger": "LOGGER", **worked_out}
     given = {key: f"ATTRIBUTE_{index}" for index, key in enumerate(attributes)}
     entries = {**worked_out, **given, "logpipe": "logpipe"}
     absent = {key: test for key, test in optional.items() if key not in given}
@@ -44,9 +48,10 @@ def compile_builder(
     for key, test in absent.items():
         lines += [f"if {test}:", f"    del event[{key!r}]"]
     lines.append("return event")
-    source = f"def build({parameters}, logpipe=None):\n" + "".join(
+    source = f"def build(text, {values}, logpipe=None):\n" + "".join(
         f"    {line}\n" for line in lines if line.strip()
     )
-    scope = {**namespace, **dict(zip(given.values(), attributes.values(), strict=True))}
+    scope = {**namespace, "LOGGER": {"name": logger}}
+    scope.update(zip(given.values(), attributes.values(), strict=True))
     exec(compile(source, f"<{name}>", "exec"), scope)
     return scope["build"], source

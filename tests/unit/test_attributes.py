@@ -62,3 +62,10 @@ def test_key_order_does_not_depend_on_the_path_a_line_takes() -> None:
     stamped = parser.parse_ascii(LINE, {"offset": 0})
     assert list(stamped) == [*parser.parse(LINE), "logpipe"]
     assert list(stamped)[-4:] == ["service", "hostname", "ddtags", "logpipe"]
+
+
+def test_error_key_order_does_not_depend_on_the_path_a_record_takes() -> None:
+    parser = ErrorParser(attributes=IDENTITY)
+    stamped = parser.parse_text(RECORD, {"offset": 0})
+    assert list(stamped) == [*parser.parse(RECORD), "logpipe"]
+    assert list(stamped)[-4:] == ["service", "hostname", "ddtags", "logpipe"]

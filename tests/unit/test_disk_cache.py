@@ -14,6 +14,7 @@ from logpipe.disk_cache import KEEP_VERSIONS, StoredTable, cached
 
 PROBE = """
 import sys
+import logpipe.cli
 from logpipe import AccessParser, ErrorParser
 event = AccessParser().parse(
     '1.2.3.4 - - [25/Nov/2026:04:22:59 +0000] "GET / HTTP/1.1" 200 5 "-" "curl/8.5.0"'
@@ -21,6 +22,9 @@ event = AccessParser().parse(
 ErrorParser().parse("[2026-11-25 04:22:59 +0000] [1] [INFO] hello")
 assert event["http"]["useragent_details"]["browser"]["family"] == "curl"
 print("lark" in sys.modules, "ua_parser" in sys.modules)
+# warm, what parsing never needs (OpenSSL, sockets, TOML, calendar) is not loaded either
+if "lark" not in sys.modules and "ua_parser" not in sys.modules:
+    assert not {"_hashlib", "socket", "tomllib", "calendar"} & sys.modules.keys()
 """
 
 
