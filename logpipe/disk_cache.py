@@ -9,14 +9,15 @@
 
 The directory is ``$LOGPIPE_CACHE_DIR``, else ``$XDG_CACHE_HOME/logpipe``, else
 ``~/.cache/logpipe``. If it cannot be written, logpipe simply computes everything each time.
-A new version of a file (after an upgrade of logpipe or ua-parser) leaves the older ones; the
-newest ``KEEP_VERSIONS`` of each name are kept.
+A new version of a file (after an upgrade of logpipe or ua-parser) leaves the older ones, which
+are deleted once ``STALE_DAYS`` have passed since they were last written.
 """
 
 from __future__ import annotations
 
 import atexit
 import os
+import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Any
 import orjson
 
 FORMAT_VERSION = "2"  # bump when what is cached changes shape
-KEEP_VERSIONS = 4  # files kept per name (see _prune)
+STALE_DAYS = 30  # an older version of a file not written for this long is deleted (_prune)
 
 
 def cache_dir() -> Path:
@@ -119,13 +120,14 @@ def _write(path: Path, version: str, value: Any) -> None:
 
 
 def _prune(path: Path) -> None:
-    """Delete all but the ``KEEP_VERSIONS`` newest files of ``path``'s name (older versions left
-    by upgrades of logpipe or ua-parser; a few are kept for installs that share the cache)."""
+    """Delete the other versions of ``path``'s name not written for ``STALE_DAYS`` (left by
+    upgrades of logpipe or ua-parser). By age, not by number: installs that share the cache
+    (several virtual environments) would otherwise delete each other's files in turn."""
     name = path.name.rsplit("-", 1)[0]
+    oldest = time.time() - STALE_DAYS * 86_400
     try:
-        others = [file for file in path.parent.glob(f"{name}-*.json") if file != path]
-        others.sort(key=lambda file: file.stat().st_mtime_ns)
-        for stale in others[: max(0, len(others) - KEEP_VERSIONS + 1)]:
-            stale.unlink()
+        for other in path.parent.glob(f"{name}-*.json"):
+            if other != path and other.stat().st_mtime < oldest:
+                other.unlink()
     except OSError:
         pass  # another process pruned first

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from logpipe import disk_cache
-from logpipe.disk_cache import KEEP_VERSIONS, StoredTable, cached
+from logpipe.disk_cache import STALE_DAYS, StoredTable, cached
 
 PROBE = """
 import sys
@@ -97,13 +98,17 @@ def test_a_file_holding_another_version_is_not_read(
     assert cached("thing", "v2", lambda: [3]) == [2]
 
 
-def test_only_the_newest_versions_are_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_versions_not_written_for_a_while_are_deleted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("LOGPIPE_CACHE_DIR", str(tmp_path))
-    versions = [f"v{number}" for number in range(KEEP_VERSIONS + 2)]
-    for age, version in enumerate(versions):
+    stale, recent = time.time() - (STALE_DAYS + 1) * 86_400, time.time() - 86_400
+    for version, written in (("old", stale), ("other install", recent), ("older", stale)):
         cached("thing", version, lambda: [1])
-        os.utime(disk_cache._path("thing", version), ns=(age, age))  # written in this order
+        os.utime(disk_cache._path("thing", version), (written, written))
     cached("other", "v1", lambda: [2])
-    kept = {disk_cache._path("thing", version) for version in versions[-KEEP_VERSIONS:]}
+    os.utime(disk_cache._path("other", "v1"), (stale, stale))  # another name: not this one's
+    cached("thing", "new", lambda: [3])
+    kept = {disk_cache._path("thing", version) for version in ("other install", "new")}
     assert set(tmp_path.glob("thing-*.json")) == kept
-    assert len(list(tmp_path.glob("other-*.json"))) == 1
+    assert disk_cache._path("other", "v1").exists()
