@@ -25,12 +25,12 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from logpipe.multiline import Multiline, Record
-from logpipe.parsing.access import AccessParser
-from logpipe.parsing.access_format import DEFAULT_FORMAT, FormatError
-from logpipe.parsing.error import ErrorParser
-from logpipe.sources.checkpoints import CheckpointStore
-from logpipe.sources.follow import Follower, FollowSpec, Item
+from logpipe.checkpoints import CheckpointStore
+from logpipe.parsing.access.format import DEFAULT_FORMAT, FormatError
+from logpipe.parsing.access.parser import AccessParser
+from logpipe.parsing.error.parser import ErrorParser
+from logpipe.sources.follower import Follower, FollowSpec, Item
+from logpipe.sources.multiline import Multiline, Record
 
 __all__ = [
     "DEFAULT_FORMAT",
@@ -52,9 +52,9 @@ def replay(
     access: Iterable[str | Path] = (), error: Iterable[str | Path] = (), *, fmt: str | None = None
 ) -> Iterator[dict[str, Any]]:
     """The events of archived logs, each rotated series oldest first (no ledger: the caller
-    delivers them); ``fmt`` is gunicorn's ``access_log_format``. ``logpipe.backfill`` is
+    delivers them); ``fmt`` is gunicorn's ``access_log_format``. ``logpipe.backfill.run`` is
     imported on first use: its worker machinery (multiprocessing, the metrics client) is no
     start-up cost for the other commands."""
-    from logpipe.backfill import replay_events
+    from logpipe.backfill.run import replay_events
 
     return replay_events(access, error, fmt=fmt)

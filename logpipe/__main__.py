@@ -2,6 +2,6 @@
 
 import sys
 
-from logpipe.cli import main
+from logpipe.cli.main import main
 
 sys.exit(main())

@@ -19,7 +19,7 @@ from typing import Self
 import psutil
 import pytest
 
-from logpipe.process_check import (
+from logpipe.checks.gunicorn_processes import (
     CRITICAL,
     OK,
     ProcessStatus,

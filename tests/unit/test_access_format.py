@@ -7,8 +7,8 @@ from calendar import timegm
 import pytest
 
 from logpipe import DEFAULT_FORMAT, AccessParser, FormatError
-from logpipe.parsing.access_format import Atom, Literal, parse_format
-from logpipe.parsing.access_grammar import assemble
+from logpipe.parsing.access.format import Atom, Literal, parse_format
+from logpipe.parsing.access.grammar import assemble
 
 
 def test_default_format_segments() -> None:

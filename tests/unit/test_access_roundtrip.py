@@ -24,14 +24,14 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from logpipe import AccessParser
-from logpipe.parsing.access import AccessParseError
-from logpipe.parsing.access_format import (
+from logpipe.parsing.access.fast import fast_access
+from logpipe.parsing.access.format import (
     COMMON_FORMAT,
     DEFAULT_FORMAT,
     DEFAULT_FORMATS,
     FORWARDED_FORMAT,
 )
-from logpipe.parsing.fast_access import fast_access
+from logpipe.parsing.access.parser import AccessParseError
 
 SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -8,8 +8,8 @@ import pickle
 import pytest
 
 from logpipe import AccessParser, ErrorParser
-from logpipe.file_events import access_batch_pairs, stamp
 from logpipe.lines import MAX_LINE_BYTES, decode, read_batches, split_lines
+from logpipe.pipeline.batch import access_batch_pairs, stamp
 
 GOOD = '127.0.0.1 - - [25/Nov/2026:04:22:59 +0000] "GET /x HTTP/1.1" 200 5 "-" "curl/8.5.0"'
 
@@ -143,7 +143,7 @@ def test_reader_offsets_at_any_chunk_size(chunk_bytes: int) -> None:
 
 def test_a_cut_line_flags_its_error_record() -> None:
     from logpipe import Multiline
-    from logpipe.file_events import error_events
+    from logpipe.pipeline.batch import error_events
 
     data = (
         b"[2026-11-25 04:22:59 +0000] [1] [ERROR] boom\n"

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 import pytest
 
-from logpipe.sources.checkpoints import Checkpoint, CheckpointStore, CorruptCheckpoints
+from logpipe.checkpoints import Checkpoint, CheckpointStore, CorruptCheckpoints
 
 OLD = [Checkpoint("1024:aa", "/var/log/gunicorn/access.log", 4096, 1024)]
 NEW = [
@@ -347,7 +347,7 @@ def test_a_state_dir_that_is_a_file_raises(tmp_path: Path) -> None:
 CHILD = """
 import os, sys
 from pathlib import Path
-from logpipe.sources.checkpoints import Checkpoint, CheckpointStore
+from logpipe.checkpoints import Checkpoint, CheckpointStore
 
 store = CheckpointStore(Path(sys.argv[1]))
 start = store.load().get("a")

@@ -150,7 +150,7 @@ def test_wheel_ships_the_grammars_and_works_outside_the_checkout(tmp_path: Path)
     first = orjson.loads(result.stdout.splitlines()[0])
     assert first["http"]["status_code"] == 200
     probe = subprocess.run(
-        [sys.executable, "-c", "import logpipe.parsing.grammar_files as g; print(g.grammar_dir())"],
+        [sys.executable, "-c", "import logpipe.parsing.grammars as g; print(g.grammar_dir())"],
         capture_output=True,
         cwd=isolated,
         env=env,
@@ -207,18 +207,18 @@ def test_commands_other_than_replay_do_not_load_its_worker_machinery() -> None:
     """Start-up: ``import logpipe`` (and the CLI) leaves replay's module, its engines and
     multiprocessing for the replay command and ``logpipe.replay``."""
     code = (
-        "import sys, logpipe, logpipe.cli; "
-        "print(sorted(m for m in ('logpipe.backfill', 'logpipe.engines', "
+        "import sys, logpipe, logpipe.cli.main; "
+        "print(sorted(m for m in ('logpipe.backfill.run', 'logpipe.backfill.engines', "
         "'concurrent.futures.process') if m in sys.modules)); "
-        "next(logpipe.replay(), None); print('logpipe.backfill' in sys.modules)"
+        "next(logpipe.replay(), None); print('logpipe.backfill.run' in sys.modules)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.splitlines() == ["[]", "True"], result.stderr
 
 
 def test_replay_workers_do_not_load_the_datadog_package() -> None:
-    """A worker process imports logpipe.replay_work (the forkserver preloads it): counting
+    """A worker process imports logpipe.backfill.work (the forkserver preloads it): counting
     metrics there needs no DogStatsD client, so the datadog package (~70 ms) stays out."""
-    code = "import sys, logpipe.replay_work; print('datadog' in sys.modules)"
+    code = "import sys, logpipe.backfill.work; print('datadog' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.splitlines() == ["False"], result.stderr

@@ -62,6 +62,6 @@ def test_status_categories_match_the_pipeline() -> None:
 
 
 def test_multiline_rule_is_our_default() -> None:
-    from logpipe.multiline import DEFAULT_START
+    from logpipe.sources.multiline import DEFAULT_START
 
     assert SAMPLES["multi_line_rule"]["pattern"] == DEFAULT_START

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from logpipe import disk_cache
-from logpipe.disk_cache import STALE_DAYS, StoredTable, cached
+from logpipe.parsing import disk_cache
+from logpipe.parsing.disk_cache import STALE_DAYS, StoredTable, cached
 
 PROBE = """
 import sys
-import logpipe.cli
+import logpipe.cli.main
 from logpipe import AccessParser, ErrorParser
 event = AccessParser().parse(
     '1.2.3.4 - - [25/Nov/2026:04:22:59 +0000] "GET / HTTP/1.1" 200 5 "-" "curl/8.5.0"'
@@ -92,7 +92,7 @@ def test_a_file_holding_another_version_is_not_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     collision = tmp_path / "one.json"  # two versions whose checksums are the same
-    monkeypatch.setattr("logpipe.disk_cache._path", lambda name, version: collision)
+    monkeypatch.setattr("logpipe.parsing.disk_cache._path", lambda name, version: collision)
     assert cached("thing", "v1", lambda: [1]) == [1]
     assert cached("thing", "v2", lambda: [2]) == [2]
     assert cached("thing", "v2", lambda: [3]) == [2]

@@ -8,7 +8,7 @@ from urllib.parse import parse_qsl
 from hypothesis import given
 from hypothesis import strategies as st
 
-from logpipe.enrich import query_map
+from logpipe.parsing.attributes import query_map
 
 QUERY_TEXT = st.text(alphabet=st.sampled_from("ab=&+%;2F0cé\u00ff xZ"), max_size=40)
 

@@ -14,11 +14,11 @@ from hypothesis import strategies as st
 
 from logpipe import AccessParser
 from logpipe.lines import decode
-from logpipe.parsing.access import AccessParseError
-from logpipe.parsing.access_format import DEFAULT_FORMATS
-from logpipe.parsing.error import error_parser
-from logpipe.parsing.fast_access import fast_access
-from logpipe.parsing.fast_error import record_rules
+from logpipe.parsing.access.fast import fast_access
+from logpipe.parsing.access.format import DEFAULT_FORMATS
+from logpipe.parsing.access.parser import AccessParseError
+from logpipe.parsing.error.fast import record_rules
+from logpipe.parsing.error.parser import error_parser
 from tests.unit.test_access_roundtrip import SETTINGS, formats, render, requests
 from tests.unit.test_multiline_properties import start_lines
 

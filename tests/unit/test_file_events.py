@@ -6,10 +6,10 @@ import io
 
 import pytest
 
-from logpipe.file_events import access_events, error_events
-from logpipe.multiline import Multiline
-from logpipe.parsing.access import AccessParser
-from logpipe.parsing.error import ErrorParser
+from logpipe.parsing.access.parser import AccessParser
+from logpipe.parsing.error.parser import ErrorParser
+from logpipe.pipeline.batch import access_events, error_events
+from logpipe.sources.multiline import Multiline
 
 HEAD = b"[2026-11-25 10:00:00 +0000] [1] [ERROR] "
 

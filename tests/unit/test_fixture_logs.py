@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from logpipe import AccessParser, ErrorParser, Multiline
-from logpipe.file_events import error_events
+from logpipe.pipeline.batch import error_events
 from tests.conftest import LOGS, flatten
 
 RUNS = ("default", "durations", "headers")

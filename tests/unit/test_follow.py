@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from logpipe.sources.checkpoints import CheckpointStore
-from logpipe.sources.follow import Follower, FollowSpec, Item
+from logpipe.checkpoints import CheckpointStore
+from logpipe.sources.follower import Follower, FollowSpec, Item
 
 
 class Clock:

@@ -101,8 +101,8 @@ def test_exit_idle_drains_the_bundled_logs_and_exits(tmp_path: Path) -> None:
 
 
 def test_config_numbers_for_seconds_options(tmp_path: Path) -> None:
-    from logpipe.cli import build_parser
-    from logpipe.config import ConfigError, apply_config
+    from logpipe.cli.config import ConfigError, apply_config
+    from logpipe.cli.main import build_parser
 
     (tmp_path / "numbers.toml").write_text("exit-idle = 0.5\nprocess-interval = 2\n")
     parser = build_parser()

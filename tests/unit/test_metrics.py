@@ -20,9 +20,7 @@ import pytest
 from datadog.dogstatsd.base import DogStatsd
 
 from logpipe import AccessParser, ErrorParser, Multiline
-from logpipe.enrich import Event
-from logpipe.file_events import access_events, error_events
-from logpipe.metrics import (
+from logpipe.metrics.derive import (
     SETTLE_SECONDS,
     EventMetrics,
     TimestampedCounts,
@@ -30,6 +28,8 @@ from logpipe.metrics import (
     parse_target,
     shutdown,
 )
+from logpipe.parsing.attributes import Event
+from logpipe.pipeline.batch import access_events, error_events
 from tests.conftest import LOGS
 
 RUNS = ("default", "durations")

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from logpipe import Multiline, Record
 from logpipe.lines import read_batches, split_lines
-from logpipe.multiline import DEFAULT_START, stays_on_one_line
+from logpipe.sources.multiline import DEFAULT_START, stays_on_one_line
 
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

@@ -7,9 +7,7 @@ import socket
 
 import pytest
 
-from logpipe.cli import UsageError, build_check_parser, build_parser
-from logpipe.metrics import dogstatsd, shutdown
-from logpipe.process_check import (
+from logpipe.checks.gunicorn_processes import (
     CRITICAL,
     OK,
     ProcessStatus,
@@ -19,6 +17,8 @@ from logpipe.process_check import (
     send,
     valid_names,
 )
+from logpipe.cli.main import UsageError, build_check_parser, build_parser
+from logpipe.metrics.derive import dogstatsd, shutdown
 from tests.unit.test_metrics import clean_env, receiver, target
 
 __all__ = ["clean_env", "receiver"]  # fixtures, used by name

@@ -10,7 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from logpipe.archives import order_series
+from logpipe.backfill.archives import order_series
 from tests.conftest import LOGS
 
 LINES = (LOGS / "default" / "access.log").read_bytes().splitlines(keepends=True)

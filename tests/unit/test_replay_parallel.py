@@ -29,8 +29,10 @@ from hypothesis import strategies as st
 
 import logpipe
 from bench.gen_logs import access_lines, error_records
-from logpipe.archives import order_series
-from logpipe.backfill import (
+from logpipe.backfill.archives import order_series
+from logpipe.backfill.engines import Engine, open_engine
+from logpipe.backfill.report import Summary
+from logpipe.backfill.run import (
     CHUNK_BYTES,
     MAX_CARRY,
     Replay,
@@ -38,16 +40,14 @@ from logpipe.backfill import (
     cut_before_record,
     file_pairs,
 )
-from logpipe.engines import Engine, open_engine
+from logpipe.checkpoints import CheckpointStore
 from logpipe.lines import MAX_LINE_BYTES, LineBatch, read_batches
-from logpipe.metrics import BucketedCounts, EventMetrics, Sums
-from logpipe.multiline import DEFAULT_START, Multiline
-from logpipe.parsing.access import AccessParser
-from logpipe.parsing.error import ErrorParser
-from logpipe.report import Summary
+from logpipe.metrics.derive import BucketedCounts, EventMetrics, Sums
+from logpipe.parsing.access.parser import AccessParser
+from logpipe.parsing.error.parser import ErrorParser
 from logpipe.sinks import Token
-from logpipe.sinks.ndjson_sink import NdjsonSink
-from logpipe.sources.checkpoints import CheckpointStore
+from logpipe.sinks.ndjson import NdjsonSink
+from logpipe.sources.multiline import DEFAULT_START, Multiline
 from tests.conftest import LOGS
 from tests.unit.test_replay import LINES, replay, write_series
 
@@ -791,7 +791,7 @@ def test_settled_metrics_go_out_a_slice_per_chunk_each_bucket_once(
 ) -> None:
     """Counts settled at a checkpoint are sent SEND_SLICE points with each chunk taken after it
     (the rest when the run ends), never before a ledger save, and each bucket once."""
-    monkeypatch.setattr(logpipe.backfill, "SEND_SLICE", 3)
+    monkeypatch.setattr(logpipe.backfill.run, "SEND_SLICE", 3)
     start = 1795580579  # one line every 5 s for 2 hours: buckets settle long before the end
     lines = [
         time.strftime(

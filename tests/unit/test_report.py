@@ -20,9 +20,9 @@ from typing import NamedTuple
 import pytest
 
 from logpipe import AccessParser, ErrorParser, Multiline
-from logpipe.enrich import Event
-from logpipe.file_events import access_events, error_events
-from logpipe.report import BUCKET_MS, Summary
+from logpipe.backfill.report import BUCKET_MS, Summary
+from logpipe.parsing.attributes import Event
+from logpipe.pipeline.batch import access_events, error_events
 from tests.conftest import LOGS
 
 RUNS = ("default", "durations", "headers")

@@ -7,7 +7,7 @@ import calendar
 from hypothesis import given
 from hypothesis import strategies as st
 
-from logpipe.timestamps import access_time_ms, error_time_ms
+from logpipe.parsing.timestamps import access_time_ms, error_time_ms
 
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from logpipe.parsing.traceback import split_traceback
+from logpipe.parsing.error.traceback import split_traceback
 
 CHAINED = """Error handling request /pay
 Traceback (most recent call last):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from logpipe.sinks.ndjson_sink import NdjsonSink
-from logpipe.write_behind import write_behind
+from logpipe.sinks.ndjson import NdjsonSink
+from logpipe.sinks.write_behind import write_behind
 
 
 def test_file_sink_hands_every_appended_byte_to_the_disk_once(

@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from logpipe.enrich import STATUSES, Event
 from logpipe.memo import Memo
-from logpipe.parsing.event_builder import compile_builder
-from logpipe.parsing.traceback import MARKER, split_traceback
-from logpipe.timestamps import ERROR_TIMES, app_time_ms
+from logpipe.parsing.attributes import STATUSES, Event
+from logpipe.parsing.codegen import compile_builder
+from logpipe.parsing.error.traceback import MARKER, split_traceback
+from logpipe.parsing.timestamps import ERROR_TIMES, app_time_ms
 
 ERROR_LOGGER = "gunicorn.error"
 

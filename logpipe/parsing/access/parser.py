@@ -5,16 +5,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from logpipe.enrich import Event, Processor, run_chain
 from logpipe.lines import MAX_LINE_BYTES, decode
-from logpipe.parsing.access_event import ACCESS_LOGGER, AccessEventPlan, Build
-from logpipe.parsing.access_format import DEFAULT_FORMATS
-from logpipe.parsing.access_grammar import END, AccessGrammar, assemble, lark_parser
+from logpipe.parsing.access.builder import ACCESS_LOGGER, AccessEventPlan, Build
+from logpipe.parsing.access.format import DEFAULT_FORMATS
+from logpipe.parsing.access.grammar import END, AccessGrammar, assemble, lark_parser
+from logpipe.parsing.attributes import Event, Processor, run_chain
 
 if TYPE_CHECKING:
     from lark.exceptions import UnexpectedInput
+from logpipe.parsing.access.fast import ASCII, EXACT, Matcher, Tier, fast_access, tier_of
 from logpipe.parsing.failures import failed_event, flag_repairs, reason
-from logpipe.parsing.fast_access import ASCII, EXACT, Matcher, Tier, fast_access, tier_of
 
 Match = tuple[int, Sequence[str]]  # (index of the format, atom values in that format's order)
 EXPLAIN_LIMIT = 65_536  # characters: longer lines the fast path declines are not given to Lark

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from logpipe.worker_output import OutputFile, OutputTurns, start_worker
+from logpipe.backfill.worker_output import OutputFile, OutputTurns, start_worker
 
 Tag = TypeVar("Tag")
 Work = TypeVar("Work")
@@ -71,7 +71,7 @@ def open_engine(
     else:
         # forkserver: workers start clean (no copies of this process's threads or sockets).
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["logpipe.replay_work"])
+        context.set_forkserver_preload(["logpipe.backfill.work"])
         output: OutputFile | None = None
         turns = None
         if output_path is not None:

@@ -13,12 +13,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from logpipe.enrich import Event
-from logpipe.file_events import stamp
-from logpipe.parsing.access import AccessParser
-from logpipe.parsing.error import ErrorParser
+from logpipe.parsing.access.parser import AccessParser
+from logpipe.parsing.attributes import Event
+from logpipe.parsing.error.parser import ErrorParser
+from logpipe.pipeline.batch import stamp
 from logpipe.sinks import LogSink, Token
-from logpipe.sources.follow import Follower, Item
+from logpipe.sources.follower import Follower, Item
 from logpipe.sources.wake import Waker
 
 CHECKPOINT_INTERVAL = 1.0

@@ -13,7 +13,7 @@ from typing import BinaryIO
 
 from logpipe.sinks import LogSink
 from logpipe.sinks.datadog_logs import DatadogLogsSink, intake_url
-from logpipe.sinks.ndjson_sink import NdjsonSink
+from logpipe.sinks.ndjson import NdjsonSink
 
 
 def open_sink(
@@ -23,7 +23,7 @@ def open_sink(
     warn: Callable[[str], None],
 ) -> LogSink:
     """The log sink ``--output`` names (datadog by default when DD_API_KEY is set)."""
-    from logpipe.cli import UsageError
+    from logpipe.cli.main import UsageError
 
     target = args.output or ("datadog" if os.environ.get("DD_API_KEY") else "stdout")
     if target == "stdout":

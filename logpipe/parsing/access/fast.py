@@ -40,7 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
-from logpipe.parsing.access_grammar import TokenSpec, assemble, atom_patterns, literal_regex
+from logpipe.parsing.access.grammar import TokenSpec, assemble, atom_patterns, literal_regex
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ import importlib.util
 import os
 from typing import Any
 
-from logpipe.disk_cache import StoredTable
 from logpipe.memo import Memo
+from logpipe.parsing.disk_cache import StoredTable
 
 CACHE_SIZE = 4096
 

@@ -18,10 +18,10 @@ from collections.abc import Callable, Mapping, Sequence
 from string import Template
 from typing import Any
 
-from logpipe.enrich import STATUS_CODES, URL_DETAILS, query_map
-from logpipe.parsing.event_builder import compile_builder
-from logpipe.timestamps import ACCESS_TIMES
-from logpipe.useragent import USER_AGENTS
+from logpipe.parsing.attributes import STATUS_CODES, URL_DETAILS, query_map
+from logpipe.parsing.codegen import compile_builder
+from logpipe.parsing.timestamps import ACCESS_TIMES
+from logpipe.parsing.useragent import USER_AGENTS
 
 Event = dict[str, Any]
 # (line, its atom values, its bookkeeping: logpipe.*) to the line's event

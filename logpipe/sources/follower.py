@@ -35,10 +35,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import BinaryIO, NamedTuple, Protocol
 
+from logpipe.checkpoints import Checkpoint, CheckpointStore
 from logpipe.lines import MAX_LINE_BYTES, read_batches
-from logpipe.multiline import Multiline, Record
-from logpipe.sources.checkpoints import Checkpoint, CheckpointStore
-from logpipe.sources.identity import Identity, head_matches, identity_of, key_matches
+from logpipe.sources.fingerprint import Identity, head_matches, identity_of, key_matches
+from logpipe.sources.multiline import Multiline, Record
 
 READ_BUDGET_BYTES = 8 << 20  # per file per poll: memory stays bounded, files are the buffer
 ROTATE_WAIT = 5.0

@@ -1,8 +1,8 @@
 """Replay archived logs (backfill): rotated series oldest first, plain or gzip, exactly once.
 
-Files (``logpipe.archives``: local paths or fsspec URLs, plain or gzip) are cut into chunks of
+Files (``archives``: local paths or fsspec URLs, plain or gzip) are cut into chunks of
 complete lines (error logs: of whole records): byte ranges of a plain file, which the engine's
-workers read themselves, or lines read and decompressed here. An engine (``logpipe.engines``:
+workers read themselves, or lines read and decompressed here. An engine (``engines``:
 this process, worker processes, a Dask cluster) parses them and the results come back in order,
 so each file's events are sent in file order.
 
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-from logpipe.archives import (
+from logpipe.backfill.archives import (
     READ_ERRORS,
     content_of,
     file_size,
@@ -34,18 +34,18 @@ from logpipe.archives import (
     open_raw,
     order_series,
 )
-from logpipe.engines import INLINE, Engine, in_order
-from logpipe.enrich import Event
-from logpipe.file_events import access_batch_pairs, error_batch_pairs
+from logpipe.backfill.engines import INLINE, Engine, in_order
+from logpipe.backfill.report import Summary
+from logpipe.backfill.work import Chunk, ChunkResult, ReplaySettings, parse_chunk
+from logpipe.checkpoints import Checkpoint, CheckpointStore
 from logpipe.lines import MAX_LINE_BYTES, READ_CHUNK_BYTES, LineBatch, read_batches
-from logpipe.metrics import BucketedCounts, Sums
-from logpipe.multiline import DEFAULT_START, Multiline
-from logpipe.parsing.access import AccessParser
-from logpipe.parsing.error import ErrorParser
-from logpipe.replay_work import Chunk, ChunkResult, ReplaySettings, parse_chunk
-from logpipe.report import Summary
+from logpipe.metrics.derive import BucketedCounts, Sums
+from logpipe.parsing.access.parser import AccessParser
+from logpipe.parsing.attributes import Event
+from logpipe.parsing.error.parser import ErrorParser
+from logpipe.pipeline.batch import access_batch_pairs, error_batch_pairs
 from logpipe.sinks import LogSink
-from logpipe.sources.checkpoints import Checkpoint, CheckpointStore
+from logpipe.sources.multiline import DEFAULT_START, Multiline
 
 CHUNK_BYTES = 1 << 18  # lines handed to the engine at a time (a worker's unit of work)
 MAX_CARRY = 16  # an error chunk with no record start in sight is cut after this many chunks

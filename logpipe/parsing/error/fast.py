@@ -3,7 +3,7 @@
 Each alternative of ``start`` (``gunicorn_record``, ``app_record``) is a sequence of terminals;
 its regex is those terminals' own patterns, read from the compiled Lark grammar, one atomic group
 each, in order. A record they do not match goes to the Lark parser, which says why. What is read
-from the grammar is cached on disk (see logpipe.disk_cache), so this needs Lark only once.
+from the grammar is cached on disk (see logpipe.parsing.disk_cache), so this needs Lark only once.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass
 from functools import cache
 
-from logpipe.disk_cache import cached
-from logpipe.parsing.grammar_files import grammar_text
+from logpipe.parsing.disk_cache import cached
+from logpipe.parsing.grammars import grammar_text
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ def record_rules() -> tuple[RecordRule, ...]:
 
 def _compile_layouts(source: str) -> list[tuple[str, list[str], list[str]]]:
     """(rule name, its terminals, their regexes) for each alternative of ``start``."""
-    from logpipe.parsing.error import error_parser
+    from logpipe.parsing.error.parser import error_parser
 
     lark = error_parser()
     expansions = {rule.origin.name: rule.expansion for rule in lark.rules}

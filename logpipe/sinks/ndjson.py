@@ -6,9 +6,9 @@ import os
 import stat
 from typing import Any, BinaryIO
 
-from logpipe.ndjson import NdjsonWriter
 from logpipe.sinks import Token
-from logpipe.write_behind import write_behind
+from logpipe.sinks.ndjson_writer import NdjsonWriter
+from logpipe.sinks.write_behind import write_behind
 
 
 class NdjsonSink:

@@ -6,13 +6,13 @@ from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from logpipe.enrich import Event, Processor, run_chain
 from logpipe.lines import MAX_LINE_BYTES, decode
-from logpipe.parsing.error_event import ERROR_LOGGER, error_builds
+from logpipe.parsing.attributes import Event, Processor, run_chain
+from logpipe.parsing.error.builder import ERROR_LOGGER, error_builds
+from logpipe.parsing.error.fast import record_rules
+from logpipe.parsing.error.trees import branch_tokens
 from logpipe.parsing.failures import failed_event, flag_repairs, reason
-from logpipe.parsing.fast_error import record_rules
-from logpipe.parsing.grammar_files import grammar_text
-from logpipe.parsing.trees import branch_tokens
+from logpipe.parsing.grammars import grammar_text
 
 if TYPE_CHECKING:
     from lark import Lark

@@ -14,20 +14,20 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, BinaryIO, NoReturn
 
-from logpipe.config import ConfigError, apply_config, config_path
-from logpipe.enrich import Event
-from logpipe.file_events import access_events, error_events
-from logpipe.identity import Identity, split_tags
+from logpipe.cli.config import ConfigError, apply_config, config_path
 from logpipe.lines import MAX_LINE_BYTES
-from logpipe.multiline import DEFAULT_START, Multiline
-from logpipe.ndjson import NdjsonWriter
-from logpipe.parsing.access import AccessParser
-from logpipe.parsing.access_format import FormatError
-from logpipe.parsing.error import ErrorParser
+from logpipe.parsing.access.format import FormatError
+from logpipe.parsing.access.parser import AccessParser
+from logpipe.parsing.attributes import Event
+from logpipe.parsing.error.parser import ErrorParser
+from logpipe.pipeline.batch import access_events, error_events
+from logpipe.service_tags import Identity, split_tags
+from logpipe.sinks.ndjson_writer import NdjsonWriter
+from logpipe.sources.multiline import DEFAULT_START, Multiline
 
 if TYPE_CHECKING:
-    from logpipe.backfill import Replay
-    from logpipe.metrics import Sums, TimestampedCounts
+    from logpipe.backfill.run import Replay
+    from logpipe.metrics.derive import Sums, TimestampedCounts
 
 USAGE_ERROR = 2
 
@@ -356,7 +356,7 @@ def access_parser(args: argparse.Namespace, identity: Identity | None = None) ->
 
 def run_follow(args: argparse.Namespace) -> int:
     """``logpipe --access PATH --error PATH``: follow until SIGTERM/SIGINT, then drain."""
-    from logpipe.follow_command import follow
+    from logpipe.cli.follow import follow
 
     if not args.access and not args.error:
         raise UsageError("nothing to follow: give --access PATH and/or --error PATH")
@@ -368,8 +368,8 @@ def run_follow(args: argparse.Namespace) -> int:
 
 def run_check(args: argparse.Namespace) -> int:
     """``logpipe check``: one process check per --proc-name on stdout; 0 all OK, 2 any not."""
-    from logpipe.metrics import dogstatsd, shutdown
-    from logpipe.process_check import OK, check, send, valid_names
+    from logpipe.checks.gunicorn_processes import OK, check, send, valid_names
+    from logpipe.metrics.derive import dogstatsd, shutdown
 
     try:
         names = valid_names(args.proc_name)
@@ -401,14 +401,14 @@ def run_replay(args: argparse.Namespace) -> int:
     from os.path import isfile
     from pathlib import Path
 
-    from logpipe.archives import expand, is_url, order_series
-    from logpipe.backfill import Replay, ReplayFile
-    from logpipe.engines import default_jobs, open_engine
-    from logpipe.report import Summary
-    from logpipe.sinks.choose import open_sink
+    from logpipe.backfill.archives import expand, is_url, order_series
+    from logpipe.backfill.engines import default_jobs, open_engine
+    from logpipe.backfill.report import Summary
+    from logpipe.backfill.run import Replay, ReplayFile
+    from logpipe.checkpoints import CheckpointStore, CorruptCheckpoints
+    from logpipe.cli.outputs import open_sink
     from logpipe.sinks.datadog_logs import Interrupted
-    from logpipe.sinks.ndjson_sink import NdjsonSink
-    from logpipe.sources.checkpoints import CheckpointStore, CorruptCheckpoints
+    from logpipe.sinks.ndjson import NdjsonSink
 
     files = [ReplayFile(path, "access") for path in order_series(expand(args.access))]
     files += [ReplayFile(path, "error") for path in order_series(expand(args.error))]
@@ -512,7 +512,7 @@ def timestamped_metrics(
 ) -> tuple[TimestampedCounts | None, Callable[[Sums], None], Callable[[], None]]:
     """(counts, send, close) for replay metrics at the logs' own times (no-ops with off):
     ``send`` sends the sums a checkpoint took, ``close`` all the rest."""
-    from logpipe.metrics import TimestampedCounts, dogstatsd
+    from logpipe.metrics.derive import TimestampedCounts, dogstatsd
 
     try:
         client = dogstatsd(

@@ -5,7 +5,7 @@ Everything here crosses a process boundary, so it is plain data: the settings an
 out, a ``ChunkResult`` comes back. Parsers are built once per process and kept (``_parsers``).
 
 When the output is an NDJSON file, worker processes can write it themselves, each chunk in its
-turn (``logpipe.worker_output``), so that the events do not travel back to the main process.
+turn (``worker_output``), so that the events do not travel back to the main process.
 """
 
 from __future__ import annotations
@@ -19,16 +19,16 @@ from typing import TYPE_CHECKING, BinaryIO, cast
 
 import orjson
 
-from logpipe import worker_output
-from logpipe.archives import open_raw
-from logpipe.enrich import Event
-from logpipe.file_events import access_batch_pairs, error_batch_pairs
+from logpipe.backfill import worker_output
+from logpipe.backfill.archives import open_raw
+from logpipe.backfill.report import Summary
 from logpipe.lines import LineBatch, read_batches
-from logpipe.metrics import BucketedCounts, EventMetrics
-from logpipe.multiline import Multiline
-from logpipe.parsing.access import AccessParser
-from logpipe.parsing.error import ErrorParser
-from logpipe.report import Summary
+from logpipe.metrics.derive import BucketedCounts, EventMetrics
+from logpipe.parsing.access.parser import AccessParser
+from logpipe.parsing.attributes import Event
+from logpipe.parsing.error.parser import ErrorParser
+from logpipe.pipeline.batch import access_batch_pairs, error_batch_pairs
+from logpipe.sources.multiline import Multiline
 
 if TYPE_CHECKING:
     from datadog.dogstatsd.base import DogStatsd

@@ -21,7 +21,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.sharedctypes import Synchronized
 from multiprocessing.synchronize import Condition
 
-from logpipe.write_behind import write_behind
+from logpipe.sinks.write_behind import write_behind
 
 
 class OutputTurns:

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING
 
-from logpipe.disk_cache import cached
-from logpipe.parsing.access_format import Atom, Literal, Segment, parse_format
-from logpipe.parsing.grammar_files import grammar_dir, grammar_text
+from logpipe.parsing.access.format import Atom, Literal, Segment, parse_format
+from logpipe.parsing.disk_cache import cached
+from logpipe.parsing.grammars import grammar_dir, grammar_text
 
 if TYPE_CHECKING:
     from lark import Lark

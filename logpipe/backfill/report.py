@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from logpipe.enrich import Event
+from logpipe.parsing.attributes import Event
 
 ACCESS_LOGGER = "gunicorn.access"
 ERROR_LOGGER = "gunicorn.error"

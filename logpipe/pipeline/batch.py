@@ -6,11 +6,11 @@ from collections.abc import Iterable, Iterator
 from operator import itemgetter
 from typing import BinaryIO
 
-from logpipe.enrich import Event
 from logpipe.lines import MAX_LINE_BYTES, LineBatch, clean_text, read_batches
-from logpipe.multiline import Multiline
-from logpipe.parsing.access import AccessParser
-from logpipe.parsing.error import ErrorParser
+from logpipe.parsing.access.parser import AccessParser
+from logpipe.parsing.attributes import Event
+from logpipe.parsing.error.parser import ErrorParser
+from logpipe.sources.multiline import Multiline
 
 _first = itemgetter(0)  # the event of a pair (C-level: no Python frame per event)
 

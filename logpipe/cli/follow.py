@@ -12,17 +12,17 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import TextIO
 
-from logpipe.identity import Identity
-from logpipe.metrics import EventMetrics, dogstatsd
-from logpipe.multiline import Multiline
-from logpipe.parsing.access import AccessParser
-from logpipe.parsing.error import ErrorParser
-from logpipe.pipeline import FollowPipeline
-from logpipe.process_check import ProcessMonitor, valid_names
-from logpipe.sinks.choose import open_sink
+from logpipe.checkpoints import CheckpointStore, CorruptCheckpoints
+from logpipe.checks.gunicorn_processes import ProcessMonitor, valid_names
+from logpipe.cli.outputs import open_sink
+from logpipe.metrics.derive import EventMetrics, dogstatsd
+from logpipe.parsing.access.parser import AccessParser
+from logpipe.parsing.error.parser import ErrorParser
+from logpipe.pipeline.follow_loop import FollowPipeline
+from logpipe.service_tags import Identity
 from logpipe.sinks.datadog_logs import Interrupted
-from logpipe.sources.checkpoints import CheckpointStore, CorruptCheckpoints
-from logpipe.sources.follow import Follower, FollowSpec
+from logpipe.sources.follower import Follower, FollowSpec
+from logpipe.sources.multiline import Multiline
 from logpipe.sources.wake import Waker
 
 QUIET_EVENTS = frozenset({"opened", "rotated", "closed", "truncated", "recovered"})
@@ -48,7 +48,7 @@ class StderrObserver:
 
 def follow(args: argparse.Namespace, access: AccessParser, pattern: str, identity: Identity) -> int:
     """Run follow mode until SIGTERM/SIGINT; exit status 0 after a clean drain."""
-    from logpipe.cli import UsageError, relax_gc
+    from logpipe.cli.main import UsageError, relax_gc
 
     try:
         proc_names = valid_names(args.proc_name)
@@ -127,7 +127,7 @@ def follow(args: argparse.Namespace, access: AccessParser, pattern: str, identit
 
 def _lock_state_dir(state_dir: Path) -> TextIO:
     """Hold the state dir for this process: two followers must not share checkpoints."""
-    from logpipe.cli import UsageError
+    from logpipe.cli.main import UsageError
 
     try:
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -144,7 +144,7 @@ def _lock_state_dir(state_dir: Path) -> TextIO:
 
 def _metrics(args: argparse.Namespace, identity: Identity) -> EventMetrics | None:
     """Derived metrics to DogStatsD, tagged service/env/user tags (None with ``off``)."""
-    from logpipe.cli import UsageError
+    from logpipe.cli.main import UsageError
 
     try:
         client = dogstatsd(
