@@ -26,10 +26,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from logpipe.parsing.attributes import Event
+from logpipe.event import ACCESS_LOGGER, ERROR_LOGGER, Event
 
-ACCESS_LOGGER = "gunicorn.access"
-ERROR_LOGGER = "gunicorn.error"
 BUCKET_MS = 30_000  # Datadog's status-code overview steps by 30 s
 NO_PATH = "(none)"
 UNKNOWN_BOT = "unknown"

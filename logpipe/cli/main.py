@@ -15,10 +15,10 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, BinaryIO, NoReturn
 
 from logpipe.cli.config import ConfigError, apply_config, config_path
+from logpipe.event import Event
 from logpipe.lines import MAX_LINE_BYTES
 from logpipe.parsing.access.format import FormatError
 from logpipe.parsing.access.parser import AccessParser
-from logpipe.parsing.attributes import Event
 from logpipe.parsing.error.parser import ErrorParser
 from logpipe.pipeline.batch import access_events, error_events
 from logpipe.service_tags import Identity, split_tags

@@ -37,11 +37,11 @@ import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from logpipe.event import ACCESS_LOGGER, ERROR_LOGGER, Event
+
 if TYPE_CHECKING:  # imported where clients are made: worker processes only count, never send
     from datadog.dogstatsd.base import DogStatsd
 
-
-Event = dict[str, Any]
 
 DEFAULT_NAMESPACE = "gunicorn.logs"
 DEFAULT_HOST = "localhost"
@@ -50,8 +50,6 @@ FLUSH_SECONDS = 0.3  # how often a client's thread sends (datadog's default)
 SETTLE_SECONDS = 600  # replay: a bucket this far behind the newest gets no more events
 SELF_PREFIX = "logpipe."
 
-ACCESS_LOGGER = "gunicorn.access"
-ERROR_LOGGER = "gunicorn.error"
 
 # Error-log levels (as logged, and lower-cased) -> metric; other levels are not counted, so a
 # stray word in the level position cannot make up new metric names.

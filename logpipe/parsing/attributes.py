@@ -13,14 +13,12 @@ the ``chain`` they are given after building each event, empty by default.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from logpipe.event import Event, Processor
 from logpipe.memo import Memo
-
-Event = dict[str, Any]
-Processor = Callable[[Event], Event]
 
 URL_CACHE_SIZE = 8192
 

@@ -6,9 +6,9 @@ from collections.abc import Iterable, Iterator
 from operator import itemgetter
 from typing import BinaryIO
 
+from logpipe.event import Event
 from logpipe.lines import MAX_LINE_BYTES, LineBatch, clean_text, read_batches
 from logpipe.parsing.access.parser import AccessParser
-from logpipe.parsing.attributes import Event
 from logpipe.parsing.error.parser import ErrorParser
 from logpipe.sources.multiline import Multiline
 

@@ -13,11 +13,11 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from logpipe.event import Event, Token
 from logpipe.parsing.access.parser import AccessParser
-from logpipe.parsing.attributes import Event
 from logpipe.parsing.error.parser import ErrorParser
 from logpipe.pipeline.batch import stamp
-from logpipe.sinks import LogSink, Token
+from logpipe.sinks import LogSink
 from logpipe.sources.follower import Follower, Item
 from logpipe.sources.wake import Waker
 

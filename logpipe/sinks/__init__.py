@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-Token = Any
+from logpipe.event import Token
 
 
 class LogSink(Protocol):

@@ -27,14 +27,14 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from logpipe.event import Token
+
 MAX_EVENTS = 1000
 MAX_BYTES = 5_000_000
 FLUSH_SECONDS = 2.0
 RETRYABLE = frozenset({408, 429})
 FIRST_DELAY, MAX_DELAY = 1.0, 120.0
 TIMEOUT = 30.0
-
-Token = Any  # what the caller gets back once an event is delivered (e.g. (file key, end offset))
 
 
 def intake_url(site: str | None) -> str:

@@ -6,7 +6,7 @@ import os
 import stat
 from typing import Any, BinaryIO
 
-from logpipe.sinks import Token
+from logpipe.event import Token
 from logpipe.sinks.ndjson_writer import NdjsonWriter
 from logpipe.sinks.write_behind import write_behind
 

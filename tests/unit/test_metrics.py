@@ -20,6 +20,7 @@ import pytest
 from datadog.dogstatsd.base import DogStatsd
 
 from logpipe import AccessParser, ErrorParser, Multiline
+from logpipe.event import Event
 from logpipe.metrics.derive import (
     SETTLE_SECONDS,
     EventMetrics,
@@ -28,7 +29,6 @@ from logpipe.metrics.derive import (
     parse_target,
     shutdown,
 )
-from logpipe.parsing.attributes import Event
 from logpipe.pipeline.batch import access_events, error_events
 from tests.conftest import LOGS
 

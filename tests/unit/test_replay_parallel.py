@@ -41,11 +41,11 @@ from logpipe.backfill.run import (
     file_pairs,
 )
 from logpipe.checkpoints import CheckpointStore
+from logpipe.event import Token
 from logpipe.lines import MAX_LINE_BYTES, LineBatch, read_batches
 from logpipe.metrics.derive import BucketedCounts, EventMetrics, Sums
 from logpipe.parsing.access.parser import AccessParser
 from logpipe.parsing.error.parser import ErrorParser
-from logpipe.sinks import Token
 from logpipe.sinks.ndjson import NdjsonSink
 from logpipe.sources.multiline import DEFAULT_START, Multiline
 from tests.conftest import LOGS

@@ -21,7 +21,7 @@ import pytest
 
 from logpipe import AccessParser, ErrorParser, Multiline
 from logpipe.backfill.report import BUCKET_MS, Summary
-from logpipe.parsing.attributes import Event
+from logpipe.event import Event
 from logpipe.pipeline.batch import access_events, error_events
 from tests.conftest import LOGS
 

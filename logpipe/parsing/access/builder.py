@@ -18,16 +18,15 @@ from collections.abc import Callable, Mapping, Sequence
 from string import Template
 from typing import Any
 
+from logpipe.event import ACCESS_LOGGER, Event
 from logpipe.parsing.attributes import STATUS_CODES, URL_DETAILS, query_map
 from logpipe.parsing.codegen import compile_builder
 from logpipe.parsing.timestamps import ACCESS_TIMES
 from logpipe.parsing.useragent import USER_AGENTS
 
-Event = dict[str, Any]
 # (line, its atom values, its bookkeeping: logpipe.*) to the line's event
 Build = Callable[[str, Sequence[str], dict[str, Any] | None], Event]
 
-ACCESS_LOGGER = "gunicorn.access"
 # The attribute Datadog's pipeline gives the X-Forwarded-For field; used for that header anywhere.
 FORWARDED_FOR_KEY = "{x-forwarded-for}i"
 _BRACED_PARENTS = {"i": ("request", "headers"), "o": ("response", "headers"), "e": ("environ",)}

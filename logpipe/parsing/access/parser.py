@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from logpipe.event import ACCESS_LOGGER, Event, Processor
 from logpipe.lines import MAX_LINE_BYTES, decode
-from logpipe.parsing.access.builder import ACCESS_LOGGER, AccessEventPlan, Build
+from logpipe.parsing.access.builder import AccessEventPlan, Build
 from logpipe.parsing.access.format import DEFAULT_FORMATS
 from logpipe.parsing.access.grammar import END, AccessGrammar, assemble, lark_parser
-from logpipe.parsing.attributes import Event, Processor, run_chain
+from logpipe.parsing.attributes import run_chain
 
 if TYPE_CHECKING:
     from lark.exceptions import UnexpectedInput

@@ -10,13 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from logpipe.event import ERROR_LOGGER, Event
 from logpipe.memo import Memo
-from logpipe.parsing.attributes import STATUSES, Event
+from logpipe.parsing.attributes import STATUSES
 from logpipe.parsing.codegen import compile_builder
 from logpipe.parsing.error.traceback import MARKER, split_traceback
 from logpipe.parsing.timestamps import ERROR_TIMES, app_time_ms
-
-ERROR_LOGGER = "gunicorn.error"
 
 # (record text, the text of each terminal of its layout, its bookkeeping: logpipe.*) to the event
 Build = Callable[[str, Sequence[str], dict[str, Any] | None], Event]

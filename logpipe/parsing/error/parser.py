@@ -6,9 +6,10 @@ from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from logpipe.event import ERROR_LOGGER, Event, Processor
 from logpipe.lines import MAX_LINE_BYTES, decode
-from logpipe.parsing.attributes import Event, Processor, run_chain
-from logpipe.parsing.error.builder import ERROR_LOGGER, error_builds
+from logpipe.parsing.attributes import run_chain
+from logpipe.parsing.error.builder import error_builds
 from logpipe.parsing.error.fast import record_rules
 from logpipe.parsing.error.trees import branch_tokens
 from logpipe.parsing.failures import failed_event, flag_repairs, reason
