@@ -1,4 +1,10 @@
-"""Events of a complete file or stream, in order, each stamped with where it came from."""
+"""Bytes to events: the one route every command takes.
+
+Lines (``LineBatch``) or error records become events, each stamped with where it came from, and
+paired with the offset just past it: what delivering it lets a checkpoint or a ledger cover.
+``logpipe parse`` and replay read whole files through it; follow mode hands it what each poll
+read from each file.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +12,11 @@ from collections.abc import Iterable, Iterator
 from operator import itemgetter
 from typing import BinaryIO
 
-from logpipe.event import Event
+from logpipe.event import Event, origin
 from logpipe.lines import MAX_LINE_BYTES, LineBatch, clean_text, read_batches
 from logpipe.parsing.access.parser import AccessParser
 from logpipe.parsing.error.parser import ErrorParser
-from logpipe.sources.multiline import Multiline
+from logpipe.sources.multiline import Multiline, Record
 
 _first = itemgetter(0)  # the event of a pair (C-level: no Python frame per event)
 
@@ -76,24 +82,26 @@ def error_batch_pairs(
 ) -> Iterator[tuple[Event, int]]:
     """(event, offset just past its record) for each record of ``batches`` (the last record
     ends with them)."""
-    parse, parse_text, chain = parser.parse, parser.parse_text, parser.chain
-    cap = parser.max_record_bytes
     for batch in batches:
-        for data, _, start, end, truncated in multiline.feed_batch(batch):
-            # a record with nothing to repair goes straight to parse_text (a hot loop)
-            text = None if chain or truncated else clean_text(data, cap)
-            if text is None:
-                yield stamp(parse(data, truncated=truncated), path, start), end
-            else:
-                yield parse_text(text, origin(path, start)), end
+        yield from record_pairs(multiline.feed_batch(batch), parser, path=path)
     last = multiline.flush()
     if last is not None:
-        yield stamp(parse(last.text, truncated=last.truncated), path, last.start), last.end
+        yield from record_pairs((last,), parser, path=path)
 
 
-def origin(path: str | None, offset: int) -> dict[str, str | int]:
-    """``logpipe.path`` and ``logpipe.offset`` (the byte offset where the line starts)."""
-    return {"path": path, "offset": offset} if path is not None else {"offset": offset}
+def record_pairs(
+    records: Iterable[Record[bytes]], parser: ErrorParser, *, path: str | None = None
+) -> Iterator[tuple[Event, int]]:
+    """(event, offset just past its record) for each of ``records``."""
+    parse, parse_text, chain = parser.parse, parser.parse_text, parser.chain
+    cap = parser.max_record_bytes
+    for data, _, start, end, truncated in records:
+        # a record with nothing to repair goes straight to parse_text (a hot loop)
+        text = None if chain or truncated else clean_text(data, cap)
+        if text is None:
+            yield stamp(parse(data, truncated=truncated), path, start), end
+        else:
+            yield parse_text(text, origin(path, start)), end
 
 
 def stamp(event: Event, path: str | None, offset: int) -> Event:
