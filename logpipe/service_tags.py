@@ -10,7 +10,7 @@ DEFAULT_SERVICE = "gunicorn"
 
 
 @dataclass(frozen=True)
-class Identity:
+class ServiceTags:
     """The attributes every event carries; ``tags`` are ``key:value`` strings."""
 
     service: str
@@ -35,7 +35,7 @@ class Identity:
         tags: Sequence[str] = (),
         hostname: str | None = None,
         environ: Mapping[str, str] = os.environ,
-    ) -> Identity:
+    ) -> ServiceTags:
         """Options first, then ``DD_SERVICE``, ``DD_ENV``, ``DD_TAGS``, ``DD_HOSTNAME``."""
         env = env or environ.get("DD_ENV") or None
         merged: list[str] = []

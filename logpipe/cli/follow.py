@@ -19,7 +19,7 @@ from logpipe.metrics.derive import EventMetrics, dogstatsd
 from logpipe.parsing.access.parser import AccessParser
 from logpipe.parsing.error.parser import ErrorParser
 from logpipe.pipeline.follow_loop import FollowPipeline
-from logpipe.service_tags import Identity
+from logpipe.service_tags import ServiceTags
 from logpipe.sinks.datadog_logs import Interrupted
 from logpipe.sources.follower import Follower, FollowSpec
 from logpipe.sources.multiline import Multiline
@@ -46,7 +46,9 @@ class StderrObserver:
         print(f"logpipe: {message}", file=sys.stderr, flush=True)
 
 
-def follow(args: argparse.Namespace, access: AccessParser, pattern: str, identity: Identity) -> int:
+def follow(
+    args: argparse.Namespace, access: AccessParser, pattern: str, service_tags: ServiceTags
+) -> int:
     """Run follow mode until SIGTERM/SIGINT; exit status 0 after a clean drain."""
     from logpipe.cli.main import UsageError, relax_gc
 
@@ -87,7 +89,7 @@ def follow(args: argparse.Namespace, access: AccessParser, pattern: str, identit
     with ExitStack() as resources:
         sink = open_sink(args, stop, resources, _warn)
         resources.callback(sink.close)
-        metrics = _metrics(args, identity)
+        metrics = _metrics(args, service_tags)
         if metrics is not None:
             resources.callback(metrics.close)
         if proc_names:
@@ -105,7 +107,7 @@ def follow(args: argparse.Namespace, access: AccessParser, pattern: str, identit
             sink,
             access=access,
             errors=ErrorParser(
-                max_record_bytes=args.max_line_bytes, attributes=identity.attributes
+                max_record_bytes=args.max_line_bytes, attributes=service_tags.attributes
             ),
             waker=waker,
             status_interval=args.status_interval,
@@ -142,13 +144,13 @@ def _lock_state_dir(state_dir: Path) -> TextIO:
     return lock
 
 
-def _metrics(args: argparse.Namespace, identity: Identity) -> EventMetrics | None:
+def _metrics(args: argparse.Namespace, service_tags: ServiceTags) -> EventMetrics | None:
     """Derived metrics to DogStatsD, tagged service/env/user tags (None with ``off``)."""
     from logpipe.cli.main import UsageError
 
     try:
         client = dogstatsd(
-            args.dogstatsd, namespace=args.metrics_namespace, tags=identity.metric_tags
+            args.dogstatsd, namespace=args.metrics_namespace, tags=service_tags.metric_tags
         )
     except ValueError as error:
         raise UsageError(f"--dogstatsd: {error}") from None

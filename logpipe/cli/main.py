@@ -21,7 +21,7 @@ from logpipe.parsing.access.format import FormatError
 from logpipe.parsing.access.parser import AccessParser
 from logpipe.parsing.error.parser import ErrorParser
 from logpipe.pipeline.batch import access_events, error_events
-from logpipe.service_tags import Identity, split_tags
+from logpipe.service_tags import ServiceTags, split_tags
 from logpipe.sinks.ndjson_writer import NdjsonWriter
 from logpipe.sources.multiline import DEFAULT_START, Multiline
 
@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="where to start in files that have no checkpoint; files that "
         "appear later are read from the beginning (default: %(default)s)",
     )
-    add_identity_options(parser)
+    add_tag_options(parser)
     add_process_options(parser)
     return parser
 
@@ -142,7 +142,7 @@ def build_check_parser() -> argparse.ArgumentParser:
         default="off",
         help="also send gunicorn.workers and gunicorn.is_running there (default: %(default)s)",
     )
-    add_identity_options(check)
+    add_tag_options(check)
     return check
 
 
@@ -196,7 +196,7 @@ def build_replay_parser() -> argparse.ArgumentParser:
     work.add_argument(
         "--scheduler", metavar="ADDRESS", help="the Dask scheduler, e.g. tcp://10.0.0.5:8786"
     )
-    add_identity_options(replay)
+    add_tag_options(replay)
     return replay
 
 
@@ -252,7 +252,7 @@ def build_parse_parser() -> argparse.ArgumentParser:
         help="access: one event per line; error: one per (multi-line) record",
     )
     add_parsing_options(parse)
-    add_identity_options(parse)
+    add_tag_options(parse)
     parse.add_argument(
         "file",
         nargs="?",
@@ -292,7 +292,7 @@ def default_state_dir() -> str:
     return os.path.join(base, "logpipe")
 
 
-def add_identity_options(parser: argparse.ArgumentParser) -> None:
+def add_tag_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("event identity")
     group.add_argument("--service", help="service attribute (default: DD_SERVICE, else gunicorn)")
     group.add_argument("--env", help="adds env:ENV to ddtags (default: DD_ENV)")
@@ -307,8 +307,8 @@ def add_identity_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def identity_from(args: argparse.Namespace) -> Identity:
-    return Identity.resolve(
+def tags_from(args: argparse.Namespace) -> ServiceTags:
+    return ServiceTags.resolve(
         service=args.service, env=args.env, tags=split_tags(args.tags), hostname=args.hostname
     )
 
@@ -340,15 +340,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def access_parser(args: argparse.Namespace, identity: Identity | None = None) -> AccessParser:
-    """The access parser the options ask for (its events carry ``identity``'s attributes)."""
+def access_parser(
+    args: argparse.Namespace, service_tags: ServiceTags | None = None
+) -> AccessParser:
+    """The access parser the options ask for (its events carry ``service_tags``'s attributes)."""
     if args.max_line_bytes < 1:
         raise UsageError("--max-line-bytes must be positive")
     try:
         return AccessParser(
             args.access_format,
             max_line_bytes=args.max_line_bytes,
-            attributes=identity.attributes if identity else None,
+            attributes=service_tags.attributes if service_tags else None,
         )
     except FormatError as error:
         raise UsageError(f"--access-format: {error}") from None
@@ -360,10 +362,10 @@ def run_follow(args: argparse.Namespace) -> int:
 
     if not args.access and not args.error:
         raise UsageError("nothing to follow: give --access PATH and/or --error PATH")
-    identity = identity_from(args)
-    access = access_parser(args, identity)
+    service_tags = tags_from(args)
+    access = access_parser(args, service_tags)
     pattern = _pattern(args.multiline_pattern)
-    return follow(args, access, pattern, identity)
+    return follow(args, access, pattern, service_tags)
 
 
 def run_check(args: argparse.Namespace) -> int:
@@ -375,12 +377,12 @@ def run_check(args: argparse.Namespace) -> int:
         names = valid_names(args.proc_name)
     except ValueError as error:
         raise UsageError(str(error)) from None
-    identity = identity_from(args)
+    service_tags = tags_from(args)
     try:
         client = dogstatsd(
             args.dogstatsd,
             namespace="",
-            tags=identity.metric_tags,
+            tags=service_tags.metric_tags,
             flush_thread=False,
         )
     except ValueError as error:
@@ -422,8 +424,8 @@ def run_replay(args: argparse.Namespace) -> int:
     pattern = _pattern(args.multiline_pattern)
     ledger = CheckpointStore(Path(args.state_dir), file_name="replay-ledger.json")
     summary = Summary()
-    identity = identity_from(args)
-    counts, send_metrics, close_metrics = timestamped_metrics(args, identity)
+    service_tags = tags_from(args)
+    counts, send_metrics, close_metrics = timestamped_metrics(args, service_tags)
     output = args.output or ("datadog" if os.environ.get("DD_API_KEY") else "stdout")
     max_age = parse_duration(args.max_age or ("18h" if output == "datadog" else "none"))
     oldest_ms = None if max_age is None else int((time.time() - max_age) * 1000)
@@ -450,7 +452,7 @@ def run_replay(args: argparse.Namespace) -> int:
                 access_format=args.access_format,
                 multiline_pattern=pattern,
                 max_line_bytes=args.max_line_bytes,
-                attributes=identity.attributes,
+                attributes=service_tags.attributes,
                 oldest_ms=oldest_ms,
                 force=args.force,
                 engine=engine,
@@ -508,7 +510,7 @@ def stop_on_signals() -> tuple[threading.Event, list[signal.Signals]]:
 
 
 def timestamped_metrics(
-    args: argparse.Namespace, identity: Identity
+    args: argparse.Namespace, service_tags: ServiceTags
 ) -> tuple[TimestampedCounts | None, Callable[[Sums], None], Callable[[], None]]:
     """(counts, send, close) for replay metrics at the logs' own times (no-ops with off):
     ``send`` sends the sums a checkpoint took, ``close`` all the rest."""
@@ -518,7 +520,7 @@ def timestamped_metrics(
         client = dogstatsd(
             args.dogstatsd,
             namespace=args.metrics_namespace,
-            tags=identity.metric_tags,
+            tags=service_tags.metric_tags,
             flush_thread=False,
         )
     except ValueError as error:
@@ -582,9 +584,9 @@ def _stderr(message: str) -> None:
 def run_parse(args: argparse.Namespace) -> int:
     """``logpipe parse``: events of a whole file to NDJSON on stdout."""
     path = None if args.file == "-" else args.file
-    identity = identity_from(args)
+    service_tags = tags_from(args)
     if args.kind == "access":
-        access = access_parser(args, identity)
+        access = access_parser(args, service_tags)
 
         def events(stream: BinaryIO) -> Iterator[Event]:
             return access_events(stream, access, path=path)
@@ -592,7 +594,9 @@ def run_parse(args: argparse.Namespace) -> int:
         multiline: Multiline[bytes] = Multiline(
             _pattern(args.multiline_pattern), max_bytes=args.max_line_bytes
         )
-        errors = ErrorParser(max_record_bytes=args.max_line_bytes, attributes=identity.attributes)
+        errors = ErrorParser(
+            max_record_bytes=args.max_line_bytes, attributes=service_tags.attributes
+        )
 
         def events(stream: BinaryIO) -> Iterator[Event]:
             return error_events(
