@@ -22,7 +22,7 @@ from logpipe.parsing.access.parser import AccessParser
 from logpipe.parsing.error.parser import ErrorParser
 from logpipe.pipeline.batch import access_events, error_events
 from logpipe.service_tags import ServiceTags, split_tags
-from logpipe.sinks.ndjson_writer import NdjsonWriter
+from logpipe.sinks.ndjson import NdjsonWriter
 from logpipe.sources.multiline import DEFAULT_START, Multiline
 
 if TYPE_CHECKING:
