@@ -11,9 +11,11 @@ import argparse
 from collections.abc import Sequence
 from typing import Any
 
+from logpipe.problems import SetupError
 
-class ConfigError(ValueError):
-    """The config file cannot be used (reported as a usage error)."""
+
+class ConfigError(SetupError):
+    """The config file cannot be used."""
 
 
 def config_path(arguments: Sequence[str]) -> str | None:

@@ -1,24 +1,37 @@
-"""``logpipe --access ... --error ...``: wire the follower, the parsers and the sink, and run."""
+"""``logpipe --access ... --error ...`` (follow mode): wire the follower, the parsers and the
+sink, and run."""
 
 from __future__ import annotations
 
 import argparse
 import fcntl
 import signal
-import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TextIO
 
 from logpipe.checkpoints import CheckpointStore, CorruptCheckpoints
 from logpipe.checks.gunicorn_processes import ProcessMonitor, valid_names
-from logpipe.cli.outputs import open_sink
+from logpipe.cli.config import apply_config, config_path
+from logpipe.cli.options import (
+    ArgumentParser,
+    access_parser,
+    add_delivery_options,
+    add_log_options,
+    add_parsing_options,
+    add_tag_options,
+    multiline_pattern,
+    tags_from,
+)
+from logpipe.cli.outputs import open_sink, output_settings
+from logpipe.cli.runtime import relax_gc, warn
 from logpipe.metrics.derive import EventMetrics, dogstatsd
 from logpipe.parsing.access.parser import AccessParser
 from logpipe.parsing.error.parser import ErrorParser
 from logpipe.pipeline.follow_loop import FollowPipeline
+from logpipe.problems import SetupError
 from logpipe.service_tags import ServiceTags
 from logpipe.sinks.datadog_logs import Interrupted
 from logpipe.sources.follower import Follower, FollowSpec
@@ -26,6 +39,103 @@ from logpipe.sources.multiline import Multiline
 from logpipe.sources.wake import Waker
 
 QUIET_EVENTS = frozenset({"opened", "rotated", "closed", "truncated", "recovered"})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """``logpipe``'s options (follow mode)."""
+    parser = ArgumentParser(
+        prog="logpipe",
+        description="Follow gunicorn access and error logs through rotation and ship them as "
+        "structured events. Runs until SIGTERM/SIGINT.",
+        epilog="Other commands: logpipe parse --help (a whole file to NDJSON), logpipe replay "
+        "--help (backfill archives), logpipe check --help (gunicorn's processes, once).",
+    )
+    add_log_options(parser, "follow", "PATH")
+    add_parsing_options(parser)
+    add_delivery_options(
+        parser,
+        state="where checkpoints are kept",
+        metrics="where derived metrics go (default: DD_AGENT_HOST:DD_DOGSTATSD_PORT, else "
+        "localhost:8125)",
+    )
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="TOML file with any of these options as keys (the command line wins)",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
+        default="info",
+        help="info: also what happens to followed files (opened, rotated...); "
+        "warning: problems only (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--exit-idle",
+        metavar="SECONDS",
+        type=float,
+        default=0,
+        help="drain and exit once nothing new was read for this long (demos, tests, one-shot "
+        "catch-up); 0: run until SIGTERM/SIGINT (default)",
+    )
+    parser.add_argument(
+        "--status-interval",
+        metavar="SECONDS",
+        type=int,
+        default=60,
+        help="print a one-line status on stderr this often; 0: never (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--start-at",
+        choices=("end", "beginning"),
+        default="end",
+        help="where to start in files that have no checkpoint; files that "
+        "appear later are read from the beginning (default: %(default)s)",
+    )
+    add_tag_options(parser)
+    add_process_options(parser)
+    return parser
+
+
+def add_process_options(parser: argparse.ArgumentParser) -> None:
+    """Follow mode's process check (Datadog's gunicorn check: gunicorn.workers, is_running)."""
+    group = parser.add_argument_group(
+        "process check",
+        "gunicorn.workers (tagged app:NAME, state:idle|working) and the service check "
+        "gunicorn.is_running through DogStatsD, as Datadog's gunicorn check sends them; needs "
+        "setproctitle in gunicorn's environment",
+    )
+    group.add_argument(
+        "--proc-name",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="gunicorn's proc_name (--name), whose master is titled 'gunicorn: master [NAME]' "
+        "(repeatable)",
+    )
+    group.add_argument(
+        "--process-interval",
+        metavar="SECONDS",
+        type=float,
+        default=15.0,
+        help="how often to check (default: %(default)s)",
+    )
+
+
+def run_follow(arguments: Sequence[str]) -> int:
+    """``logpipe --access PATH --error PATH``: follow until SIGTERM/SIGINT, then drain; the
+    ``--config`` file's values are the defaults."""
+    parser = build_parser()
+    config = config_path(arguments)
+    if config:
+        apply_config(parser, config)
+    args = parser.parse_args(arguments)
+    if not args.access and not args.error:
+        raise SetupError("nothing to follow: give --access PATH and/or --error PATH")
+    service_tags = tags_from(args)
+    access = access_parser(args, service_tags)
+    pattern = multiline_pattern(args.multiline_pattern)
+    return follow(args, access, pattern, service_tags)
 
 
 class StderrObserver:
@@ -43,25 +153,23 @@ class StderrObserver:
         else:
             extra = " ".join(f"{key}={value}" for key, value in details.items())
             message = f"{event} {path} {extra}".rstrip()
-        print(f"logpipe: {message}", file=sys.stderr, flush=True)
+        warn(message)
 
 
 def follow(
     args: argparse.Namespace, access: AccessParser, pattern: str, service_tags: ServiceTags
 ) -> int:
     """Run follow mode until SIGTERM/SIGINT; exit status 0 after a clean drain."""
-    from logpipe.cli.main import UsageError, relax_gc
-
     try:
         proc_names = valid_names(args.proc_name)
     except ValueError as error:
-        raise UsageError(str(error)) from None
+        raise SetupError(str(error)) from None
     if proc_names and not args.process_interval > 0:
-        raise UsageError("--process-interval must be positive")
+        raise SetupError("--process-interval must be positive")
     specs = [FollowSpec(path, "access") for path in args.access]
     specs += [FollowSpec(path, "error") for path in args.error]
     lock = _lock_state_dir(Path(args.state_dir))
-    store = CheckpointStore(Path(args.state_dir), on_problem=_warn)
+    store = CheckpointStore(Path(args.state_dir), on_problem=warn)
     try:
         follower = Follower(
             specs,
@@ -72,13 +180,13 @@ def follow(
             observer=StderrObserver(quiet=args.log_level in ("warning", "error")),
         )
     except CorruptCheckpoints as error:
-        raise UsageError(f"{error} (move the state dir aside to start over)") from None
+        raise SetupError(f"{error} (move the state dir aside to start over)") from None
     except OSError as error:
-        raise UsageError(f"state dir {args.state_dir}: {error.strerror}") from None
+        raise SetupError(f"state dir {args.state_dir}: {error.strerror}") from None
     stop = threading.Event()
     waker = Waker(spec.path for spec in specs)
     if waker.problem:
-        _warn(waker.problem)
+        warn(waker.problem)
 
     def request_stop(signum: int, frame: object) -> None:
         stop.set()
@@ -87,7 +195,7 @@ def follow(
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     with ExitStack() as resources:
-        sink = open_sink(args, stop, resources, _warn)
+        sink = open_sink(output_settings(args), stop, resources, warn)
         resources.callback(sink.close)
         metrics = _metrics(args, service_tags)
         if metrics is not None:
@@ -97,7 +205,7 @@ def follow(
                 proc_names,
                 args.process_interval,
                 statsd=metrics.self_statsd if metrics is not None else None,
-                report=_warn,
+                report=warn,
                 quiet=args.log_level in ("warning", "error"),
             )
             resources.callback(monitor.stop)  # before metrics.close: callbacks run last first
@@ -111,7 +219,7 @@ def follow(
             ),
             waker=waker,
             status_interval=args.status_interval,
-            report=_warn,
+            report=warn,
             observers=[metrics.observe] if metrics else [],
             telemetry=_telemetry(metrics) if metrics else None,
             exit_idle=args.exit_idle,
@@ -120,7 +228,7 @@ def follow(
         try:
             pipeline.run(stop)
         except Interrupted as interrupted:
-            _warn(f"{interrupted}: undelivered events will be sent after a restart")
+            warn(f"{interrupted}: undelivered events will be sent after a restart")
         finally:
             waker.stop()
             lock.close()
@@ -129,31 +237,27 @@ def follow(
 
 def _lock_state_dir(state_dir: Path) -> TextIO:
     """Hold the state dir for this process: two followers must not share checkpoints."""
-    from logpipe.cli.main import UsageError
-
     try:
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         lock = open(state_dir / "lock", "w")  # noqa: SIM115 - held until exit
     except OSError as error:
-        raise UsageError(f"state dir {state_dir}: {error.strerror}") from None
+        raise SetupError(f"state dir {state_dir}: {error.strerror}") from None
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         lock.close()
-        raise UsageError(f"state dir {state_dir} is in use by another logpipe") from None
+        raise SetupError(f"state dir {state_dir} is in use by another logpipe") from None
     return lock
 
 
 def _metrics(args: argparse.Namespace, service_tags: ServiceTags) -> EventMetrics | None:
     """Derived metrics to DogStatsD, tagged service/env/user tags (None with ``off``)."""
-    from logpipe.cli.main import UsageError
-
     try:
         client = dogstatsd(
             args.dogstatsd, namespace=args.metrics_namespace, tags=service_tags.metric_tags
         )
     except ValueError as error:
-        raise UsageError(f"--dogstatsd: {error}") from None
+        raise SetupError(f"--dogstatsd: {error}") from None
     return EventMetrics(client) if client is not None else None
 
 
@@ -172,7 +276,3 @@ def _telemetry(metrics: EventMetrics) -> Callable[[FollowPipeline], None]:
         metrics.flush()
 
     return report
-
-
-def _warn(message: str) -> None:
-    print(f"logpipe: {message}", file=sys.stderr, flush=True)

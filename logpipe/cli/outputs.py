@@ -8,45 +8,63 @@ import sys
 import threading
 from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from logpipe.problems import SetupError
 from logpipe.sinks import LogSink
 from logpipe.sinks.datadog_logs import DatadogLogsSink, intake_url
 from logpipe.sinks.ndjson import NdjsonSink
 
 
+@dataclass(frozen=True)
+class OutputSettings:
+    """Where events go: ``target`` is ``stdout``, ``file:PATH`` or ``datadog`` as given (not
+    checked yet); ``intake_url`` None means DD_SITE's intake; dead letters go in
+    ``state_dir``."""
+
+    target: str
+    intake_url: str | None
+    state_dir: Path
+
+
+def output_settings(args: argparse.Namespace) -> OutputSettings:
+    """``--output`` (default: datadog when DD_API_KEY is set, else stdout), ``--intake-url``
+    and ``--state-dir``."""
+    target = args.output or ("datadog" if os.environ.get("DD_API_KEY") else "stdout")
+    return OutputSettings(target, args.intake_url, Path(args.state_dir))
+
+
 def open_sink(
-    args: argparse.Namespace,
+    settings: OutputSettings,
     stop: threading.Event,
     resources: ExitStack,
     warn: Callable[[str], None],
 ) -> LogSink:
-    """The log sink ``--output`` names (datadog by default when DD_API_KEY is set)."""
-    from logpipe.cli.main import UsageError
-
-    target = args.output or ("datadog" if os.environ.get("DD_API_KEY") else "stdout")
+    """The log sink ``settings`` name (a file it opens is closed with ``resources``)."""
+    target = settings.target
     if target == "stdout":
         return NdjsonSink(sys.stdout.buffer, fsync=False)
     if target.startswith("file:") and len(target) > 5:
         try:
             stream: BinaryIO = resources.enter_context(open(target[5:], "ab"))  # noqa: SIM115
         except OSError as error:
-            raise UsageError(f"--output {target}: {error.strerror}") from None
+            raise SetupError(f"--output {target}: {error.strerror}") from None
         return NdjsonSink(stream, fsync=True, path=target[5:])
     if target == "datadog":
         api_key = os.environ.get("DD_API_KEY", "")
         if not api_key:
-            raise UsageError("--output datadog needs the API key in DD_API_KEY")
-        url = args.intake_url or intake_url(os.environ.get("DD_SITE"))
+            raise SetupError("--output datadog needs the API key in DD_API_KEY")
+        url = settings.intake_url or intake_url(os.environ.get("DD_SITE"))
         try:
             return DatadogLogsSink(
                 url,
                 api_key,
-                dead_letters=Path(args.state_dir) / "dead-letters.ndjson",
+                dead_letters=settings.state_dir / "dead-letters.ndjson",
                 stop=stop,
                 warn=warn,
             )
-        except ValueError as error:
-            raise UsageError(f"--intake-url: {error}") from None
-    raise UsageError(f"--output must be stdout, file:PATH or datadog, not {target!r}")
+        except SetupError as error:
+            raise SetupError(f"--intake-url: {error}") from None
+    raise SetupError(f"--output must be stdout, file:PATH or datadog, not {target!r}")

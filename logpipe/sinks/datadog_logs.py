@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from logpipe.event import Token
+from logpipe.problems import SetupError
 
 MAX_EVENTS = 1000
 MAX_BYTES = 5_000_000
@@ -73,7 +74,7 @@ class DatadogLogsSink:
     ) -> None:
         self._url = urlsplit(url)
         if self._url.scheme not in ("http", "https") or not self._url.hostname:
-            raise ValueError(f"not an http(s) URL: {url}")
+            raise SetupError(f"not an http(s) URL: {url}")
         self._api_key = api_key
         self._dead_letters = dead_letters
         self._stop = stop

@@ -35,6 +35,7 @@ def wait_for(predicate, timeout: float = 20) -> None:  # type: ignore[no-untyped
         time.sleep(0.05)
 
 
+@pytest.mark.integration
 def test_config_file_status_line_and_quiet_log_level(tmp_path: Path) -> None:
     log = tmp_path / "access.log"
     log.write_bytes(LINE * 3)
@@ -56,6 +57,7 @@ def test_config_file_status_line_and_quiet_log_level(tmp_path: Path) -> None:
     assert not any("opened" in line for line in lines), lines  # quiet: no file notices
 
 
+@pytest.mark.integration
 def test_bad_config_is_a_usage_error(tmp_path: Path) -> None:
     (tmp_path / "bad.toml").write_text("nonsense = 1\n")
     assert start("--config", "bad.toml", cwd=tmp_path).wait(timeout=20) == 2
@@ -69,6 +71,7 @@ def test_bad_config_is_a_usage_error(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.integration
 def test_exit_idle_drains_the_bundled_logs_and_exits(tmp_path: Path) -> None:
     logs = Path(__file__).resolve().parents[1] / "fixtures" / "logs" / "default"
     result = subprocess.run(
@@ -102,7 +105,7 @@ def test_exit_idle_drains_the_bundled_logs_and_exits(tmp_path: Path) -> None:
 
 def test_config_numbers_for_seconds_options(tmp_path: Path) -> None:
     from logpipe.cli.config import ConfigError, apply_config
-    from logpipe.cli.main import build_parser
+    from logpipe.cli.follow import build_parser
 
     (tmp_path / "numbers.toml").write_text("exit-idle = 0.5\nprocess-interval = 2\n")
     parser = build_parser()

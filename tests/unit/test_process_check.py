@@ -17,7 +17,9 @@ from logpipe.checks.gunicorn_processes import (
     send,
     valid_names,
 )
-from logpipe.cli.main import UsageError, build_check_parser, build_parser
+from logpipe.cli.check import build_check_parser
+from logpipe.cli.follow import build_parser
+from logpipe.cli.options import UsageError
 from logpipe.metrics.derive import dogstatsd, shutdown
 from tests.unit.test_metrics import clean_env, receiver, target
 
@@ -61,6 +63,7 @@ def test_results_say_what_the_integration_says() -> None:
     assert gone.describe() == "gunicorn [gone]: CRITICAL: " + gone.why
 
 
+@pytest.mark.integration
 def test_sent_datagrams(receiver: socket.socket) -> None:
     client = dogstatsd(target(receiver), namespace="", tags=["service:shop", "env:prod"])
     assert client is not None
@@ -82,6 +85,7 @@ def test_sent_datagrams(receiver: socket.socket) -> None:
     )
 
 
+@pytest.mark.integration
 def test_a_namespaced_client_is_refused(receiver: socket.socket) -> None:
     client = dogstatsd(target(receiver), namespace="gunicorn.logs")
     assert client is not None

@@ -1,0 +1,146 @@
+"""The options several commands share, and what they turn into (tags, parsers)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from typing import NoReturn
+
+from logpipe.lines import MAX_LINE_BYTES
+from logpipe.parsing.access.format import FormatError
+from logpipe.parsing.access.parser import AccessParser
+from logpipe.problems import SetupError
+from logpipe.service_tags import ServiceTags, split_tags
+from logpipe.sources.multiline import DEFAULT_START
+
+
+class UsageError(SetupError):
+    """A command line argparse refuses (an unknown option, a missing or malformed value)."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """An argument parser that raises ``UsageError`` instead of printing usage and exiting."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def add_log_options(parser: argparse.ArgumentParser, verb: str, metavar: str) -> None:
+    """``--access`` and ``--error``, repeatable."""
+    for kind in ("access", "error"):
+        parser.add_argument(
+            f"--{kind}",
+            action="append",
+            default=[],
+            metavar=metavar,
+            help=f"gunicorn {kind} log to {verb} (repeatable)",
+        )
+
+
+def add_delivery_options(parser: argparse.ArgumentParser, *, state: str, metrics: str) -> None:
+    """Where events and metrics go, and where state is kept (follow and replay)."""
+    parser.add_argument(
+        "--output",
+        metavar="stdout|file:PATH|datadog",
+        help="where events go: NDJSON on stdout or in a file, or Datadog's logs intake "
+        "(default: datadog when DD_API_KEY is set, else stdout)",
+    )
+    parser.add_argument(
+        "--intake-url",
+        metavar="URL",
+        help="full URL to post logs to (default: the v2 intake for DD_SITE)",
+    )
+    parser.add_argument("--dogstatsd", metavar="HOST:PORT|off", help=metrics)
+    parser.add_argument(
+        "--metrics-namespace",
+        metavar="NS",
+        default="gunicorn.logs",
+        help="prefix of the derived metrics (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        default=default_state_dir(),
+        help=f"{state} (default: %(default)s)",
+    )
+
+
+def add_parsing_options(parser: argparse.ArgumentParser) -> None:
+    """``--access-format``, ``--multiline-pattern`` and ``--max-line-bytes``."""
+    parser.add_argument(
+        "--access-format",
+        metavar="FMT",
+        help="gunicorn's access_log_format (default: gunicorn's default, plus the "
+        "common log format and a trailing quoted X-Forwarded-For)",
+    )
+    parser.add_argument(
+        "--multiline-pattern",
+        metavar="REGEX",
+        default=DEFAULT_START,
+        help="start of an error-log record (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--max-line-bytes",
+        metavar="N",
+        type=int,
+        default=MAX_LINE_BYTES,
+        help="cut longer lines and records, flagging them (default: %(default)s)",
+    )
+
+
+def default_state_dir() -> str:
+    """``$XDG_STATE_HOME/logpipe``, else ``~/.local/state/logpipe``."""
+    base = os.environ.get("XDG_STATE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "state"
+    )
+    return os.path.join(base, "logpipe")
+
+
+def add_tag_options(parser: argparse.ArgumentParser) -> None:
+    """``--service``, ``--env``, ``--tags`` and ``--hostname`` (see ``tags_from``)."""
+    group = parser.add_argument_group("event identity")
+    group.add_argument("--service", help="service attribute (default: DD_SERVICE, else gunicorn)")
+    group.add_argument("--env", help="adds env:ENV to ddtags (default: DD_ENV)")
+    group.add_argument(
+        "--tags",
+        metavar="K:V,...",
+        default="",
+        help="extra ddtags, comma-separated (added to DD_TAGS)",
+    )
+    group.add_argument(
+        "--hostname", help="hostname attribute (default: DD_HOSTNAME, else this host)"
+    )
+
+
+def tags_from(args: argparse.Namespace) -> ServiceTags:
+    """The service tags the options (then the DD_* variables) give."""
+    return ServiceTags.resolve(
+        service=args.service, env=args.env, tags=split_tags(args.tags), hostname=args.hostname
+    )
+
+
+def access_parser(
+    args: argparse.Namespace, service_tags: ServiceTags | None = None
+) -> AccessParser:
+    """The access parser the options ask for (its events carry ``service_tags``'s
+    attributes)."""
+    if args.max_line_bytes < 1:
+        raise SetupError("--max-line-bytes must be positive")
+    try:
+        return AccessParser(
+            args.access_format,
+            max_line_bytes=args.max_line_bytes,
+            attributes=service_tags.attributes if service_tags else None,
+        )
+    except FormatError as error:
+        raise SetupError(f"--access-format: {error}") from None
+
+
+def multiline_pattern(pattern: str) -> str:
+    """``--multiline-pattern``, checked."""
+    try:
+        re.compile(pattern)
+    except re.error as error:
+        raise SetupError(f"--multiline-pattern: {error}") from None
+    return pattern

@@ -1,0 +1,260 @@
+"""``logpipe replay``: backfill archived logs, each file's content once."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from os.path import isfile
+from pathlib import Path
+
+from logpipe.backfill.archives import expand, is_url, order_series
+from logpipe.backfill.engines import default_jobs, open_engine
+from logpipe.backfill.report import Summary
+from logpipe.backfill.run import LEDGER, Replay, ReplayFile
+from logpipe.checkpoints import CheckpointStore, CorruptCheckpoints
+from logpipe.cli.options import (
+    ArgumentParser,
+    access_parser,
+    add_delivery_options,
+    add_log_options,
+    add_parsing_options,
+    add_tag_options,
+    multiline_pattern,
+    tags_from,
+)
+from logpipe.cli.outputs import open_sink, output_settings
+from logpipe.cli.runtime import relax_gc, warn
+from logpipe.metrics.derive import Sums, TimestampedCounts, dogstatsd
+from logpipe.problems import SetupError
+from logpipe.service_tags import ServiceTags
+from logpipe.sinks.datadog_logs import Interrupted
+from logpipe.sinks.ndjson import NdjsonSink
+
+
+def build_replay_parser() -> argparse.ArgumentParser:
+    """``logpipe replay``'s options."""
+    replay = ArgumentParser(
+        prog="logpipe replay",
+        description="Backfill archived logs: each rotated series oldest first, plain or gzip, "
+        "each file's content once (a ledger in the state dir remembers what was delivered).",
+    )
+    add_log_options(replay, "replay", "FILE|GLOB")
+    add_parsing_options(replay)
+    add_delivery_options(
+        replay,
+        state="where the replay ledger is kept",
+        metrics="derived metrics, sent with the logs' own times (count_with_timestamp, 10 s "
+        "buckets; needs Agent 7.40+); default as in follow mode",
+    )
+    replay.add_argument(
+        "--force", action="store_true", help="replay files the ledger says were delivered already"
+    )
+    replay.add_argument(
+        "--max-age",
+        metavar="DURATION|none",
+        help="skip events older than this, e.g. 18h, 90m, 2d (default: 18h with --output "
+        "datadog, the intake's window; none otherwise); skipped events count as handled in the "
+        "ledger: re-run with --force to send them",
+    )
+    replay.add_argument(
+        "--report",
+        metavar="FILE.html",
+        help="also write the summary as a self-contained HTML page with a chart",
+    )
+    replay.add_argument(
+        "--quiet", action="store_true", help="no summary table on stderr at the end"
+    )
+    work = replay.add_argument_group("where the parsing runs")
+    work.add_argument(
+        "--jobs",
+        metavar="N",
+        type=int,
+        help="parse on N cores (worker processes; each file's events still leave in order); "
+        "1: in this process (default: all cores)",
+    )
+    work.add_argument(
+        "--engine",
+        choices=("local", "dask"),
+        default="local",
+        help="dask: parse on an existing Dask cluster (--scheduler; needs logpipe[dask]) "
+        "(default: %(default)s)",
+    )
+    work.add_argument(
+        "--scheduler", metavar="ADDRESS", help="the Dask scheduler, e.g. tcp://10.0.0.5:8786"
+    )
+    add_tag_options(replay)
+    return replay
+
+
+def run_replay(arguments: Sequence[str]) -> int:
+    """``logpipe replay``: send archived files once, oldest first; exit 0 when delivered."""
+    args = build_replay_parser().parse_args(arguments)
+    files = [ReplayFile(path, "access") for path in order_series(expand(args.access))]
+    files += [ReplayFile(path, "error") for path in order_series(expand(args.error))]
+    if not files:
+        raise SetupError("nothing to replay: give --access FILE|GLOB and/or --error FILE|GLOB")
+    for missing in [file.path for file in files if not is_url(file.path) and not isfile(file.path)]:
+        raise SetupError(f"cannot read {missing}: no such file")
+    if args.jobs is not None and args.jobs < 1:
+        raise SetupError("--jobs must be at least 1")
+    access_parser(args)  # the format is checked here, once
+    pattern = multiline_pattern(args.multiline_pattern)
+    ledger = CheckpointStore(Path(args.state_dir), file_name=LEDGER)
+    summary = Summary()
+    service_tags = tags_from(args)
+    counts, send_metrics, close_metrics = timestamped_metrics(
+        args.dogstatsd, args.metrics_namespace, service_tags
+    )
+    output = output_settings(args)
+    max_age = parse_duration(args.max_age or ("18h" if output.target == "datadog" else "none"))
+    oldest_ms = None if max_age is None else int((time.time() - max_age) * 1000)
+    stop, signals = stop_on_signals()
+    with ExitStack() as resources:
+        sink = open_sink(output, stop, resources, warn)
+        resources.callback(sink.close)
+        try:
+            engine = resources.enter_context(
+                open_engine(
+                    args.engine,
+                    jobs=args.jobs or default_jobs(),
+                    scheduler=args.scheduler,
+                    output_path=sink.path if isinstance(sink, NdjsonSink) else None,
+                )
+            )
+        except (ValueError, OSError) as error:
+            raise SetupError(f"--engine {args.engine}: {error}") from None
+        try:
+            replay = Replay(
+                files,
+                sink,
+                ledger,
+                access_format=args.access_format,
+                multiline_pattern=pattern,
+                max_line_bytes=args.max_line_bytes,
+                attributes=service_tags.attributes,
+                oldest_ms=oldest_ms,
+                force=args.force,
+                engine=engine,
+                summary=summary if args.report or not args.quiet else None,  # only if shown
+                counts=counts,
+                warn=warn,
+                progress=ProgressLine() if sys.stderr.isatty() else lambda replay: None,
+                send_counts=send_metrics,
+                stop=stop,
+            )
+        except CorruptCheckpoints as error:
+            raise SetupError(f"{error} (use --force, or move the ledger aside)") from None
+        relax_gc()
+        try:
+            replay.run()
+        except Interrupted:
+            replay.interrupted = True  # while the intake was failing: the ledger has the rest
+        finally:
+            close_metrics()
+    if replay.interrupted:
+        warn(
+            f"stopped by {signals[-1].name}: {replay.events} events sent; the ledger keeps "
+            "where each file got to, and a re-run goes on from there"
+        )
+        return 128 + signals[-1]
+    older = f", {replay.too_old} older than --max-age not sent" if replay.too_old else ""
+    warn(f"replayed {len(files)} files: {replay.events} events{older}")
+    summary.skipped_old = replay.too_old
+    if not args.quiet:
+        print(summary.text(), file=sys.stderr)
+    if args.report:
+        try:
+            Path(args.report).write_text(summary.html(), encoding="utf-8")
+        except OSError as error:
+            raise SetupError(f"--report {args.report}: {error.strerror}") from None
+    if replay.unreadable:
+        warn(f"not read to the end (damaged): {', '.join(replay.unreadable)}")
+        return 1
+    return 0
+
+
+def stop_on_signals() -> tuple[threading.Event, list[signal.Signals]]:
+    """An event set by SIGINT or SIGTERM, and the signals received (replay finishes what is in
+    flight, then stops)."""
+    stop = threading.Event()
+    received: list[signal.Signals] = []
+
+    def request_stop(signum: int, frame: object) -> None:
+        received.append(signal.Signals(signum))
+        stop.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    return stop, received
+
+
+def timestamped_metrics(
+    target: str | None, namespace: str, service_tags: ServiceTags
+) -> tuple[TimestampedCounts | None, Callable[[Sums], None], Callable[[], None]]:
+    """(counts, send, close) for replay metrics at the logs' own times, sent to ``target``
+    (``--dogstatsd``; no-ops with off): ``send`` sends the sums a checkpoint took, ``close``
+    all the rest."""
+    try:
+        client = dogstatsd(
+            target,
+            namespace=namespace,
+            tags=service_tags.metric_tags,
+            flush_thread=False,
+        )
+    except ValueError as error:
+        raise SetupError(f"--dogstatsd: {error}") from None
+    if client is None:
+        return None, lambda sums: None, lambda: None
+    counts = TimestampedCounts(client)
+
+    def send(sums: Sums) -> None:
+        counts.send(sums)
+        counts.flush()
+
+    return counts, send, counts.close
+
+
+class ProgressLine:
+    """A progress line on a terminal, redrawn at most 4 times a second: files, events, events/s
+    and an ETA by bytes."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.drawn = 0.0
+
+    def __call__(self, replay: Replay) -> None:
+        now = time.monotonic()
+        finished = replay.files_done == len(replay.files)
+        if now - self.drawn < 0.25 and not finished:
+            return
+        self.drawn = now
+        elapsed = max(now - self.started, 1e-6)
+        rate = replay.events / elapsed
+        eta = ""
+        read = replay.bytes_read
+        if read:
+            remaining = elapsed * (replay.bytes_total - read) / read
+            eta = f", ETA {remaining:.0f} s"
+        print(
+            f"\rlogpipe: file {replay.files_done}/{len(replay.files)}, {replay.events:,} events, "
+            f"{rate:,.0f}/s{eta}   ",
+            end="\n" if finished else "",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def parse_duration(text: str) -> float | None:
+    """``18h`` / ``90m`` / ``2d`` / ``45s`` to seconds; ``none`` to None."""
+    if text.strip().lower() == "none":
+        return None
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    number, unit = text[:-1], text[-1:].lower()
+    if unit not in units or not number.replace(".", "", 1).isdigit():
+        raise SetupError(f"--max-age: {text!r} is not a duration like 18h, 90m, 2d or none")
+    return float(number) * units[unit]
