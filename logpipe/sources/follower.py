@@ -1,9 +1,10 @@
 """Follow log files through every kind of rotation: the source of follow mode.
 
-``Follower.poll()`` returns what was appended since the last call, as ``Item``s: access lines,
-and error-log records (aggregated per file, flushed after a quiet period). The caller delivers
-them and acknowledges with ``ack(key, end)``; ``checkpoint()`` stores, per file identity, the
-offset below which everything was acknowledged (never past a partial line or a pending record).
+``Follower.poll()`` returns what was appended since the last call, as ``Batch``es, one per read
+of a file: access lines (a ``LineBatch``), or error-log records (aggregated per file, flushed
+after a quiet period). ``Batch.items()`` gives them one by one. The caller delivers them and
+acknowledges with ``ack(key, end)``; ``checkpoint()`` stores, per file identity, the offset below
+which everything was acknowledged (never past a partial line or a pending record).
 
 Each poll ``stat``s every followed path; that rescan is the source of truth (watchdog, in
 ``logpipe.sources.wake``, only makes it happen sooner). For each path:
@@ -31,16 +32,16 @@ from __future__ import annotations
 import os
 import resource
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO, NamedTuple, Protocol
 
 from logpipe.checkpoints import Checkpoint, CheckpointStore
-from logpipe.lines import MAX_LINE_BYTES, read_batches
+from logpipe.lines import MAX_LINE_BYTES, LineBatch, read_batches
 from logpipe.sources.fingerprint import Identity, head_matches, identity_of, key_matches
 from logpipe.sources.multiline import Multiline, Record
 
-READ_BUDGET_BYTES = 8 << 20  # per file per poll: memory stays bounded, files are the buffer
+READ_BUDGET_BYTES = 1 << 20  # per file per poll: memory stays bounded, files are the buffer
 ROTATE_WAIT = 5.0
 KEEP_CHECKPOINTS = 256  # checkpoints of files no longer open that are remembered
 FD_HEADROOM = 64  # descriptors left for everything else (sockets, the sink, imports)
@@ -71,6 +72,31 @@ class Item(NamedTuple):
     truncated: bool
 
 
+class Batch(NamedTuple):
+    """What one read of one followed file completed: access lines, or error records."""
+
+    kind: str
+    path: str
+    key: str  # identity of the file it was read from
+    lines: LineBatch | None  # access: the complete lines (empty ones included)
+    records: tuple[Record[bytes], ...]  # error: the records completed
+
+    def items(self) -> Iterator[Item]:
+        """Its non-empty lines, or its records, one by one."""
+        kind, path, key = self.kind, self.path, self.key
+        if self.lines is not None:
+            for line in self.lines:
+                if line.data:
+                    yield Item(kind, path, key, line.offset, line.end, line.data, line.truncated)
+        for record in self.records:
+            yield Item(kind, path, key, record.start, record.end, record.text, record.truncated)
+
+
+def items(batches: Iterable[Batch]) -> list[Item]:
+    """The lines and records of ``batches``, one by one, in order."""
+    return [item for batch in batches for item in batch.items()]
+
+
 class Observer(Protocol):
     """Told what happens to the followed files (for logs and metrics)."""
 
@@ -95,7 +121,6 @@ class _Reader:
     multiline: Multiline[bytes] | None
     last_data: float
     size: int = 0  # as of the last read
-    retired_at: float | None = None  # when it stopped being the file at its path
 
     @property
     def fd(self) -> int:
@@ -159,14 +184,14 @@ class Follower:
         self._max_open = max_open or default_max_open()
         self._waiting: set[str] = set()  # paths with no descriptor to spare, as of the last poll
 
-    def poll(self) -> list[Item]:
+    def poll(self) -> list[Batch]:
         """Everything complete that was added since the last poll, oldest files first."""
         now = self._clock()
-        items: list[Item] = []
+        batches: list[Batch] = []
         waiting = len(self._waiting)
         self._waiting.clear()
         for spec in self.specs:
-            self._scan(spec, now, items)
+            self._scan(spec, now, batches)
         if self._waiting and not waiting:
             self._observer.notice(
                 "open-files-limit", "", limit=self._max_open, waiting=len(self._waiting)
@@ -175,15 +200,15 @@ class Follower:
         for reader in [*self._retired, *filter(None, self._current.values())]:
             if reader.file is None:
                 continue
-            self._read(reader, now, items)
+            self._read(reader, now, batches)
             if reader.multiline is not None:
                 record = reader.multiline.expire(now)
                 if record is not None:
-                    items.append(self._record_item(reader, record))
+                    batches.append(self._record_batch(reader, record))
         for reader in list(self._retired):
             if now - reader.last_data >= self._rotate_wait:
-                self._close(reader, items)
-        return items
+                self._close(reader, batches)
+        return batches
 
     def behind(self) -> int:
         """Bytes written to the open files and not read yet."""
@@ -217,19 +242,19 @@ class Follower:
             for key in [*closed, *(key for key in keys if key in open_keys)]
         )
 
-    def close(self) -> list[Item]:
+    def close(self) -> list[Batch]:
         """Flush pending records and close every file (at shutdown)."""
-        items: list[Item] = []
+        batches: list[Batch] = []
         for reader in [*self._retired, *filter(None, self._current.values())]:
             if reader.file is not None:
-                self._read(reader, self._clock(), items)
-            self._close(reader, items)
+                self._read(reader, self._clock(), batches)
+            self._close(reader, batches)
         self._current.clear()
-        return items
+        return batches
 
     # -- scanning ------------------------------------------------------------------------------
 
-    def _scan(self, spec: FollowSpec, now: float, items: list[Item]) -> None:
+    def _scan(self, spec: FollowSpec, now: float, batches: list[Batch]) -> None:
         current = self._current.get(spec.path)
         try:
             status = os.stat(spec.path)
@@ -237,7 +262,7 @@ class Follower:
             status = None
         if status is None:
             if current is not None:
-                self._retire(current, now, items)
+                self._retire(current, now, batches)
                 self._current[spec.path] = None
             if spec.path not in self._missing:
                 self._missing.add(spec.path)
@@ -256,10 +281,10 @@ class Follower:
             if same:
                 current.size = max(current.size, status.st_size)  # not quiet until read
         if current is not None and same:
-            self._check_in_place(current, status.st_size, now, items)
+            self._check_in_place(current, status.st_size, now, batches)
             return
         if current is not None:
-            self._retire(current, now, items)
+            self._retire(current, now, batches)
             self._current[spec.path] = None
         if not self._make_room(spec.path):
             self._current[spec.path] = None
@@ -342,30 +367,29 @@ class Follower:
             return 0
         return _after_last_newline(file, size)
 
-    def _retire(self, reader: _Reader, now: float, items: list[Item]) -> None:
+    def _retire(self, reader: _Reader, now: float, batches: list[Batch]) -> None:
         """The file is no longer at its path: read what it has and flush its pending record
         now, before anything of the new file (gunicorn writes a record with one write()); it
         is still read for late lines until it has been quiet for ``rotate_wait``."""
         if reader.file is not None:
-            self._read(reader, now, items)
+            self._read(reader, now, batches)
         if reader.multiline is not None:
             record = reader.multiline.flush()
             if record is not None:
-                items.append(self._record_item(reader, record))
-        reader.retired_at = now
+                batches.append(self._record_batch(reader, record))
         self._retired.append(reader)
         self._observer.notice("rotated", reader.spec.path, offset=reader.offset)
 
-    def _check_in_place(self, reader: _Reader, size: int, now: float, items: list[Item]) -> None:
+    def _check_in_place(self, reader: _Reader, size: int, now: float, batches: list[Batch]) -> None:
         """Truncation, copytruncate, or new content under the same inode: start again at 0."""
         replaced = reader.identity is not None and not head_matches(reader.fd, reader.identity)
         if size >= reader.offset and not replaced:
             return
-        self._recover_from_copy(reader, now, items)
+        self._recover_from_copy(reader, now, batches)
         if reader.multiline is not None:
             record = reader.multiline.flush()
             if record is not None:
-                items.append(self._record_item(reader, record))
+                batches.append(self._record_batch(reader, record))
         self._observer.notice("truncated", reader.spec.path, offset=reader.offset, size=size)
         reader.offset = 0
         reader.size = 0
@@ -373,7 +397,7 @@ class Follower:
         if reader.identity is not None:
             self._positions.track(reader.identity, reader.spec.path, 0)
 
-    def _recover_from_copy(self, reader: _Reader, now: float, items: list[Item]) -> None:
+    def _recover_from_copy(self, reader: _Reader, now: float, batches: list[Batch]) -> None:
         """Read what was not read yet from a rotated copy with the same head, if there is one."""
         unread = reader.size - reader.offset
         identity = reader.identity
@@ -393,7 +417,7 @@ class Follower:
                 if size < reader.offset or not head_matches(copy.fileno(), identity):
                     continue
                 before = reader.offset
-                self._read_from(reader, copy, size, now, items, budget=None)
+                self._read_from(reader, copy, size, now, batches, budget=None)
                 self._observer.notice(
                     "recovered", reader.spec.path, copy=name, bytes=reader.offset - before
                 )
@@ -403,7 +427,7 @@ class Follower:
 
     # -- reading -------------------------------------------------------------------------------
 
-    def _read(self, reader: _Reader, now: float, items: list[Item]) -> None:
+    def _read(self, reader: _Reader, now: float, batches: list[Batch]) -> None:
         size = os.fstat(reader.fd).st_size
         if reader.identity is None:
             reader.identity = identity_of(reader.fd, size)
@@ -411,7 +435,7 @@ class Follower:
                 return
             self._positions.track(reader.identity, reader.spec.path, reader.offset)
         if size > reader.offset and reader.file is not None:
-            self._read_from(reader, reader.file, size, now, items, budget=READ_BUDGET_BYTES)
+            self._read_from(reader, reader.file, size, now, batches, budget=READ_BUDGET_BYTES)
         reader.size = max(reader.size, size)
 
     def _read_from(
@@ -420,7 +444,7 @@ class Follower:
         file: BinaryIO,
         size: int,
         now: float,
-        items: list[Item],
+        batches: list[Batch],
         *,
         budget: int | None,
     ) -> None:
@@ -429,41 +453,27 @@ class Follower:
         key, path, kind = reader.identity.key, reader.spec.path, reader.spec.kind
         start = reader.offset
         file.seek(start)
-        batches = read_batches(file, start=start, max_bytes=self._max_line_bytes, final=False)
-        for batch in batches:
-            for line in batch:
-                if reader.multiline is None:
-                    if line.data:
-                        items.append(
-                            Item(kind, path, key, line.offset, line.end, line.data, line.truncated)
-                        )
-                    continue
-                for record in reader.multiline.feed(
-                    line.data, now=now, start=line.offset, end=line.end, truncated=line.truncated
-                ):
-                    items.append(self._record_item(reader, record))
-            reader.offset = batch.end
+        for lines in read_batches(file, start=start, max_bytes=self._max_line_bytes, final=False):
+            if reader.multiline is None:
+                batches.append(Batch(kind, path, key, lines, ()))
+            else:
+                records = reader.multiline.feed_batch(lines, now=now)
+                if records:
+                    batches.append(Batch(kind, path, key, None, tuple(records)))
+            reader.offset = lines.end
             reader.last_data = now
-            if budget is not None and batch.end - start >= budget:
+            if budget is not None and lines.end - start >= budget:
                 break
 
-    def _record_item(self, reader: _Reader, record: Record[bytes]) -> Item:
+    def _record_batch(self, reader: _Reader, record: Record[bytes]) -> Batch:
         assert reader.identity is not None
-        return Item(
-            reader.spec.kind,
-            reader.spec.path,
-            reader.identity.key,
-            record.start,
-            record.end,
-            record.text,
-            record.truncated,
-        )
+        return Batch(reader.spec.kind, reader.spec.path, reader.identity.key, None, (record,))
 
-    def _close(self, reader: _Reader, items: list[Item]) -> None:
+    def _close(self, reader: _Reader, batches: list[Batch]) -> None:
         if reader.multiline is not None:
             record = reader.multiline.flush()
             if record is not None:
-                items.append(self._record_item(reader, record))
+                batches.append(self._record_batch(reader, record))
         if reader.file is not None:
             reader.file.close()
         if reader in self._retired:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from logpipe.checkpoints import CheckpointStore
-from logpipe.sources.follower import Follower, FollowSpec, Item
+from logpipe.sources.follower import Follower, FollowSpec, Item, items
 
 
 class Clock:
@@ -46,10 +46,10 @@ def follower(
 
 
 def drain(tail: Follower) -> list[Item]:
-    items = tail.poll()
-    for item in items:
+    read = items(tail.poll())
+    for item in read:
         tail.ack(item.key, item.end)
-    return items
+    return read
 
 
 def test_lines_partial_lines_and_checkpoint_resume(tmp_path: Path, clock: Clock) -> None:
@@ -155,11 +155,11 @@ def test_error_records_flush_after_quiet_and_at_rotation(tmp_path: Path, clock: 
     os.rename(log, tmp_path / "error.log.1")
     append(log, b"[2026-11-25 04:23:01 +0000] [1] [INFO] new file\n")
     append(log, b"[2026-11-25 04:23:02 +0000] [1] [INFO] newer\n")
-    items = drain(tail)  # at the rotation: the old file's pending record first
-    assert [item.data.split(b"] ")[-1] for item in items] == [b"old file", b"new file"]
+    read = drain(tail)  # at the rotation: the old file's pending record first
+    assert [item.data.split(b"] ")[-1] for item in read] == [b"old file", b"new file"]
     clock.now += 6
-    items = drain(tail) + tail.close()
-    assert [item.data.split(b"] ")[-1] for item in items] == [b"newer"]
+    read = drain(tail) + items(tail.close())
+    assert [item.data.split(b"] ")[-1] for item in read] == [b"newer"]
 
 
 def test_checkpoints_never_pass_a_pending_record(tmp_path: Path, clock: Clock) -> None:
