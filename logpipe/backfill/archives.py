@@ -3,20 +3,20 @@ was written, and opening them by content (gzip by its magic bytes, ISA-L's gzip 
 
 ``order_series`` puts each series oldest first, whatever order the shell gave:
 ``access.log.3.gz access.log.2.gz access.log.1 access.log`` and dateext names
-(``access.log-20261124.gz``). ``content_of`` names a file by its first decompressed KB, so
-``access.log.1`` and the later ``access.log.1.gz`` are the same content.
+(``access.log-20261124.gz``). ``content_of`` names a file by the fingerprint of its first
+decompressed KB, so ``access.log.1`` and the later ``access.log.1.gz`` are the same content.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 import zlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import BinaryIO, NamedTuple, TypeVar, cast
 
-HEAD_BYTES = 1024
+from logpipe.sources.fingerprint import HEAD_BYTES, head_key
+
 GZIP_MAGIC = b"\x1f\x8b"
 _ROTATION = re.compile(r"^(?P<base>.+?)(?:\.(?P<number>\d+)|-(?P<date>\d{8,10}))?(?:\.gz)?$")
 PathLike = TypeVar("PathLike", str, Path)
@@ -106,8 +106,7 @@ def content_of(path: str) -> Content | None:
         head = (_gzip_reader(file) if compressed else file).read(HEAD_BYTES)
     if not head:
         return None
-    key = f"{len(head)}:{hashlib.blake2b(head, digest_size=16).hexdigest()}"
-    return Content(key, len(head), compressed)
+    return Content(head_key(head), len(head), compressed)
 
 
 def expand(patterns: Iterable[str]) -> list[str]:

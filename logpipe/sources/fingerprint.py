@@ -1,12 +1,13 @@
-"""File identity: which file this is, whatever its path, its inode's history or its size.
+"""Which file this is, whatever its path, its inode's history or its size.
 
-A file is known by a fingerprint of its head, the hash of its first ``min(size, HEAD_BYTES)``
-bytes at the moment logpipe first read it (with how many bytes that covers), together with its
-device and inode. So a tiny file (an 80-byte error.log) has an identity at once; a renamed file
-keeps its identity; a file recreated under a reused inode has another head, and a new file with
-the same head as an old one (a test writing the same lines again) has another inode. Neither the
+A file is known by a fingerprint of its head: the hash of its first ``min(size, HEAD_BYTES)``
+bytes, with how many bytes that covers. A followed file's fingerprint also holds its device and
+inode (``Fingerprint.key``), so a tiny file (an 80-byte error.log) is known at once; a renamed
+file keeps its fingerprint; a file recreated under a reused inode has another head, and a new file
+with the same head as an old one (the same lines written again) has another inode. Neither the
 inode nor the head is trusted alone. A rotated *copy* (copytruncate) is recognised by its head
-alone (``head_matches``).
+alone (``head_matches``), and so is an archive, whose head is read decompressed (``head_key``):
+``access.log.1`` and the later ``access.log.1.gz`` are the same content.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import NamedTuple
 HEAD_BYTES = 1024
 
 
-class Identity(NamedTuple):
+class Fingerprint(NamedTuple):
     """``key`` is ``"<bytes>:<hash>:<device>:<inode>"``, what checkpoints are stored under."""
 
     key: str
@@ -30,8 +31,15 @@ class Identity(NamedTuple):
         return f"{length}:{digest}"
 
 
-def identity_of(fd: int, size: int) -> Identity | None:
-    """The identity of the open file ``fd`` of ``size`` bytes (None while it is empty)."""
+def head_key(head: bytes) -> str:
+    """``"<bytes>:<hash>"`` of a file's first bytes (at most ``HEAD_BYTES`` of them)."""
+    import hashlib  # here, not at start: it loads OpenSSL (~2 ms), which parsing never needs
+
+    return f"{len(head)}:{hashlib.blake2b(head, digest_size=16).hexdigest()}"
+
+
+def fingerprint_of(fd: int, size: int) -> Fingerprint | None:
+    """The fingerprint of the open file ``fd`` of ``size`` bytes (None while it is empty)."""
     length = min(size, HEAD_BYTES)
     if length <= 0:
         return None
@@ -39,13 +47,13 @@ def identity_of(fd: int, size: int) -> Identity | None:
     if len(head) < length:
         return None
     status = os.fstat(fd)
-    return Identity(f"{length}:{_digest(head)}:{status.st_dev}:{status.st_ino}", length)
+    return Fingerprint(f"{head_key(head)}:{status.st_dev}:{status.st_ino}", length)
 
 
-def head_matches(fd: int, identity: Identity) -> bool:
-    """Whether the open file ``fd`` starts with the head ``identity`` was made from."""
-    head = os.pread(fd, identity.head_bytes, 0)
-    return len(head) == identity.head_bytes and identity.head == f"{len(head)}:{_digest(head)}"
+def head_matches(fd: int, fingerprint: Fingerprint) -> bool:
+    """Whether the open file ``fd`` starts with the head ``fingerprint`` was made from."""
+    head = os.pread(fd, fingerprint.head_bytes, 0)
+    return len(head) == fingerprint.head_bytes and fingerprint.head == head_key(head)
 
 
 def key_matches(fd: int, key: str) -> bool:
@@ -56,10 +64,4 @@ def key_matches(fd: int, key: str) -> bool:
     status = os.fstat(fd)
     if f"{status.st_dev}:{status.st_ino}" != f"{parts[2]}:{parts[3]}":
         return False
-    return head_matches(fd, Identity(key, int(parts[0])))
-
-
-def _digest(head: bytes) -> str:
-    import hashlib  # here, not at start: it loads OpenSSL (~2 ms), which parsing never needs
-
-    return hashlib.blake2b(head, digest_size=16).hexdigest()
+    return head_matches(fd, Fingerprint(key, int(parts[0])))

@@ -3,7 +3,7 @@
 ``Follower.poll()`` returns what was appended since the last call, as ``Batch``es, one per read
 of a file: access lines (a ``LineBatch``), or error-log records (aggregated per file, flushed
 after a quiet period). ``Batch.items()`` gives them one by one. The caller delivers them and
-acknowledges with ``ack(key, end)``; ``checkpoint()`` stores, per file identity, the offset below
+acknowledges with ``ack(key, end)``; ``checkpoint()`` stores, per file fingerprint, the offset below
 which everything was acknowledged (never past a partial line or a pending record).
 
 Each poll ``stat``s every followed path; that rescan is the source of truth (watchdog, in
@@ -38,7 +38,7 @@ from typing import BinaryIO, NamedTuple, Protocol
 
 from logpipe.checkpoints import Checkpoint, CheckpointStore
 from logpipe.lines import MAX_LINE_BYTES, LineBatch, read_batches
-from logpipe.sources.fingerprint import Identity, head_matches, identity_of, key_matches
+from logpipe.sources.fingerprint import Fingerprint, fingerprint_of, head_matches, key_matches
 from logpipe.sources.multiline import Multiline, Record
 
 READ_BUDGET_BYTES = 1 << 20  # per file per poll: memory stays bounded, files are the buffer
@@ -65,7 +65,7 @@ class Item(NamedTuple):
 
     kind: str
     path: str
-    key: str  # identity of the file it was read from
+    key: str  # fingerprint key of the file it was read from
     offset: int  # where it starts in that file
     end: int  # just past it: acknowledging ``end`` lets the checkpoint move there
     data: bytes
@@ -77,7 +77,7 @@ class Batch(NamedTuple):
 
     kind: str
     path: str
-    key: str  # identity of the file it was read from
+    key: str  # fingerprint key of the file it was read from
     lines: LineBatch | None  # access: the complete lines (empty ones included)
     records: tuple[Record[bytes], ...]  # error: the records completed
 
@@ -116,7 +116,7 @@ class _Reader:
     file: BinaryIO | None  # None while parked
     device: int
     inode: int
-    identity: Identity | None
+    fingerprint: Fingerprint | None
     offset: int  # start of the first unread line
     multiline: Multiline[bytes] | None
     last_data: float
@@ -135,16 +135,16 @@ class _Reader:
 
 @dataclass
 class _Positions:
-    """Acknowledged offsets by file identity, and what is known of each file."""
+    """Acknowledged offsets by file fingerprint, and what is known of each file."""
 
     offsets: dict[str, int] = field(default_factory=dict)
     paths: dict[str, str] = field(default_factory=dict)
     head_bytes: dict[str, int] = field(default_factory=dict)
 
-    def track(self, identity: Identity, path: str, offset: int) -> None:
-        self.offsets.setdefault(identity.key, offset)
-        self.paths[identity.key] = path
-        self.head_bytes[identity.key] = identity.head_bytes
+    def track(self, fingerprint: Fingerprint, path: str, offset: int) -> None:
+        self.offsets.setdefault(fingerprint.key, offset)
+        self.paths[fingerprint.key] = path
+        self.head_bytes[fingerprint.key] = fingerprint.head_bytes
 
 
 class Follower:
@@ -226,9 +226,9 @@ class Follower:
     def checkpoint(self) -> None:
         """Store the acknowledged offsets (a no-op when nothing moved)."""
         open_keys = {
-            reader.identity.key
+            reader.fingerprint.key
             for reader in [*self._retired, *self._current.values()]
-            if reader is not None and reader.identity is not None
+            if reader is not None and reader.fingerprint is not None
         }
         keys = list(self._positions.offsets)
         closed = [key for key in keys if key not in open_keys][-KEEP_CHECKPOINTS:]
@@ -339,26 +339,26 @@ class Follower:
         except OSError:
             return None
         status = os.fstat(file.fileno())
-        identity = identity_of(file.fileno(), status.st_size)
-        offset = self._start_offset(file, status.st_size, identity)
+        fingerprint = fingerprint_of(file.fileno(), status.st_size)
+        offset = self._start_offset(file, status.st_size, fingerprint)
         reader = _Reader(
             spec,
             file,
             status.st_dev,
             status.st_ino,
-            identity,
+            fingerprint,
             offset,
             self._multiline() if spec.kind == "error" else None,
             now,
         )
         reader.size = status.st_size  # not quiet until read
-        if identity is not None:
-            self._positions.track(identity, spec.path, offset)
+        if fingerprint is not None:
+            self._positions.track(fingerprint, spec.path, offset)
         self._observer.notice("opened", spec.path, offset=offset)
         return reader
 
-    def _start_offset(self, file: BinaryIO, size: int, identity: Identity | None) -> int:
-        if identity is not None:
+    def _start_offset(self, file: BinaryIO, size: int, fingerprint: Fingerprint | None) -> int:
+        if fingerprint is not None:
             for key in sorted(self._positions.offsets, key=_head_length, reverse=True):
                 if key_matches(file.fileno(), key):
                     stored = self._positions.offsets[key]
@@ -382,7 +382,9 @@ class Follower:
 
     def _check_in_place(self, reader: _Reader, size: int, now: float, batches: list[Batch]) -> None:
         """Truncation, copytruncate, or new content under the same inode: start again at 0."""
-        replaced = reader.identity is not None and not head_matches(reader.fd, reader.identity)
+        replaced = reader.fingerprint is not None and not head_matches(
+            reader.fd, reader.fingerprint
+        )
         if size >= reader.offset and not replaced:
             return
         self._recover_from_copy(reader, now, batches)
@@ -393,15 +395,15 @@ class Follower:
         self._observer.notice("truncated", reader.spec.path, offset=reader.offset, size=size)
         reader.offset = 0
         reader.size = 0
-        reader.identity = identity_of(reader.fd, size)
-        if reader.identity is not None:
-            self._positions.track(reader.identity, reader.spec.path, 0)
+        reader.fingerprint = fingerprint_of(reader.fd, size)
+        if reader.fingerprint is not None:
+            self._positions.track(reader.fingerprint, reader.spec.path, 0)
 
     def _recover_from_copy(self, reader: _Reader, now: float, batches: list[Batch]) -> None:
         """Read what was not read yet from a rotated copy with the same head, if there is one."""
         unread = reader.size - reader.offset
-        identity = reader.identity
-        if identity is None:
+        fingerprint = reader.fingerprint
+        if fingerprint is None:
             return
         directory = os.path.dirname(os.path.abspath(reader.spec.path))
         base = os.path.basename(reader.spec.path)
@@ -414,7 +416,7 @@ class Follower:
                 continue
             with copy:
                 size = os.fstat(copy.fileno()).st_size
-                if size < reader.offset or not head_matches(copy.fileno(), identity):
+                if size < reader.offset or not head_matches(copy.fileno(), fingerprint):
                     continue
                 before = reader.offset
                 self._read_from(reader, copy, size, now, batches, budget=None)
@@ -429,11 +431,11 @@ class Follower:
 
     def _read(self, reader: _Reader, now: float, batches: list[Batch]) -> None:
         size = os.fstat(reader.fd).st_size
-        if reader.identity is None:
-            reader.identity = identity_of(reader.fd, size)
-            if reader.identity is None:
+        if reader.fingerprint is None:
+            reader.fingerprint = fingerprint_of(reader.fd, size)
+            if reader.fingerprint is None:
                 return
-            self._positions.track(reader.identity, reader.spec.path, reader.offset)
+            self._positions.track(reader.fingerprint, reader.spec.path, reader.offset)
         if size > reader.offset and reader.file is not None:
             self._read_from(reader, reader.file, size, now, batches, budget=READ_BUDGET_BYTES)
         reader.size = max(reader.size, size)
@@ -449,8 +451,8 @@ class Follower:
         budget: int | None,
     ) -> None:
         """Complete lines from ``reader.offset`` in ``file`` (the reader's own, or a copy)."""
-        assert reader.identity is not None
-        key, path, kind = reader.identity.key, reader.spec.path, reader.spec.kind
+        assert reader.fingerprint is not None
+        key, path, kind = reader.fingerprint.key, reader.spec.path, reader.spec.kind
         start = reader.offset
         file.seek(start)
         for lines in read_batches(file, start=start, max_bytes=self._max_line_bytes, final=False):
@@ -466,8 +468,8 @@ class Follower:
                 break
 
     def _record_batch(self, reader: _Reader, record: Record[bytes]) -> Batch:
-        assert reader.identity is not None
-        return Batch(reader.spec.kind, reader.spec.path, reader.identity.key, None, (record,))
+        assert reader.fingerprint is not None
+        return Batch(reader.spec.kind, reader.spec.path, reader.fingerprint.key, None, (record,))
 
     def _close(self, reader: _Reader, batches: list[Batch]) -> None:
         if reader.multiline is not None:
