@@ -1,5 +1,5 @@
 """The process check of Datadog's gunicorn integration: ``gunicorn.workers`` and
-``gunicorn.is_running`` (reference/datadog.md section 2).
+``gunicorn.is_running``.
 
 As in the integration, a gunicorn master is a process whose title (``cmdline[0]``) is
 ``gunicorn: master [<proc_name>]``, which gunicorn sets only when ``setproctitle`` is importable in

@@ -1,4 +1,4 @@
-"""Datadog metrics derived from logpipe events, sent to DogStatsD (DESIGN.md section 4).
+"""Datadog metrics derived from logpipe events, sent to DogStatsD.
 
 ``EventMetrics`` is a processor: put ``metrics.observe`` in a parser's ``chain`` (or call it on
 each event) and it counts what the event says, returning the event unchanged::

@@ -1,1 +1,1 @@
-"""Harness and scenario tests for ``logpipe``'s follow mode (peers.md section 4)."""
+"""Harness and scenario tests for ``logpipe``'s follow mode."""

@@ -1,6 +1,6 @@
 """A strict local stand-in for Datadog's HTTP logs intake (v2), able to inject faults.
 
-The contract (``/work/shared/reference/datadog.md`` section 4) is enforced on every request, and
+The intake's contract, below, is enforced on every request, and
 every breach is answered the way the real intake answers it *and* written to
 :attr:`Intake.violations`, so a test of a well-behaved sender ends with
 ``intake.assert_clean()`` (or ``assert intake.violations == []``).

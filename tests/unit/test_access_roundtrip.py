@@ -2,7 +2,7 @@
 
 Lines are produced exactly as gunicorn writes them: an atoms dict like ``Logger.atoms()`` builds,
 rendered with ``access_log_format % gunicorn.glogging.SafeAtoms(atoms)``. The strategies only draw
-values gunicorn can really print (see /work/shared/reference/gunicorn-logs.md):
+values gunicorn can really print:
 
 * request headers (``f``, ``a``, ``{name}i``) are latin-1 decodings of what the client sent
   (so UTF-8 text arrives as mojibake), stripped of SP/HTAB, without control bytes but TAB;
