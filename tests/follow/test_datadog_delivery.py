@@ -16,6 +16,9 @@ from tests.follow.conftest import Report
 from tests.follow.harness import Accounting, FollowEnv, create_empty, wait_until
 from tests.support.intake import Drop, Intake, Status
 
+# Integration tier: logpipe subprocesses shipping to a local intake.
+pytestmark = pytest.mark.integration
+
 KEY = "e2e-key"
 LOGS = Path(__file__).resolve().parents[1] / "fixtures" / "logs" / "default"
 

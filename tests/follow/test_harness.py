@@ -34,6 +34,9 @@ from tests.follow.harness import (
 )
 from tests.follow.writer import access_line, error_record
 
+# Integration tier: writer, logpipe and gunicorn subprocesses.
+pytestmark = pytest.mark.integration
+
 RATE = 5000
 
 

@@ -36,6 +36,9 @@ from tests.follow.harness import (
 )
 from tests.follow.test_datadog_delivery import statsd, to_statsd
 
+# Integration tier: real gunicorn masters and a UDP socket.
+pytestmark = pytest.mark.integration
+
 __all__ = ["statsd"]  # the shared DogStatsD socket fixture, used here by name
 
 TAGS = "service:shop,env:test"

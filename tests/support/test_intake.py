@@ -25,6 +25,9 @@ from tests.support.intake import (
     Status,
 )
 
+# Integration tier: the intake is an HTTP server on a local socket.
+pytestmark = pytest.mark.integration
+
 KEY = "test-key"
 
 

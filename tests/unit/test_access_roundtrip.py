@@ -32,8 +32,11 @@ from logpipe.parsing.access.format import (
     FORWARDED_FORMAT,
 )
 from logpipe.parsing.access.parser import AccessParseError
+from tests.conftest import examples
 
-SETTINGS = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=examples(120), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 Atoms = dict[str, Any]
 

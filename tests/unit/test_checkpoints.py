@@ -389,6 +389,7 @@ class Reports:
         self.stream.close()
 
 
+@pytest.mark.integration
 def test_sigkill_during_saves_always_leaves_a_saved_state(tmp_path: Path) -> None:
     """Kill a process saving in a tight loop, again and again: every load gives what it saved
     last (or was saving), without a problem, and offsets only grow."""

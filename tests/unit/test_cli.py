@@ -12,6 +12,9 @@ import pytest
 
 from tests.conftest import LOGS
 
+# Integration tier: every test runs the logpipe CLI (or a wheel build) as a process.
+pytestmark = pytest.mark.integration
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

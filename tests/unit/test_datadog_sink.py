@@ -13,6 +13,9 @@ from logpipe.sinks import datadog_logs
 from logpipe.sinks.datadog_logs import DatadogLogsSink, Interrupted
 from tests.support.intake import Drop, Intake, Status
 
+# Integration tier: every test ships to a local HTTP intake over a socket.
+pytestmark = pytest.mark.integration
+
 KEY = "test-key"
 
 

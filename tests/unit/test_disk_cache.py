@@ -37,11 +37,13 @@ def probe(cache: Path) -> str:
     return result.stdout.decode().strip()
 
 
+@pytest.mark.integration
 def test_a_warm_start_needs_neither_lark_nor_ua_parser(tmp_path: Path) -> None:
     assert probe(tmp_path) == "True True"  # cold: grammars compiled, user agent parsed
     assert probe(tmp_path) == "False False"  # warm: both read from the cache
 
 
+@pytest.mark.integration
 def test_an_unwritable_cache_only_costs_time(tmp_path: Path) -> None:
     blocked = tmp_path / "file"
     blocked.write_text("not a directory")

@@ -196,6 +196,7 @@ def expected_from_logs() -> Expected:
     return Expected(statuses, bot_errors, durations, levels, tracebacks)
 
 
+@pytest.mark.integration
 def test_fixture_logs_give_the_totals_counted_from_the_raw_logs(
     receiver: socket.socket,
 ) -> None:
@@ -264,6 +265,7 @@ def test_fixture_logs_give_the_totals_counted_from_the_raw_logs(
     assert by_name(totals, "logpipe.parse_errors") == 3
 
 
+@pytest.mark.integration
 def test_flush_sends_without_closing(receiver: socket.socket) -> None:
     client = dogstatsd(target(receiver), tags=TAGS, namespace="custom.ns")
     assert client is not None
@@ -290,6 +292,7 @@ def test_flush_sends_without_closing(receiver: socket.socket) -> None:
     assert not any(name.startswith("gunicorn.logs") for name, _ in totals)
 
 
+@pytest.mark.integration
 def test_a_client_without_namespace_sends_self_telemetry_itself(
     receiver: socket.socket,
 ) -> None:
@@ -305,6 +308,7 @@ def test_a_client_without_namespace_sends_self_telemetry_itself(
     assert totals == {("log.warning", frozenset()): 1, ("logpipe.truncations", frozenset()): 1}
 
 
+@pytest.mark.integration
 def test_events_that_say_nothing_countable(receiver: socket.socket) -> None:
     client = dogstatsd(target(receiver), tags=TAGS)
     assert client is not None
@@ -414,6 +418,7 @@ NOT_FOUND: Event = {"logger": {"name": "gunicorn.access"}, "http": {"status_code
 ERROR_RECORD: Event = {"logger": {"name": "gunicorn.error"}, "level": "ERROR"}
 
 
+@pytest.mark.integration
 def test_replay_counts_send_each_bucket_once_when_it_has_settled(receiver: socket.socket) -> None:
     """take_settled takes the buckets SETTLE_SECONDS behind the newest bucket of the same metric
     and keeps the rest (an error log replayed after the access log starts back in time; events

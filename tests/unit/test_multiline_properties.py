@@ -22,8 +22,11 @@ from hypothesis import strategies as st
 from logpipe import Multiline, Record
 from logpipe.lines import read_batches, split_lines
 from logpipe.sources.multiline import DEFAULT_START, stays_on_one_line
+from tests.conftest import examples
 
-SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(
+    max_examples=examples(200), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 START = re.compile(r"\[[0-9]{4}-[0-9]{2}-[0-9]{2}")
 START_BYTES = re.compile(rb"\[[0-9]{4}-[0-9]{2}-[0-9]{2}")

@@ -72,6 +72,7 @@ def test_order_oldest_first_whatever_the_shell_gives() -> None:
     ]
 
 
+@pytest.mark.integration
 def test_series_in_shell_glob_order_ships_every_line_once_in_order(series: Path) -> None:
     result = replay("--access", "access.log*", cwd=series)
     assert urls(result) == [line.decode().rstrip("\n") for line in LINES]
@@ -80,6 +81,7 @@ def test_series_in_shell_glob_order_ships_every_line_once_in_order(series: Path)
     assert len(urls(forced)) == len(LINES)
 
 
+@pytest.mark.integration
 def test_a_file_and_its_later_gzip_are_one_content(series: Path) -> None:
     assert len(urls(replay("--access", "access.log.1", cwd=series))) == 30
     (series / "access.log.1.gz").write_bytes(gzip.compress((series / "access.log.1").read_bytes()))
@@ -87,6 +89,7 @@ def test_a_file_and_its_later_gzip_are_one_content(series: Path) -> None:
     assert urls(replay("--access", "access.log.1.gz", cwd=series)) == []
 
 
+@pytest.mark.integration
 def test_a_file_replayed_while_growing_continues_where_it_stopped(series: Path) -> None:
     assert len(urls(replay("--access", "access.log", cwd=series))) == len(LINES) - 90
     with open(series / "access.log", "ab") as live:
@@ -94,6 +97,7 @@ def test_a_file_replayed_while_growing_continues_where_it_stopped(series: Path) 
     assert urls(replay("--access", "access.log", cwd=series)) == [LINES[0].decode().rstrip("\n")]
 
 
+@pytest.mark.integration
 def test_gzip_is_recognised_by_content_and_error_records_are_aggregated(tmp_path: Path) -> None:
     (tmp_path / "error-archive").write_bytes(
         gzip.compress((LOGS / "default" / "error.log").read_bytes())
@@ -106,6 +110,7 @@ def test_gzip_is_recognised_by_content_and_error_records_are_aggregated(tmp_path
     assert all(event["logger"]["name"] == "gunicorn.error" for event in events)
 
 
+@pytest.mark.integration
 def test_bad_usage(tmp_path: Path) -> None:
     assert replay(cwd=tmp_path).returncode == 2
     missing = replay("--access", "nope.log", cwd=tmp_path)
@@ -113,6 +118,7 @@ def test_bad_usage(tmp_path: Path) -> None:
     assert missing.stderr.decode().strip() == "logpipe: error: cannot read nope.log: no such file"
 
 
+@pytest.mark.integration
 def test_max_age_skips_old_events_counts_them_and_marks_them_handled(series: Path) -> None:
     old = replay("--access", "access.log*", "--max-age", "1s", cwd=series)
     assert urls(old) == []  # the fixture lines were written minutes or more ago
@@ -124,6 +130,7 @@ def test_max_age_skips_old_events_counts_them_and_marks_them_handled(series: Pat
     assert bad.returncode == 2 and b"not a duration" in bad.stderr
 
 
+@pytest.mark.integration
 def test_replay_into_the_intake(series: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from tests.support.intake import Intake, Status
 
@@ -152,6 +159,7 @@ def test_library_iterator(series: Path) -> None:
     assert events[0]["logpipe"]["path"].endswith("access.log.3.gz")
 
 
+@pytest.mark.integration
 def test_summary_table_and_html_report(series: Path) -> None:
     result = replay("--access", "access.log*", "--report", "report.html", cwd=series)
     text = result.stderr.decode()
@@ -162,6 +170,7 @@ def test_summary_table_and_html_report(series: Path) -> None:
     assert page.count("<svg") == 1 and "<script" not in page
 
 
+@pytest.mark.integration
 def test_metrics_carry_the_logs_own_time(series: Path) -> None:
     import re
     import socket
@@ -198,6 +207,7 @@ def test_metrics_carry_the_logs_own_time(series: Path) -> None:
     assert {re.search(r"\|T(\d+)", line)[1] for line in ours_lines} == {str(seconds // 10 * 10)}
 
 
+@pytest.mark.integration
 def test_a_damaged_archive_is_reported_and_the_others_still_ship(series: Path) -> None:
     whole = gzip.compress(b"".join(LINES[:30]))
     (series / "access.log.3.gz").write_bytes(whole[: len(whole) // 2])  # cut short
@@ -210,6 +220,7 @@ def test_a_damaged_archive_is_reported_and_the_others_still_ship(series: Path) -
     assert lines[-1] == "logpipe: not read to the end (damaged): access.log.3.gz"
 
 
+@pytest.mark.integration
 def test_progress_line_on_a_terminal(series: Path) -> None:
     """On a terminal, one progress line redrawn at most 4 times a second: files, events, rate
     and an ETA by bytes read."""

@@ -48,7 +48,7 @@ from logpipe.parsing.access.parser import AccessParser
 from logpipe.parsing.error.parser import ErrorParser
 from logpipe.sinks.ndjson import NdjsonSink
 from logpipe.sources.multiline import DEFAULT_START, Multiline
-from tests.conftest import LOGS
+from tests.conftest import LOGS, examples
 from tests.unit.test_replay import LINES, replay, write_series
 
 MAX_LINE = 4096  # small, so that some lines and error records are cut
@@ -144,6 +144,15 @@ def pool() -> Iterator[Engine]:
         yield engine
 
 
+# In this process, or in the pool's worker processes (the integration tier).
+ENGINES = ["inline", pytest.param("pool", marks=pytest.mark.integration)]
+
+
+def engine_options(request: pytest.FixtureRequest, engine: str) -> dict[str, Any]:
+    """``run``'s options for ``engine``: the pool is started only for the tests that use it."""
+    return {"engine": request.getfixturevalue("pool")} if engine == "pool" else {}
+
+
 # --- in-process replays -------------------------------------------------------------------------
 
 
@@ -233,6 +242,7 @@ def bucketed(events: list[dict[str, Any]]) -> BucketedCounts:
     return counts
 
 
+@pytest.mark.integration
 def test_same_events_summary_and_metrics_whatever_the_chunks_and_the_workers(
     archive: list[ReplayFile], pool: Engine, tmp_path: Path
 ) -> None:
@@ -274,6 +284,7 @@ def test_same_events_summary_and_metrics_whatever_the_chunks_and_the_workers(
     assert requests == sum(1 for event in expected if "status_code" in event.get("http", {}))
 
 
+@pytest.mark.integration
 def test_workers_appending_to_the_output_file_write_the_same_bytes(
     archive: list[ReplayFile], tmp_path: Path
 ) -> None:
@@ -356,7 +367,7 @@ def lines_of(batches: list[LineBatch]) -> list[tuple[int, int, bytes, bool]]:
     return lines  # type: ignore[return-value]
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(
     error_text(),
     st.integers(8, 200),  # max line bytes: some lines cut
@@ -374,7 +385,7 @@ def test_a_batch_splits_anywhere_into_the_same_lines(
             assert head.cut | moved == batch.cut
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(error_text(), st.integers(8, 200), st.integers(1, 300))
 def test_cut_before_the_last_record_start(data: bytes, max_bytes: int, read_bytes: int) -> None:
     batches = batches_of(data, max_bytes, read_bytes)
@@ -389,7 +400,7 @@ def test_cut_before_the_last_record_start(data: bytes, max_bytes: int, read_byte
     assert batches == [] or after != []
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(
     error_text(),
     st.data(),
@@ -441,7 +452,7 @@ def records_of(data: bytes, max_line_bytes: int) -> list[tuple[int, int]]:
     return records + ([(last.start, last.end)] if last else [])
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(
     st.lists(st.one_of(st.sampled_from(LINES), other_line.map(lambda line: line + b"\n"))),
     st.integers(1, 100) | st.integers(1, 5000),
@@ -529,18 +540,17 @@ class BatchingSink(CountingSink):
 
 
 @pytest.mark.parametrize("share", [0.3, 0.9])  # in an access log, in an error log
-@pytest.mark.parametrize("engine", ["inline", "pool"])
+@pytest.mark.parametrize("engine", ENGINES)
 def test_an_interrupted_replay_resumes_with_every_event_exactly_once(
     archive: list[ReplayFile],
     expected: Run,
-    pool: Engine,
+    request: pytest.FixtureRequest,
     tmp_path: Path,
     engine: str,
     share: float,
 ) -> None:
     options: dict[str, Any] = {"chunk_bytes": SMALL_CHUNK, "save_seconds": 0}
-    if engine == "pool":
-        options |= {"engine": pool}
+    options |= engine_options(request, engine)
     crashing = BatchingSink(crash_at=int(share * expected.blocks))
     with pytest.raises(Crash):
         run(archive, tmp_path, sink=crashing, **options)
@@ -575,15 +585,15 @@ def test_what_was_delivered_before_a_sink_failure_is_not_sent_again(
     assert delivered + resumed.output == expected.output
 
 
-@pytest.mark.parametrize("engine", ["inline", "pool"])
+@pytest.mark.parametrize("engine", ENGINES)
 def test_a_file_and_its_gzip_copy_in_one_replay_are_sent_once(
-    pool: Engine, tmp_path: Path, engine: str
+    request: pytest.FixtureRequest, tmp_path: Path, engine: str
 ) -> None:
     write_series(tmp_path)
     copy = tmp_path / "access.log.1.gz"
     copy.write_bytes(gzip.compress((tmp_path / "access.log.1").read_bytes()))
     files = [ReplayFile(str(tmp_path / name), "access") for name in ("access.log.1", copy.name)]
-    options: dict[str, Any] = {"engine": pool} if engine == "pool" else {}
+    options = engine_options(request, engine)
     assert len(run(files, tmp_path / "state", **options).events) == 30
 
 
@@ -611,6 +621,7 @@ def series(tmp_path: Path) -> Path:
     return write_series(tmp_path)
 
 
+@pytest.mark.integration
 def test_the_number_of_jobs_does_not_change_the_output(logs: Path) -> None:
     one = replay(*ARGS, "--jobs", "1", cwd=logs)
     two = replay(*ARGS, "--jobs", "2", "--force", cwd=logs)
@@ -656,6 +667,7 @@ def wait_for_lines(output: Path, process: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.integration
 def test_a_stopped_replay_finishes_what_is_in_flight_and_a_rerun_completes_it(
     big_log: Path, tmp_path: Path, stop: signal.Signals
 ) -> None:
@@ -676,6 +688,7 @@ def test_a_stopped_replay_finishes_what_is_in_flight_and_a_rerun_completes_it(
     assert output.read_bytes() == full.read_bytes()  # nothing lost, nothing twice
 
 
+@pytest.mark.integration
 def test_a_killed_replay_leaves_no_worker_processes(big_log: Path, tmp_path: Path) -> None:
     import psutil
 
@@ -703,6 +716,7 @@ def test_a_killed_replay_leaves_no_worker_processes(big_log: Path, tmp_path: Pat
         ),
     ],
 )
+@pytest.mark.integration
 def test_bad_engine_options_exit_2_with_one_line(
     series: Path, args: tuple[str, ...], message: str
 ) -> None:
@@ -724,6 +738,7 @@ def events_by_name(result: subprocess.CompletedProcess[bytes], folder: Path) -> 
     return events
 
 
+@pytest.mark.integration
 def test_files_given_as_urls_give_the_same_events(logs: Path) -> None:
     pytest.importorskip("fsspec")
     local = replay(*ARGS, "--jobs", "1", cwd=logs)
@@ -751,6 +766,7 @@ def cluster() -> Iterator[Any]:
         yield cluster
 
 
+@pytest.mark.integration
 def test_a_dask_cluster_gives_the_same_output(logs: Path, cluster: Any) -> None:
     local = replay(*ARGS, "--jobs", "1", cwd=logs)
     dask = ("--engine", "dask", "--scheduler", cluster.scheduler_address, "--force")
@@ -767,6 +783,7 @@ def test_a_dask_cluster_gives_the_same_output(logs: Path, cluster: Any) -> None:
     assert events_by_name(urls, logs) == events_by_name(local, logs)
 
 
+@pytest.mark.integration
 def test_metrics_are_the_same_whatever_the_jobs(logs: Path) -> None:
     sent = []
     for jobs in ("1", "2"):
@@ -839,6 +856,7 @@ def test_settled_metrics_go_out_a_slice_per_chunk_each_bucket_once(
     assert after_first_send.count("send") > 1
 
 
+@pytest.mark.integration
 def test_the_local_engine_starts_its_workers_when_it_opens() -> None:
     """The pool would start them one per task given; they boot while replay gets ready."""
     import psutil

@@ -346,6 +346,7 @@ def test_chart_has_one_rect_per_bucket_and_class() -> None:
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
+@pytest.mark.integration
 def test_html_renders_headless(tmp_path: Path) -> None:
     page = tmp_path / "replay.html"
     page.write_text(_summary("default").html(), encoding="utf-8")
