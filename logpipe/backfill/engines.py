@@ -1,23 +1,28 @@
 """Where replay work runs: in this process, in worker processes, or on a Dask cluster.
 
 An ``Engine`` is a ``concurrent.futures.Executor`` and what its workers can do (read plain
-files, append to the output file in turn); ``in_order`` keeps a bounded window of work in flight
-on it and hands the results back in the order the work was given, so each file's events leave in
-file order however the work was spread.
+files, append to the output file in turn: ``logpipe.sinks.parallel_append``); ``in_order``
+keeps a bounded window of work in flight on it and hands the results back in the order the work
+was given, so each file's events leave in file order however the work was spread.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from typing import Any, TypeVar
 
-from logpipe.backfill.worker_output import OutputFile, OutputTurns, start_worker
+from logpipe.problems import SetupError
+from logpipe.sinks import parallel_append
+from logpipe.sinks.parallel_append import OutputFile, OutputTurns
 
 Tag = TypeVar("Tag")
 Work = TypeVar("Work")
@@ -45,7 +50,7 @@ def default_jobs() -> int:
 class Engine:
     """Where replay work runs: ``executor``, with ``window`` pieces of work in flight at most;
     ``turns``: its workers append to the NDJSON output file themselves when their turn has come
-    (``worker_output.OutputTurns``); ``reads_files``: they read plain local files themselves."""
+    (``parallel_append.OutputTurns``); ``reads_files``: they read plain local files themselves."""
 
     executor: Executor
     window: int
@@ -61,8 +66,8 @@ def open_engine(
     engine: str, *, jobs: int, scheduler: str | None, output_path: str | None = None
 ) -> Iterator[Engine]:
     """The engine ``--engine``/``--jobs`` name. Local worker processes append the events to
-    the NDJSON file ``output_path`` themselves when they can, so that most events never travel
-    back to this process."""
+    ``output_path`` themselves when they can (a sink's ``parallel_append_path``), so that most
+    events never travel back to this process."""
     if engine == "dask":
         with _dask(scheduler) as cluster:
             yield cluster
@@ -71,19 +76,17 @@ def open_engine(
     else:
         # forkserver: workers start clean (no copies of this process's threads or sockets).
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["logpipe.backfill.work"])
+        context.set_forkserver_preload(["logpipe.backfill.work", "logpipe.backfill.engines"])
+        turns: OutputTurns | None = None
         output: OutputFile | None = None
-        turns = None
         if output_path is not None:
-            next_turn, changed = context.Value("q", 0, lock=False), context.Condition()
-            turns = OutputTurns(next_turn, changed)
-            output = (output_path, next_turn, changed)
+            turns, output = parallel_append.share(context, output_path)
         # Workers read end-of-file from this pipe once this process is gone, and leave.
         alive_r, alive_w = context.Pipe(duplex=False)
         with (
             alive_w,
             ProcessPoolExecutor(
-                jobs, mp_context=context, initializer=start_worker, initargs=(alive_r, output)
+                jobs, mp_context=context, initializer=_start_worker, initargs=(alive_r, output)
             ) as pool,
         ):
             for _ in range(jobs):  # the pool starts a worker per task given while none is idle:
@@ -91,14 +94,34 @@ def open_engine(
             yield Engine(pool, 2 * jobs, turns)
 
 
+def _start_worker(parent: Connection, output: OutputFile | None) -> None:
+    """Process-pool initializer. The main process decides when work stops (it finishes what is
+    in flight, then ends the pool), so SIGINT and SIGTERM, which a terminal or systemd send to
+    the whole group, are ignored here; and a worker leaves by itself once the main process is
+    gone (``parent``, the read end of a pipe only it writes to, then reads end-of-file), so a
+    killed replay leaves no workers behind. With ``output``, this worker appends its chunks'
+    events to that file in turn."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    threading.Thread(target=_leave_with, args=(parent,), name="watch-parent", daemon=True).start()
+    if output is not None:
+        parallel_append.open_in_worker(output)
+
+
+def _leave_with(parent: Connection) -> None:
+    with suppress(EOFError, OSError):
+        parent.recv_bytes()
+    os._exit(1)
+
+
 @contextmanager
 def _dask(scheduler: str | None) -> Iterator[Engine]:
     try:
         from distributed import Client
     except ImportError:
-        raise ValueError("the dask engine needs `pip install 'logpipe[dask]'`") from None
+        raise SetupError("the dask engine needs `pip install 'logpipe[dask]'`") from None
     if not scheduler:
-        raise ValueError("the dask engine needs --scheduler ADDRESS (e.g. tcp://host:8786)")
+        raise SetupError("the dask engine needs --scheduler ADDRESS (e.g. tcp://host:8786)")
     client: Any = Client(scheduler, set_as_default=False, timeout=30)  # type: ignore[no-untyped-call]
     with client:
         workers = sum(client.nthreads().values()) or 1

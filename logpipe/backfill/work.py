@@ -4,8 +4,9 @@ Dask worker): complete lines in, NDJSON out, with what the summary and the metri
 Everything here crosses a process boundary, so it is plain data: the settings and the lines go
 out, a ``ChunkResult`` comes back. Parsers are built once per process and kept (``_parsers``).
 
-When the output is an NDJSON file, worker processes can write it themselves, each chunk in its
-turn (``worker_output``), so that the events do not travel back to the main process.
+When the sink offers parallel appends (an NDJSON file), worker processes write its file
+themselves, each chunk in its turn (``logpipe.sinks.parallel_append``), so that the events do
+not travel back to the main process.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from typing import TYPE_CHECKING, BinaryIO, cast
 
 import orjson
 
-from logpipe.backfill import worker_output
 from logpipe.backfill.archives import open_raw
 from logpipe.backfill.report import Summary
 from logpipe.event import Event
@@ -28,6 +28,7 @@ from logpipe.metrics.derive import BucketedCounts, EventMetrics
 from logpipe.parsing.access.parser import AccessParser
 from logpipe.parsing.error.parser import ErrorParser
 from logpipe.pipeline.batch import access_batch_pairs, error_batch_pairs
+from logpipe.sinks.parallel_append import append_in_turn
 from logpipe.sources.multiline import Multiline
 
 if TYPE_CHECKING:
@@ -91,7 +92,7 @@ def parse_chunk(settings: ReplaySettings, chunk: Chunk) -> ChunkResult:
     """
     result = _parse_chunk(settings, chunk)
     result.turn = chunk.turn
-    if chunk.turn >= 0 and worker_output.append_in_turn(chunk.turn, result.encoded):
+    if chunk.turn >= 0 and append_in_turn(chunk.turn, result.encoded):
         result.encoded, result.written = b"", True
     return result
 

@@ -33,7 +33,6 @@ from logpipe.metrics.derive import Sums, TimestampedCounts, dogstatsd
 from logpipe.problems import SetupError
 from logpipe.service_tags import ServiceTags
 from logpipe.sinks.datadog_logs import Interrupted
-from logpipe.sinks.ndjson import NdjsonSink
 
 
 def build_replay_parser() -> argparse.ArgumentParser:
@@ -123,10 +122,10 @@ def run_replay(arguments: Sequence[str]) -> int:
                     args.engine,
                     jobs=args.jobs or default_jobs(),
                     scheduler=args.scheduler,
-                    output_path=sink.path if isinstance(sink, NdjsonSink) else None,
+                    output_path=sink.parallel_append_path(),
                 )
             )
-        except (ValueError, OSError) as error:
+        except (SetupError, ValueError, OSError) as error:
             raise SetupError(f"--engine {args.engine}: {error}") from None
         try:
             replay = Replay(

@@ -35,4 +35,9 @@ class LogSink(Protocol):
         """Counters worth a status line (retries, dead-lettered...)."""
         ...
 
+    def parallel_append_path(self) -> str | None:
+        """The file other processes may append events to themselves, in turn
+        (``parallel_append``), as if sent here; None when events must come through ``send``."""
+        ...
+
     def close(self) -> None: ...

@@ -72,7 +72,7 @@ class NdjsonSink:
     finds little left to write."""
 
     def __init__(self, stream: BinaryIO, *, fsync: bool, path: str | None = None) -> None:
-        self.path = path  # the file written, when there is one (others may append to it too)
+        self._path = path  # the file written, when there is one
         self._writer = NdjsonWriter(stream)
         self._stream = stream
         # Only a regular file can be synced (not /dev/null, a pipe or a terminal).
@@ -102,6 +102,10 @@ class NdjsonSink:
 
     def stats(self) -> dict[str, int]:
         return {}
+
+    def parallel_append_path(self) -> str | None:
+        """The file written, if there is one: other processes may append to it in turn."""
+        return self._path
 
     def close(self) -> None:
         self._flush()
