@@ -122,32 +122,32 @@ class AccessParser:
             values.extend(self.grammar.tokens[token.type].values(token))
         return int(str(branch.data).removeprefix("format_")), values
 
-    def parse_text(self, text: str, logpipe: dict[str, Any] | None = None) -> Event:
+    def parse_text(self, text: str, bookkeeping: dict[str, Any] | None = None) -> Event:
         """The event for a line already decoded: no line ending or NUL byte, within the cap
         (what ``decode`` gives; ``parse`` is ``decode`` then this). The processor chain is not
-        run. ``logpipe``: the event's bookkeeping (where the line is from), if any."""
+        run. ``bookkeeping``: the event's ``logpipe`` object (where the line is from), if any."""
         for match, build in self._tiers[tier_of(text)]:
             found = match(text)
             if found is not None:  # (FastAccess.match, unrolled here: the hot loop)
-                return build(text, found.groups(), logpipe)
-        return self._declined(text, logpipe)
+                return build(text, found.groups(), bookkeeping)
+        return self._declined(text, bookkeeping)
 
-    def parse_ascii(self, text: str, logpipe: dict[str, Any] | None = None) -> Event:
+    def parse_ascii(self, text: str, bookkeeping: dict[str, Any] | None = None) -> Event:
         """``parse_text`` for a line known to be ASCII (as every line of a batch is when the
         batch is): only a backslash can change the tier."""
         for match, build in self._tiers[EXACT if "\\" in text else ASCII]:
             found = match(text)
             if found is not None:
-                return build(text, found.groups(), logpipe)
-        return self._declined(text, logpipe)
+                return build(text, found.groups(), bookkeeping)
+        return self._declined(text, bookkeeping)
 
-    def _declined(self, text: str, logpipe: dict[str, Any] | None) -> Event:
+    def _declined(self, text: str, bookkeeping: dict[str, Any] | None) -> Event:
         """The event for a line no regex of its tier accepts: Lark's verdict."""
         try:
             index, values = self._explained(text)
         except AccessParseError as error:
-            return failed_event(text, str(error), ACCESS_LOGGER, self.attributes, logpipe)
-        return self._builds[index](text, values, logpipe)
+            return failed_event(text, str(error), ACCESS_LOGGER, self.attributes, bookkeeping)
+        return self._builds[index](text, values, bookkeeping)
 
     def _explain(self, text: str, error: UnexpectedInput) -> str:
         """The reason for the failure that got furthest into the line, with or without lookahead."""

@@ -13,15 +13,15 @@ from dataclasses import dataclass
 from functools import cache
 
 from logpipe.parsing.disk_cache import cached
+from logpipe.parsing.error.grammar import error_parser
 from logpipe.parsing.grammars import grammar_text
 
 
 @dataclass(frozen=True)
 class RecordRule:
-    """One record layout: its rule name, terminal names and the regex with a group for each."""
+    """One record layout: its rule name and the regex with a group for each of its terminals."""
 
     name: str
-    terminals: tuple[str, ...]
     pattern: re.Pattern[str]
 
 
@@ -31,15 +31,13 @@ def record_rules() -> tuple[RecordRule, ...]:
     source = grammar_text("error_record")
     layouts = cached("error_record", source, lambda: _compile_layouts(source))
     return tuple(
-        RecordRule(name, tuple(terminals), re.compile("".join(f"(?>({p}))" for p in patterns)))
-        for name, terminals, patterns in layouts
+        RecordRule(name, re.compile("".join(f"(?>({p}))" for p in patterns)))
+        for name, _terminals, patterns in layouts
     )
 
 
 def _compile_layouts(source: str) -> list[tuple[str, list[str], list[str]]]:
     """(rule name, its terminals, their regexes) for each alternative of ``start``."""
-    from logpipe.parsing.error.parser import error_parser
-
     lark = error_parser()
     expansions = {rule.origin.name: rule.expansion for rule in lark.rules}
     layouts = []

@@ -3,34 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from logpipe.event import ERROR_LOGGER, Event, Processor
 from logpipe.lines import MAX_LINE_BYTES, decode
 from logpipe.parsing.attributes import run_chain
 from logpipe.parsing.error.builder import error_builds
 from logpipe.parsing.error.fast import record_rules
-from logpipe.parsing.error.trees import branch_tokens
+from logpipe.parsing.error.grammar import describe, error_parser, record_layout
 from logpipe.parsing.failures import failed_event, flag_repairs, reason
-from logpipe.parsing.grammars import grammar_text
-
-if TYPE_CHECKING:
-    from lark import Lark
 
 END = "\n"
 
 
 class ErrorRecordParseError(ValueError):
     """A record without a known error-log prefix."""
-
-
-@cache
-def error_parser() -> Lark:
-    """LALR parser for grammars/error_record.lark."""
-    from lark import Lark
-
-    return Lark(grammar_text("error_record"), parser="lalr", lexer="contextual")
 
 
 class ErrorParser:
@@ -50,10 +37,10 @@ class ErrorParser:
         attributes: Mapping[str, Any] | None = None,
     ) -> None:
         self.attributes = dict(attributes or {})
-        self._rules = record_rules()
         self._builds = error_builds(self.attributes)
-        # (match, event builder) per layout, for parse_text's loop
-        self._fast = tuple((rule.pattern.match, self._builds[rule.name]) for rule in self._rules)
+        # (match, event builder) per layout of the fast path: the grammar's record rules as
+        # regexes (for parse_text's loop)
+        self._fast = tuple((rule.pattern.match, self._builds[rule.name]) for rule in record_rules())
         self.max_record_bytes = max_record_bytes
         self.chain = tuple(chain)
 
@@ -65,55 +52,32 @@ class ErrorParser:
             event = run_chain(event, self.chain)
         return event if repairs is None else flag_repairs(event, repairs)
 
-    def layout(self, text: str) -> tuple[str, Sequence[str]]:
-        """Which record layout ``text`` has (``gunicorn_record``, ``app_record``) and the text of
-        each of its terminals; ErrorRecordParseError when it has no known prefix.
-
-        The fast path (the grammar's record rules as regexes) answers for the records it
-        matches; the Lark parser takes the rest and explains why they fail.
-        """
-        line = text + END
-        for rule in self._rules:
-            found = rule.pattern.match(line)
-            if found is not None:
-                return rule.name, found.groups()
-        return self._lark_layout(line)
-
     def _lark_layout(self, line: str) -> tuple[str, Sequence[str]]:
-        """``layout`` by the Lark parser, for a record (with END) the fast path declined: it
-        has no known prefix, and Lark says why from its head."""
-        from lark import Tree
+        """Which record layout ``line`` (a record with END the fast path declined) has and the
+        text of each of its terminals, by the Lark parser; ErrorRecordParseError, saying why
+        from the record's head, when it has no known prefix."""
         from lark.exceptions import UnexpectedInput
 
         try:
             tree = error_parser().parse(line if len(line) <= 4096 else line[:4096] + END)
         except UnexpectedInput as error:
-            raise ErrorRecordParseError(reason(error, _describe, "error record")) from None
-        (branch,) = tree.children
-        assert isinstance(branch, Tree)
-        return str(branch.data), [str(token) for token in branch_tokens(tree)]
+            raise ErrorRecordParseError(reason(error, describe, "error record")) from None
+        return record_layout(tree)
 
-    def parse_text(self, text: str, logpipe: dict[str, Any] | None = None) -> Event:
+    def parse_text(self, text: str, bookkeeping: dict[str, Any] | None = None) -> Event:
         """The event for a record already decoded: no NUL byte, within the cap (what ``decode``
-        gives; ``parse`` is ``decode`` then this). The processor chain is not run. ``logpipe``:
-        the event's bookkeeping (where the record is from), if any."""
+        gives; ``parse`` is ``decode`` then this). The processor chain is not run.
+        ``bookkeeping``: the event's ``logpipe`` object (where the record is from), if any.
+
+        The fast path answers for the records it matches; the Lark parser takes the rest and
+        explains why they fail."""
         line = text + END
-        for match, build in self._fast:  # (``layout``'s fast path, unrolled here: the hot loop)
+        for match, build in self._fast:
             found = match(line)
             if found is not None:
-                return build(text, found.groups(), logpipe)
+                return build(text, found.groups(), bookkeeping)
         try:
             name, parts = self._lark_layout(line)
         except ErrorRecordParseError as error:
-            return failed_event(text, str(error), ERROR_LOGGER, self.attributes, logpipe)
-        return self._builds[name](text, parts, logpipe)
-
-
-def _describe(terminal: str) -> str:
-    return {
-        "GUNICORN_TIME": "[YYYY-MM-DD HH:MM:SS +ZZZZ]",
-        "APP_TIME": "[YYYY-MM-DD HH:MM:SS,mmm]",
-        "PROCESS": "[pid]",
-        "LEVEL": "[LEVEL]",
-        "APP_LEVEL": "LEVEL",
-    }.get(terminal, terminal)
+            return failed_event(text, str(error), ERROR_LOGGER, self.attributes, bookkeeping)
+        return self._builds[name](text, parts, bookkeeping)
