@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from copy import deepcopy
 from typing import TYPE_CHECKING, Any
 
 from logpipe.lines import Repairs
@@ -33,18 +34,20 @@ def failed_event(
     cause: str,
     logger: str,
     attributes: Mapping[str, Any],
-    logpipe: dict[str, Any] | None = None,
+    bookkeeping: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The event for a line that did not parse: the raw message kept, the reason flagged (with
-    the bookkeeping ``logpipe``, if any), and the ``attributes`` every event carries."""
-    event = {
+    """The event for a line that did not parse: the raw message kept, the reason flagged in
+    ``logpipe`` (with the ``bookkeeping``, if any), and the ``attributes`` every event carries
+    (nested ones copied: nothing is shared between events)."""
+    event: dict[str, Any] = {
         "message": text,
         "ddsource": "gunicorn",
         "logger": {"name": logger},
         "status": "info",
-        "logpipe": {"parse_error": cause, **logpipe} if logpipe else {"parse_error": cause},
+        "logpipe": {"parse_error": cause, **bookkeeping} if bookkeeping else {"parse_error": cause},
     }
-    event.update(attributes)
+    for key, value in attributes.items():
+        event[key] = deepcopy(value) if isinstance(value, (dict, list, set, bytearray)) else value
     return event
 
 

@@ -1,26 +1,26 @@
 """Atom values of one access line to an event with Datadog's standard attributes.
 
 Building events is the hot loop of logpipe, so ``AccessEventPlan`` compiles, once per format, a
-small Python function with one statement block per atom of that format (as ``dataclasses``
+small Python function with one block of statements per atom of that format (as ``dataclasses``
 compiles ``__init__``): no per-atom calls, no lookups of atoms the format does not have. What
-each atom means is written once, below, as a statement template over ``$v`` (its raw value);
-``AccessEventPlan.source`` shows the function built for a format.
+each atom means is written once, below, as a function giving its block for the variable that
+holds its raw value; ``AccessEventPlan.source`` shows the function built for a format.
 
-Values are repaired (gunicorn's escapes undone, mojibake fixed) by ``repair`` lines in the
-templates. A plan built ``clean`` leaves them out: its function is for lines of ASCII text
-without a backslash (nearly every line), whose values have nothing to repair.
+Values are repaired (gunicorn's escapes undone, mojibake fixed) by the statements of a
+``Repairs``, which each block asks for where it needs them: ``REPAIRING`` gives them, ``CLEAN``
+gives none, for the functions that take lines of ASCII text without a backslash (nearly every
+line), whose values have nothing to repair.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
-from string import Template
+from dataclasses import dataclass
 from typing import Any
 
 from logpipe.event import ACCESS_LOGGER, Event
 from logpipe.parsing.attributes import STATUS_CODES, URL_DETAILS, query_map
-from logpipe.parsing.codegen import compile_builder
+from logpipe.parsing.codegen import Code, compile_builder, indented, literal
 from logpipe.parsing.timestamps import ACCESS_TIMES
 from logpipe.parsing.useragent import USER_AGENTS
 
@@ -47,85 +47,185 @@ def unescape(value: str) -> str:
     return value.replace('\\"', '"') if '\\"' in value else value
 
 
-# What a ``repair <kind> <variable>`` line of a template stands for (calls only when needed):
-# "quotes" undoes gunicorn's escaping of ``"``; "header" also repairs mojibake, giving header
-# text as the client sent it.
-REPAIRS = {
-    "quotes": """if '\\\\"' in $x:
-    $x = unescape($x)""",
-    "header": """if '\\\\"' in $x:
-    $x = unescape($x)
-if not $x.isascii():
-    $x = repair_mojibake($x)""",
-}
+# gunicorn's escape of ``"``, as a literal in a builder's code
+_BACKSLASH_QUOTE = literal('\\"')
 
-# What each atom writes. `$v` is the atom's raw value (a str); `http` and `network` are the
-# event's two attribute objects, and its other attributes are the locals of TOP_LEVEL (below);
-# helpers are the module's imports above.
-STATEMENTS: dict[str, str] = {
-    "t": """
-stamp_ms = ACCESS_TIMES[$v]
-if stamp_ms is not None:
-    timestamp = stamp_ms""",
-    "h": """
-if $v:
-    network["client"] = {"ip": $v}""",
-    "l": """
-if $v != "-":
-    http["ident"] = $v""",
-    "u": """
-if $v != "-":
-    repair quotes $v
-    http["auth"] = $v""",
-    "r": """
-method, _, rest = $v.partition(" ")
-url, _, protocol = rest.rpartition(" ")
-repair quotes url
-http["method"] = method
-http["url"] = url
-http["version"] = protocol.removeprefix("HTTP/")
-http["url_details"] = URL_DETAILS[url]""",
-    "s": """
-code, status_class, category, status = STATUS_CODES[$v]
-http["status_code"] = code
-if status_class:
-    http["status_class"] = status_class
-if category:
-    http["status_category"] = category""",
-    "b": """
-if $v != "-":
-    network["bytes_written"] = int($v)""",
-    "f": """
-if $v != "-":
-    repair header $v
-    http["referer"] = $v""",
-    "a": """
-if $v != "-":
-    repair header $v
-    http["useragent"] = $v
-    if $v:
-        http["useragent_details"] = USER_AGENTS[$v]""",
-    "p": """
-pid = int($v[1:-1])""",
-    # %({name}i)s, %({name}o)s, %({name}e)s: $path is the chain of parent objects under http.
-    "braced": """
-if $v != "-":
-    repair header $v
-    http$path[$name] = $v""",
-    # Formats without %(r)s: the request from %(m)s %(U)s %(q)s %(H)s (absent ones are None).
-    "request": """
-request_parts(http, $m, $U, $q, $H)""",
+
+def _no_repair(x: str) -> list[str]:
+    return []
+
+
+def _repair_quotes(x: str) -> list[str]:
+    """Undo gunicorn's escaping of ``"`` in variable ``x`` (calls only when needed)."""
+    return [
+        f"if {_BACKSLASH_QUOTE} in {x}:",
+        f"    {x} = unescape({x})",
+    ]
+
+
+def _repair_header(x: str) -> list[str]:
+    """``_repair_quotes``, then mojibake repaired: header text as the client sent it."""
+    return [
+        *_repair_quotes(x),
+        f"if not {x}.isascii():",
+        f"    {x} = repair_mojibake({x})",
+    ]
+
+
+@dataclass(frozen=True)
+class Repairs:
+    """The statements that repair a variable holding a raw value: ``quotes`` for text gunicorn
+    escapes, ``header`` for header text."""
+
+    quotes: Callable[[str], list[str]]
+    header: Callable[[str], list[str]]
+
+
+REPAIRING = Repairs(quotes=_repair_quotes, header=_repair_header)
+CLEAN = Repairs(quotes=_no_repair, header=_no_repair)  # lines of ASCII without a backslash
+
+# An atom's block: from the variable holding its raw value (a str) and the repairs to make.
+# ``http`` and ``network`` are the event's two attribute objects, and its other attributes are
+# the locals of TOP_LEVEL (below); helpers are the module's imports above.
+Atom = Callable[[str, Repairs], Code]
+
+
+def _request_time(v: str, repairs: Repairs) -> Code:
+    return Code.of(
+        f"stamp_ms = ACCESS_TIMES[{v}]",
+        "if stamp_ms is not None:",
+        "    timestamp = stamp_ms",
+        writes={"timestamp"},
+    )
+
+
+def _remote_address(v: str, repairs: Repairs) -> Code:
+    return Code.of(
+        f"if {v}:",
+        f'    network["client"] = {{"ip": {v}}}',
+        writes={"network"},
+    )
+
+
+def _ident(v: str, repairs: Repairs) -> Code:
+    return Code.of(
+        f'if {v} != "-":',
+        f'    http["ident"] = {v}',
+        writes={"http"},
+    )
+
+
+def _user(v: str, repairs: Repairs) -> Code:
+    return Code.of(
+        f'if {v} != "-":',
+        *indented(repairs.quotes(v)),
+        f'    http["auth"] = {v}',
+        writes={"http"},
+    )
+
+
+def _request_line(v: str, repairs: Repairs) -> Code:
+    return Code.of(
+        f'method, _, rest = {v}.partition(" ")',
+        'url, _, protocol = rest.rpartition(" ")',
+        *repairs.quotes("url"),
+        'http["method"] = method',
+        'http["url"] = url',
+        'http["version"] = protocol.removeprefix("HTTP/")',
+        'http["url_details"] = URL_DETAILS[url]',
+        writes={"http"},
+    )
+
+
+def _status(v: str, repairs: Repairs) -> Code:
+    return Code.of(
+        f"code, status_class, category, status = STATUS_CODES[{v}]",
+        'http["status_code"] = code',
+        "if status_class:",
+        '    http["status_class"] = status_class',
+        "if category:",
+        '    http["status_category"] = category',
+        writes={"http", "status"},
+    )
+
+
+def _bytes_sent(v: str, repairs: Repairs) -> Code:  # %(b)s: "-" for none
+    return Code.of(
+        f'if {v} != "-":',
+        f'    network["bytes_written"] = int({v})',
+        writes={"network"},
+    )
+
+
+def _body_bytes(v: str, repairs: Repairs) -> Code:  # %(B)s: "-" or "None" for none
+    return Code.of(
+        f'if {v} not in ("-", "None"):',
+        f'    network["bytes_written"] = int({v})',
+        writes={"network"},
+    )
+
+
+def _referer(v: str, repairs: Repairs) -> Code:
+    return Code.of(
+        f'if {v} != "-":',
+        *indented(repairs.header(v)),
+        f'    http["referer"] = {v}',
+        writes={"http"},
+    )
+
+
+def _user_agent(v: str, repairs: Repairs) -> Code:
+    return Code.of(
+        f'if {v} != "-":',
+        *indented(repairs.header(v)),
+        f'    http["useragent"] = {v}',
+        f"    if {v}:",
+        f'        http["useragent_details"] = USER_AGENTS[{v}]',
+        writes={"http"},
+    )
+
+
+def _pid(v: str, repairs: Repairs) -> Code:
+    return Code.of(f"pid = int({v}[1:-1])", writes={"pid"})
+
+
+def _braced(target: str) -> Atom:
+    """The atom of a header or environ variable (%({name}i)s...): its value goes to ``target``,
+    an expression of the object and key under ``http`` that hold it."""
+
+    def block(v: str, repairs: Repairs) -> Code:
+        return Code.of(
+            f'if {v} != "-":',
+            *indented(repairs.header(v)),
+            f"    {target} = {v}",
+            writes={"http"},
+        )
+
+    return block
+
+
+ATOMS: dict[str, Atom] = {
+    "t": _request_time,
+    "h": _remote_address,
+    "l": _ident,
+    "u": _user,
+    "r": _request_line,
+    "s": _status,
+    "b": _bytes_sent,
+    "B": _body_bytes,
+    "f": _referer,
+    "a": _user_agent,
+    "p": _pid,
+    FORWARDED_FOR_KEY: _braced('http["_x_forwarded_for"]'),
 }
-STATEMENTS["B"] = STATEMENTS["b"].replace('!= "-"', 'not in ("-", "None")')
-STATEMENTS[FORWARDED_FOR_KEY] = STATEMENTS["braced"].replace("$path[$name]", '["_x_forwarded_for"]')
 
 REQUEST_PARTS = ("m", "U", "q", "H")
-# Duration atoms, most precise first: the expression giving nanoseconds from `$v`.
-DURATIONS = {
-    "D": "int($v) * 1_000",
-    "L": 'int($v.replace(".", "")) * 1_000',  # always six decimals
-    "M": "int($v) * 1_000_000",
-    "T": "int($v) * 1_000_000_000",
+# Duration atoms, most precise first: the expression giving nanoseconds from the raw value.
+DURATIONS: dict[str, Callable[[str], str]] = {
+    "D": lambda v: f"int({v}) * 1_000",
+    "L": lambda v: f'int({v}.replace(".", "")) * 1_000',  # always six decimals
+    "M": lambda v: f"int({v}) * 1_000_000",
+    "T": lambda v: f"int({v}) * 1_000_000_000",
 }
 
 
@@ -152,16 +252,16 @@ def request_parts(
         http["url_details"] = details
 
 
-# The event's attributes held in locals while the atoms are read, in the event's order, each with
-# its value before any atom sets it; the event is made from them at the end (event_builder.py),
-# without those still None (or empty).
-TOP_LEVEL = {
-    "status": '"info"',
-    "timestamp": "None",
-    "http": "{}",
-    "network": "{}",
-    "duration": "None",
-    "pid": "None",
+# The event's attributes held in locals while the atoms are read, in the event's order: each
+# with its value before any atom sets it, and the test that it has none at the end (then it is
+# left out of the event; None: it always has one). A format declares those its atoms write.
+TOP_LEVEL: dict[str, tuple[str, str | None]] = {
+    "status": ('"info"', None),
+    "timestamp": ("None", "timestamp is None"),
+    "http": ("{}", "not http"),
+    "network": ("{}", "not network"),
+    "duration": ("None", "duration is None"),
+    "pid": ("None", "pid is None"),
 }
 
 _NAMESPACE = {
@@ -177,9 +277,9 @@ _NAMESPACE = {
 
 
 class AccessEventPlan:
-    """Builds the events of one format: ``build(text, values, logpipe=None)``, with values in
-    ``keys`` order and ``logpipe`` the event's bookkeeping (where the line is from), if any.
-    ``clean``: for lines of ASCII text without a backslash only (see above).
+    """Builds the events of one format: ``build(text, values, bookkeeping=None)``, with values
+    in ``keys`` order and ``bookkeeping`` the event's ``logpipe`` object (where the line is
+    from), if any. ``clean``: for lines of ASCII text without a backslash only (see above).
 
     ``attributes`` (the identity: service, hostname, ddtags) are written into the event's
     display, which costs less than adding them to each finished event; they replace the line's
@@ -193,61 +293,41 @@ class AccessEventPlan:
         clean: bool = False,
         attributes: Mapping[str, Any] | None = None,
     ) -> None:
-        self.keys = tuple(keys)
-        attributes = attributes or {}
-        names = [f"v{index}" for index in range(len(self.keys))]
-        blocks = [_atom_block(key, name) for key, name in zip(self.keys, names, strict=True)]
-        position = dict(zip(self.keys, names, strict=True))
+        repairs = CLEAN if clean else REPAIRING
+        names = [f"v{index}" for index in range(len(keys))]
+        position = dict(zip(keys, names, strict=True))
+        atoms = [_atom(key) for key in keys]
+        blocks = [atom(name, repairs) for atom, name in zip(atoms, names, strict=True) if atom]
         if "r" not in position and not position.keys().isdisjoint(REQUEST_PARTS):
-            parts = {key: position.get(key, "None") for key in REQUEST_PARTS}
-            blocks.append(Template(STATEMENTS["request"]).substitute(parts))
+            parts = ", ".join(position.get(key, "None") for key in REQUEST_PARTS)
+            blocks.append(Code.of(f"request_parts(http, {parts})", writes={"http"}))
         duration = next((key for key in DURATIONS if key in position), None)
         if duration:
-            expression = Template(DURATIONS[duration]).substitute(v=position[duration])
-            blocks.append(f"duration = {expression}")
-        body = _expand_repairs("\n".join(blocks), clean)
-        local = [name for name in TOP_LEVEL if name == "status" or re.search(rf"\b{name}\b", body)]
-        unpack = ", ".join(names) + ("," if len(names) == 1 else "")
-        starts = "".join(f"{name} = {TOP_LEVEL[name]}\n" for name in local)
+            nanoseconds = DURATIONS[duration](position[duration])
+            blocks.append(Code.of(f"duration = {nanoseconds}", writes={"duration"}))
+        # the locals the blocks write, declared with their starting values (status always)
+        written = {"status"}.union(*(block.writes for block in blocks))
+        local = [name for name in TOP_LEVEL if name in written]
+        starts = [f"{name} = {TOP_LEVEL[name][0]}" for name in local]
+        unpack = [f"{', '.join(names)}{',' if len(names) == 1 else ''} = values"] if names else []
         self.build, self.source = compile_builder(
-            f"access event plan {self.keys}",
+            "access",
             ACCESS_LOGGER,
             "values",
-            f"{unpack} = values\n{starts}{body}",
-            {name: name for name in local},
-            {name: _absent(name) for name in local if name != "status"},
-            attributes,
+            [Code.of(*unpack, *starts, writes=local), *blocks],
+            {name: absent for name, (_, absent) in TOP_LEVEL.items()},
+            attributes or {},
             _NAMESPACE,
         )
 
 
-def _atom_block(key: str, name: str) -> str:
-    """The statements for one atom whose raw value is in variable ``name``."""
-    if key in STATEMENTS:
-        return Template(STATEMENTS[key]).substitute(v=name)
+def _atom(key: str) -> Atom | None:
+    """What atom ``key`` writes (None: nothing itself, as unknown names, %(l)s-like constants
+    and durations)."""
+    if key in ATOMS:
+        return ATOMS[key]
     if key.startswith("{") and key[-1:] in _BRACED_PARENTS and key[-2:-1] == "}":
         parents = _BRACED_PARENTS[key[-1]]
-        path = "".join(f".setdefault({parent!r}, {{}})" for parent in parents)
-        return Template(STATEMENTS["braced"]).substitute(v=name, path=path, name=repr(key[1:-2]))
-    return ""  # unknown names, %(l)s-like constants and durations write nothing themselves
-
-
-def _expand_repairs(body: str, clean: bool) -> str:
-    """``body`` with each ``repair <kind> <variable>`` line replaced by what ``REPAIRS`` says
-    for that kind, indented like it (left out when ``clean``)."""
-    lines = []
-    for line in body.splitlines():
-        words = line.split()
-        if words[:1] != ["repair"]:
-            lines.append(line)
-        elif not clean:
-            _, kind, variable = words
-            indent = line[: len(line) - len(line.lstrip())]
-            code = Template(REPAIRS[kind]).substitute(x=variable)
-            lines.extend(indent + statement for statement in code.splitlines())
-    return "\n".join(lines)
-
-
-def _absent(name: str) -> str:
-    """The test that the top-level attribute ``name`` (a local of the build) has no value."""
-    return f"not {name}" if TOP_LEVEL.get(name) == "{}" else f"{name} is None"
+        path = "".join(f".setdefault({literal(parent)}, {{}})" for parent in parents)
+        return _braced(f"http{path}[{literal(key[1:-2])}]")
+    return None
