@@ -42,6 +42,7 @@ bench: $(READY)
 	$(BIN)/python bench/parse_bench.py
 	$(BIN)/python bench/follow_bench.py
 	$(BIN)/python bench/replay_bench.py
+	$(BIN)/python bench/sidecar_bench.py
 
 # Regenerate tests/fixtures/logs/ from real gunicorn (commit the result).
 fixtures: $(READY)

@@ -17,6 +17,9 @@ from pathlib import Path
 
 import orjson
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from measure import count_lines, run
+
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
 RESULTS = HERE / "RESULTS.md"
@@ -68,18 +71,6 @@ def baseline_regex_orjson(source: Path, target: Path) -> tuple[float, int]:
     return time.perf_counter() - started, written
 
 
-def run(args: list[str], target: Path | None = None) -> tuple[float, int]:
-    """Wall time and peak RSS (kB) of one process, its stdout to ``target``."""
-    with open(target or os.devnull, "wb") as out:
-        started = time.perf_counter()
-        process = subprocess.Popen(args, stdout=out)
-        _, status, usage = os.wait4(process.pid, 0)
-        elapsed = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(args)} failed")
-    return elapsed, usage.ru_maxrss
-
-
 def logpipe(*args: str) -> list[str]:
     return [sys.executable, "-m", "logpipe", *args]
 
@@ -99,11 +90,6 @@ def in_process(lines: list[bytes], fast_path: bool) -> float:
             dumps(parser.parse(line))
         best = min(best, time.perf_counter() - started)
     return len(lines) / best
-
-
-def count_lines(path: Path) -> int:
-    with open(path, "rb") as data:
-        return sum(chunk.count(b"\n") for chunk in iter(lambda: data.read(1 << 20), b""))
 
 
 def hostile_rows() -> list[str]:
