@@ -33,7 +33,7 @@ from logpipe.parsing.error.parser import ErrorParser
 from logpipe.pipeline.follow_loop import FollowPipeline
 from logpipe.problems import SetupError
 from logpipe.service_tags import ServiceTags
-from logpipe.sinks.datadog_logs import Interrupted
+from logpipe.sinks import Interrupted
 from logpipe.sources.follower import Follower, FollowSpec
 from logpipe.sources.multiline import Multiline
 from logpipe.sources.wake import Waker

@@ -14,7 +14,6 @@ from typing import BinaryIO
 
 from logpipe.problems import SetupError
 from logpipe.sinks import LogSink
-from logpipe.sinks.datadog_logs import DatadogLogsSink, intake_url
 from logpipe.sinks.ndjson import NdjsonSink
 
 
@@ -56,6 +55,9 @@ def open_sink(
         api_key = os.environ.get("DD_API_KEY", "")
         if not api_key:
             raise SetupError("--output datadog needs the API key in DD_API_KEY")
+        # imported here: its HTTP and TLS modules cost every other output ~5 MB at start
+        from logpipe.sinks.datadog_logs import DatadogLogsSink, intake_url
+
         url = settings.intake_url or intake_url(os.environ.get("DD_SITE"))
         try:
             return DatadogLogsSink(

@@ -32,7 +32,7 @@ from logpipe.cli.runtime import relax_gc, warn
 from logpipe.metrics.derive import Sums, TimestampedCounts, dogstatsd
 from logpipe.problems import SetupError
 from logpipe.service_tags import ServiceTags
-from logpipe.sinks.datadog_logs import Interrupted
+from logpipe.sinks import Interrupted
 
 
 def build_replay_parser() -> argparse.ArgumentParser:

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
-from itertools import islice
+from collections.abc import Callable, Iterator, Sequence
 
 from logpipe.event import Event, Token
 from logpipe.parsing.access.parser import AccessParser
@@ -23,8 +22,11 @@ from logpipe.sources.follower import Batch, Follower
 from logpipe.sources.wake import Waker
 
 CHECKPOINT_INTERVAL = 1.0
-POLL_INTERVAL = 0.25
-SEND_SLICE = 256  # events built and handed to the sink at a time
+POLL_INTERVAL = 0.25  # the rescan, the source of truth (file notifications only hasten it)
+# Polls of a steady writer's files are at least this far apart, however often it writes: the
+# cost of a poll is per wake-up, not per line, so they coalesce (what it adds to latency is
+# small beside the logs intake's own 2 s batches).
+MIN_POLL_SPACING = 0.1
 
 
 class FollowPipeline:
@@ -58,6 +60,7 @@ class FollowPipeline:
         self._exit_idle = exit_idle
         self.lines = 0  # lines or records read
         self.delivered = 0
+        self._durable = -1  # ``delivered`` when the sink last made it durable
 
     def run(self, stop: threading.Event) -> None:
         """Loop until ``stop``; then deliver what is left and store the checkpoints, also when
@@ -76,6 +79,7 @@ class FollowPipeline:
         last_status, lines_then = self._clock(), 0
         last_item = self._clock()
         while not stop.is_set():
+            polled = self._clock()
             batches = self.follower.poll()
             if batches:
                 last_item = self._clock()
@@ -91,27 +95,40 @@ class FollowPipeline:
                 rate = (self.lines - lines_then) / (now - last_status)
                 self._report(self.status(rate))
                 last_status, lines_then = now, self.lines
-            if not batches:
-                if self._waker is not None:
-                    self._waker.wait(POLL_INTERVAL)
-                else:
-                    stop.wait(POLL_INTERVAL)
+            if not self.follower.more:
+                self._pause(polled, stop)
+
+    def _pause(self, polled: float, stop: threading.Event) -> None:
+        """Until a followed directory shows activity or ``POLL_INTERVAL`` has passed, and at
+        least ``MIN_POLL_SPACING`` after the last poll began."""
+        if self._waker is not None:
+            self._waker.wait(POLL_INTERVAL)
+        else:
+            stop.wait(POLL_INTERVAL)
+        rest = polled + MIN_POLL_SPACING - self._clock()
+        if rest > 0:
+            stop.wait(rest)
 
     def _send(self, batches: list[Batch]) -> None:
-        """Hand the batches' events to the sink a slice at a time: each event is serialised
-        while still in the CPU's cache, and few are alive at once."""
+        """Hand each batch's events to the sink as they are made: each is serialised while
+        still in the CPU's cache, and few are alive at once."""
         for batch in batches:
             if batch.lines is not None:
                 pairs = access_batch_pairs((batch.lines,), self._access, path=batch.path)
             else:
                 pairs = record_pairs(batch.records, self._errors, path=batch.path)
-            key = batch.key
-            while events := [(event, (key, end)) for event, end in islice(pairs, SEND_SLICE)]:
-                self.lines += len(events)
-                for observe in self._observers:
-                    for event, _ in events:
-                        observe(event)
-                self._acknowledge(self.sink.send(events))
+            self._acknowledge(self.sink.send(self._with_tokens(pairs, batch.key)))
+
+    def _with_tokens(
+        self, pairs: Iterator[tuple[Event, int]], key: str
+    ) -> Iterator[tuple[Event, Token]]:
+        """Each event with its token (file key, end offset), shown to the observers first."""
+        observers = self._observers
+        for event, end in pairs:
+            self.lines += 1
+            for observe in observers:
+                observe(event)
+            yield event, (key, end)
 
     def status(self, rate: float) -> str:
         """One line: throughput, delivery, backlog, and the sink's counters."""
@@ -122,12 +139,17 @@ class FollowPipeline:
         ).rstrip()
 
     def _acknowledge(self, tokens: list[Token]) -> None:
+        """Tokens come in file order: the last one of each file covers the others."""
         self.delivered += len(tokens)
-        for key, end in tokens:
+        for key, end in dict(tokens).items():
             self.follower.ack(key, end)
 
     def _checkpoint(self) -> None:
-        self.sink.make_durable()
+        """Store the checkpoints, after making what they cover durable (when anything new was
+        delivered: an idle follower syncs nothing)."""
+        if self.delivered != self._durable:
+            self.sink.make_durable()
+            self._durable = self.delivered
         self.follower.checkpoint()
         if self._telemetry is not None:
             self._telemetry(self)

@@ -4,14 +4,21 @@ ever cover delivered events."""
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from collections.abc import Iterable
+from typing import Protocol
 
-from logpipe.event import Token
+from logpipe.event import Event, Token
+
+
+class Interrupted(Exception):
+    """Shutdown was requested while a batch was waiting for its next try: its events stay
+    behind the checkpoints."""
 
 
 class LogSink(Protocol):
-    def send(self, events: list[tuple[dict[str, Any], Token]]) -> list[Token]:
-        """Take events; return the tokens of the events delivered meanwhile."""
+    def send(self, events: Iterable[tuple[Event, Token]]) -> list[Token]:
+        """Take events (iterated once, as they are made); return the tokens of the events
+        delivered meanwhile."""
         ...
 
     def send_ndjson(self, block: bytes, tokens: list[Token]) -> list[Token]:

@@ -19,16 +19,16 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
 
-from logpipe.event import Token
+from logpipe.event import Event, Token
 from logpipe.problems import SetupError
+from logpipe.sinks import Interrupted
 
 MAX_EVENTS = 1000
 MAX_BYTES = 5_000_000
@@ -43,14 +43,8 @@ def intake_url(site: str | None) -> str:
     return f"https://http-intake.logs.{site or 'datadoghq.com'}/api/v2/logs"
 
 
-class Interrupted(Exception):
-    """Shutdown was requested while a batch was waiting for its next try."""
-
-
 @dataclass
 class Counters:
-    sent_events: int = 0
-    sent_batches: int = 0
     retries: int = 0
     dead_lettered: int = 0
     rejected: dict[int, int] = field(default_factory=dict)
@@ -91,9 +85,14 @@ class DatadogLogsSink:
         self._reported: set[int] = set()
         self.counters = Counters()
 
-    def send(self, events: list[tuple[dict[str, Any], Token]]) -> list[Token]:
+    def send(self, events: Iterable[tuple[Event, Token]]) -> list[Token]:
         """Queue events; returns the tokens of the events delivered meanwhile (full batches)."""
-        return self._queue([orjson.dumps(event) for event, _ in events], [t for _, t in events])
+        encoded: list[bytes] = []
+        tokens: list[Token] = []
+        for event, token in events:
+            encoded.append(orjson.dumps(event))
+            tokens.append(token)
+        return self._queue(encoded, tokens)
 
     def send_ndjson(self, block: bytes, tokens: list[Token]) -> list[Token]:
         """``send`` for events already serialised, one per line of ``block``."""
@@ -152,8 +151,6 @@ class DatadogLogsSink:
         while True:
             status, retry_after = self._post(compressed)
             if status is not None and 200 <= status < 300:
-                self.counters.sent_batches += 1
-                self.counters.sent_events += len(self._events)
                 return self._take()
             if status is not None and status not in RETRYABLE and status < 500:
                 self._reject(status, body)

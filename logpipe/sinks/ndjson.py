@@ -12,7 +12,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from logpipe.event import Token
+from logpipe.event import Event, Token
 from logpipe.sinks.write_behind import write_behind
 
 FLUSH_BYTES = 1 << 20
@@ -78,18 +78,26 @@ class NdjsonSink:
         # Only a regular file can be synced (not /dev/null, a pipe or a terminal).
         self._fsync = fsync and stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
         self._written_to = stream.tell() if self._fsync else 0  # where write-behind got to
+        self._flushed_events = 0  # the writer's event count at the last flush
 
-    def send(self, events: list[tuple[dict[str, Any], Token]]) -> list[Token]:
-        self._writer.write_all(event for event, _ in events)
-        self._flush()
-        return [token for _, token in events]
+    def send(self, events: Iterable[tuple[Event, Token]]) -> list[Token]:
+        """Serialise ``events`` into the buffer, written out by ``tick`` (or at a megabyte):
+        one write per loop, not one per batch. They count as delivered now, since a checkpoint
+        is only stored after ``make_durable`` has written and synced them."""
+        tokens: list[Token] = []
+        keep = tokens.append
+        self._writer.write_all(event for event, token in events if keep(token) is None)
+        return tokens
 
     def send_ndjson(self, block: bytes, tokens: list[Token]) -> list[Token]:
+        """Write ``block`` at once: other processes may append to the file next."""
         self._writer.write_ndjson(block, len(tokens))
         self._flush()
         return tokens
 
     def tick(self) -> list[Token]:
+        if self._writer.events != self._flushed_events:
+            self._flush()
         return []
 
     def drain(self) -> list[Token]:
@@ -112,6 +120,7 @@ class NdjsonSink:
 
     def _flush(self) -> None:
         self._writer.flush()
+        self._flushed_events = self._writer.events
         if self._fsync:
             end = self._stream.tell()
             write_behind(self._stream.fileno(), self._written_to, end)

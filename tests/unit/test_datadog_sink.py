@@ -9,8 +9,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from logpipe.sinks import datadog_logs
-from logpipe.sinks.datadog_logs import DatadogLogsSink, Interrupted
+from logpipe.sinks import Interrupted, datadog_logs
+from logpipe.sinks.datadog_logs import DatadogLogsSink
 from tests.support.intake import Drop, Intake, Status
 
 # Integration tier: every test ships to a local HTTP intake over a socket.
