@@ -183,11 +183,13 @@ class Follower:
         self._started = False
         self._max_open = max_open or default_max_open()
         self._waiting: set[str] = set()  # paths with no descriptor to spare, as of the last poll
+        self.more = False  # the last poll left a file at its read budget: poll again at once
 
     def poll(self) -> list[Batch]:
         """Everything complete that was added since the last poll, oldest files first."""
         now = self._clock()
         batches: list[Batch] = []
+        self.more = False
         waiting = len(self._waiting)
         self._waiting.clear()
         for spec in self.specs:
@@ -465,6 +467,7 @@ class Follower:
             reader.offset = lines.end
             reader.last_data = now
             if budget is not None and lines.end - start >= budget:
+                self.more = True
                 break
 
     def _record_batch(self, reader: _Reader, record: Record[bytes]) -> Batch:
