@@ -26,11 +26,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from logpipe.event import ACCESS_LOGGER, ERROR_LOGGER, Event
+from logpipe.event import ACCESS_LOGGER, ERROR_LOGGER, Event, bot_family
 
 BUCKET_MS = 30_000  # Datadog's status-code overview steps by 30 s
 NO_PATH = "(none)"
-UNKNOWN_BOT = "unknown"
 NO_TIME_YET = 1 << 62
 CLASSES = ("2xx", "3xx", "4xx", "5xx")
 COLOURS = {"1xx": "#8c8c8c", "2xx": "#2e9e5b", "3xx": "#3d7fd9", "4xx": "#f0a020", "5xx": "#d9363e"}
@@ -258,19 +257,6 @@ class Summary:
 def status_class(code: int) -> str:
     """``"4xx"`` for 404."""
     return STATUS_CLASSES.get(code) or f"{code // 100}xx"
-
-
-def bot_family(http: dict[str, Any]) -> str | None:
-    """The browser family of a bot user agent (device category ``Bot``), else None."""
-    details = http.get("useragent_details")
-    if not isinstance(details, dict):
-        return None
-    device = details.get("device")
-    if not isinstance(device, dict) or device.get("category") != "Bot":
-        return None
-    browser = details.get("browser")
-    family = browser.get("family") if isinstance(browser, dict) else None
-    return family if isinstance(family, str) and family else UNKNOWN_BOT
 
 
 def utc(ms: int) -> str:

@@ -40,7 +40,7 @@ from logpipe.backfill.work import Chunk, ChunkResult, ReplaySettings, parse_chun
 from logpipe.checkpoints import Checkpoint, CheckpointStore
 from logpipe.event import Event
 from logpipe.lines import MAX_LINE_BYTES, READ_CHUNK_BYTES, LineBatch, read_batches
-from logpipe.metrics.derive import BucketedCounts, Sums
+from logpipe.metrics.timestamped import BucketedCounts, Sums
 from logpipe.parsing.access.parser import AccessParser
 from logpipe.parsing.error.parser import ErrorParser
 from logpipe.pipeline.batch import access_batch_pairs, error_batch_pairs

@@ -24,7 +24,8 @@ from logpipe.backfill.archives import open_raw
 from logpipe.backfill.report import Summary
 from logpipe.event import Event
 from logpipe.lines import LineBatch, read_batches
-from logpipe.metrics.derive import BucketedCounts, EventMetrics
+from logpipe.metrics.derive import EventMetrics
+from logpipe.metrics.timestamped import BucketedCounts
 from logpipe.parsing.access.parser import AccessParser
 from logpipe.parsing.error.parser import ErrorParser
 from logpipe.pipeline.batch import access_batch_pairs, error_batch_pairs

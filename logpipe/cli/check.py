@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 from logpipe.checks.gunicorn_processes import OK, check, send, valid_names
 from logpipe.cli.options import ArgumentParser, add_tag_options, tags_from
-from logpipe.metrics.derive import dogstatsd, shutdown
+from logpipe.metrics.client import dogstatsd, shutdown
 from logpipe.problems import SetupError
 
 

@@ -27,7 +27,8 @@ from logpipe.cli.options import (
 )
 from logpipe.cli.outputs import open_sink, output_settings
 from logpipe.cli.runtime import relax_gc, warn
-from logpipe.metrics.derive import EventMetrics, dogstatsd
+from logpipe.metrics.client import dogstatsd
+from logpipe.metrics.derive import EventMetrics
 from logpipe.parsing.access.parser import AccessParser
 from logpipe.parsing.error.parser import ErrorParser
 from logpipe.pipeline.follow_loop import FollowPipeline

@@ -8,6 +8,7 @@ import re
 from typing import NoReturn
 
 from logpipe.lines import MAX_LINE_BYTES
+from logpipe.metrics.client import DEFAULT_NAMESPACE
 from logpipe.parsing.access.format import FormatError
 from logpipe.parsing.access.parser import AccessParser
 from logpipe.problems import SetupError
@@ -55,7 +56,7 @@ def add_delivery_options(parser: argparse.ArgumentParser, *, state: str, metrics
     parser.add_argument(
         "--metrics-namespace",
         metavar="NS",
-        default="gunicorn.logs",
+        default=DEFAULT_NAMESPACE,
         help="prefix of the derived metrics (default: %(default)s)",
     )
     parser.add_argument(

@@ -29,7 +29,8 @@ from logpipe.cli.options import (
 )
 from logpipe.cli.outputs import open_sink, output_settings
 from logpipe.cli.runtime import relax_gc, warn
-from logpipe.metrics.derive import Sums, TimestampedCounts, dogstatsd
+from logpipe.metrics.client import dogstatsd
+from logpipe.metrics.timestamped import Sums, TimestampedCounts
 from logpipe.problems import SetupError
 from logpipe.service_tags import ServiceTags
 from logpipe.sinks import Interrupted

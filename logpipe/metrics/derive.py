@@ -22,33 +22,20 @@ Metrics, all carrying the client's constant tags (``service``, ``env``, the user
 - self-telemetry, never namespaced: ``logpipe.parse_errors`` and ``logpipe.truncations`` from the
   events' ``logpipe.parse_error`` / ``logpipe.truncated``, and whatever ``count_self`` is given.
 
-The ``datadog`` client aggregates counts in process (``disable_aggregation=False``) and packs
-datagrams (``disable_buffering=False``); its own thread sends both every 0.3 s, and ``flush``
-sends them at once. DogStatsd puts its ``namespace`` in front of every name it serializes, with no
-per-call way out, and aggregated metrics are serialized later, by that thread, so the namespace
-cannot be switched off around a call either: ``logpipe.*`` goes through a second client with the
-same destination and constant tags and no namespace (or through the same client when it has no
-namespace).
+``logpipe.*`` goes through a second client without the namespace (``metrics.client``), or
+through the same client when it has no namespace.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from logpipe.event import ACCESS_LOGGER, ERROR_LOGGER, Event
+from logpipe.event import ACCESS_LOGGER, ERROR_LOGGER, Event, bot_family
+from logpipe.metrics.client import SELF_PREFIX, shutdown, twin_without_namespace
 
 if TYPE_CHECKING:  # imported where clients are made: worker processes only count, never send
     from datadog.dogstatsd.base import DogStatsd
-
-
-DEFAULT_NAMESPACE = "gunicorn.logs"
-DEFAULT_HOST = "localhost"
-DEFAULT_PORT = 8125
-FLUSH_SECONDS = 0.3  # how often a client's thread sends (datadog's default)
-SETTLE_SECONDS = 600  # replay: a bucket this far behind the newest gets no more events
-SELF_PREFIX = "logpipe."
 
 
 # Error-log levels (as logged, and lower-cased) -> metric; other levels are not counted, so a
@@ -80,7 +67,7 @@ class EventMetrics:
         self.statsd = statsd
         # logpipe.* must not get the namespace: a twin client without one (see the module doc).
         self.self_statsd = (
-            statsd if not statsd.namespace else _twin_without_namespace(statsd, flush_thread=True)
+            statsd if not statsd.namespace else twin_without_namespace(statsd, flush_thread=True)
         )
         self._tags: list[str] | None = list(tags) or None
         self._extra = list(tags)
@@ -159,15 +146,9 @@ class EventMetrics:
         if errors is None:
             return
         count(errors, 1, self._tags)
-        details = http.get("useragent_details")
-        if not isinstance(details, dict):
+        family = bot_family(http)
+        if family is None:
             return
-        device = details.get("device")
-        if not isinstance(device, dict) or device.get("category") != "Bot":
-            return
-        browser = details.get("browser")
-        family = browser.get("family") if isinstance(browser, dict) else None
-        family = family if isinstance(family, str) and family else "unknown"
         bot_tags = self._bots.get(family)
         if bot_tags is None:
             bot_tags = [f"bot:{family}", *self._extra]
@@ -184,199 +165,3 @@ class EventMetrics:
         if len(self._status) < _CACHE_LIMIT:
             self._status[code] = entry
         return entry
-
-
-Sums = dict[tuple[str, tuple[str, ...], int], float]  # (metric, tags, bucket start) -> sum
-
-
-class BucketedCounts:
-    """Counts at the events' own time: summed per ``bucket_seconds`` of log time.
-
-    It stands in for the DogStatsd client an ``EventMetrics`` uses: set ``at`` (epoch seconds
-    of the event) before each ``observe``. Distributions and gauges cannot carry a timestamp, so
-    ``request.duration`` is not counted. Sums of separate parts of a replay ``merge``; a
-    ``TimestampedCounts`` sends them.
-    """
-
-    namespace = None  # EventMetrics then counts logpipe.* here too; the sender routes them
-
-    def __init__(self, *, bucket_seconds: int = 10) -> None:
-        self.bucket = bucket_seconds
-        self.sums: Sums = {}
-        self.at = 0.0
-
-    def count(self, metric: str, value: float, tags: Sequence[str] | None = None) -> None:
-        bucket = int(self.at // self.bucket * self.bucket)
-        key = (metric, tuple(tags or ()), bucket)
-        self.sums[key] = self.sums.get(key, 0) + value
-
-    def distribution(self, metric: str, value: float, tags: Sequence[str] | None = None) -> None:
-        """Not sendable with a timestamp: dropped."""
-
-    def gauge(self, metric: str, value: float, tags: Sequence[str] | None = None) -> None:
-        """Not meaningful for past data: dropped."""
-
-    def merge(self, other: BucketedCounts) -> None:
-        """Add ``other``'s sums to these."""
-        sums = self.sums
-        for key, value in other.sums.items():
-            sums[key] = sums.get(key, 0) + value
-
-    def take_settled(self) -> Sums:
-        """Remove and return the sums of the buckets that ended ``SETTLE_SECONDS`` before the
-        newest bucket of the same metric (each series of files has its own times: an error log
-        replayed after the access logs starts back in time).
-
-        The Agent does not aggregate timestamped points, so a second point for a bucket could
-        replace the first: a bucket is sent when no more events should fall into it (log lines
-        are ordered by when requests ended, their time is when they began; consecutive files of
-        a series share the bucket of the rotation). Only a log whose clock jumps back more than
-        that gets a second point for a bucket. Counts of events without a time (bucket 0) wait
-        for the end.
-        """
-        newest: dict[str, int] = {}
-        for metric, _, bucket in self.sums:
-            if bucket > newest.get(metric, 0):
-                newest[metric] = bucket
-        settled = {
-            key: value
-            for key, value in self.sums.items()
-            if 0 < key[2] < newest[key[0]] - SETTLE_SECONDS
-        }
-        for key in settled:
-            del self.sums[key]
-        return settled
-
-
-class TimestampedCounts(BucketedCounts):
-    """``BucketedCounts`` sent with ``count_with_timestamp`` (DogStatsD protocol 1.3, Agent
-    7.40+) at each flush, for replay. datadogpy's own aggregator ignores timestamps, so the
-    client given here has its aggregation turned off.
-    """
-
-    def __init__(self, statsd: DogStatsd, *, bucket_seconds: int = 10) -> None:
-        super().__init__(bucket_seconds=bucket_seconds)
-        statsd.disable_aggregation()
-        self._statsd = statsd
-        self._plain = (  # flushed by the caller, like ``statsd``
-            _twin_without_namespace(statsd, flush_thread=False) if statsd.namespace else statsd
-        )
-        self._plain.disable_aggregation()
-
-    def flush_aggregated_metrics(self) -> None:
-        """Send the bucketed sums (each with its bucket's timestamp) and start afresh."""
-        self.send(self.sums)
-        self.sums = {}
-
-    def send(self, sums: Sums) -> None:
-        """Send ``sums`` (what ``take_settled`` took), each with its bucket's timestamp."""
-        for key in sorted(sums):
-            metric, tags, bucket = key
-            client = self._plain if metric.startswith(SELF_PREFIX) else self._statsd
-            client.count_with_timestamp(
-                metric, sums[key], timestamp=bucket, tags=list(tags) or None
-            )
-
-    def flush(self) -> None:
-        self._statsd.flush()
-        self._plain.flush()
-
-    def close(self) -> None:
-        """Send what is left and close the clients."""
-        self.flush_aggregated_metrics()
-        for client in {id(self._statsd): self._statsd, id(self._plain): self._plain}.values():
-            shutdown(client)
-
-
-def dogstatsd(
-    target: str | None,
-    *,
-    namespace: str = DEFAULT_NAMESPACE,
-    tags: Sequence[str] = (),
-    flush_thread: bool = True,
-) -> DogStatsd | None:
-    """The DogStatsD client for ``--dogstatsd`` (None for ``off``).
-
-    ``target``: ``HOST:PORT`` (``[v6addr]:PORT`` too); ``off``; or None for ``DD_AGENT_HOST`` and
-    ``DD_DOGSTATSD_PORT``, each defaulting to localhost and 8125. Raises ValueError with a one-line
-    reason for anything else. The client aggregates counts and buffers datagrams. Its constant
-    tags are ``tags``, then those the ``datadog`` package adds from ``DD_ENV``, ``DD_SERVICE``,
-    ``DD_VERSION``, ``DATADOG_TAGS`` and ``DD_ENTITY_ID`` whose key ``tags`` does not have (so
-    ``--service web`` with ``DD_SERVICE=api`` tags ``service:web`` only).
-
-    Without ``flush_thread``, nothing is sent in the background: the caller flushes (replay and
-    ``check`` do). The client's thread sleeps its whole 0.3 s between flushes, and stopping it
-    waits for that sleep to end, which cost every replay ~0.3 s at exit.
-    """
-    if target is not None and target.strip().lower() == "off":
-        return None
-    host, port = parse_target(target) if target is not None else _target_from_env()
-    wanted = list(tags)
-    from datadog.dogstatsd.base import DogStatsd
-
-    client = DogStatsd(
-        host=host,
-        port=port,
-        namespace=namespace or None,
-        constant_tags=list(wanted),
-        disable_aggregation=False,
-        disable_buffering=False,
-        flush_interval=FLUSH_SECONDS if flush_thread else 0,
-    )
-    # The client put the environment's tags after ours; explicit ones win, key by key.
-    added = list(client.constant_tags)[len(wanted) :]
-    keys = {tag.partition(":")[0] for tag in wanted}
-    merged = wanted + [tag for tag in added if tag.partition(":")[0] not in keys]
-    client.constant_tags = list(dict.fromkeys(merged))
-    return client
-
-
-def parse_target(target: str) -> tuple[str, int]:
-    """``"HOST:PORT"`` -> (host, port); ValueError with a one-line reason if it is not that."""
-    host, colon, port_text = target.strip().rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    if not colon or not host:
-        raise ValueError(f"DogStatsD target must be HOST:PORT or off, not {target!r}")
-    return host, _port(port_text, f"DogStatsD target {target!r}")
-
-
-def shutdown(client: DogStatsd) -> None:
-    """Flush ``client``, stop its flush thread and close its socket (it can still send after)."""
-    client.disable_aggregation()
-    client.disable_buffering = True  # with aggregation off too, this stops and joins the thread
-    client.flush_aggregated_metrics()  # now straight to the socket
-    client.flush()  # what was still in the datagram buffer
-    client.close_socket()
-
-
-def _target_from_env() -> tuple[str, int]:
-    host = os.environ.get("DD_AGENT_HOST") or DEFAULT_HOST
-    port_text = os.environ.get("DD_DOGSTATSD_PORT")
-    port = _port(port_text, "DD_DOGSTATSD_PORT") if port_text else DEFAULT_PORT
-    return host, port
-
-
-def _port(text: str, what: str) -> int:
-    text = text.strip()
-    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 65536:
-        raise ValueError(f"{what}: the port must be a number from 1 to 65535, not {text!r}")
-    return int(text)
-
-
-def _twin_without_namespace(statsd: DogStatsd, *, flush_thread: bool) -> DogStatsd:
-    """A client sending where ``statsd`` sends, with its constant tags, and no namespace."""
-    from datadog.dogstatsd.base import DogStatsd
-
-    twin = DogStatsd(
-        host=statsd.host,
-        port=statsd.port,
-        socket_path=statsd.socket_path,
-        socket_timeout=statsd.socket_timeout,
-        disable_aggregation=False,
-        disable_buffering=False,
-        disable_telemetry=True,  # the first client already reports the library's own telemetry
-        flush_interval=FLUSH_SECONDS if flush_thread else 0,
-    )
-    twin.constant_tags = list(statsd.constant_tags)
-    return twin

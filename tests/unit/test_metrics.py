@@ -21,14 +21,9 @@ from datadog.dogstatsd.base import DogStatsd
 
 from logpipe import AccessParser, ErrorParser, Multiline
 from logpipe.event import Event
-from logpipe.metrics.derive import (
-    SETTLE_SECONDS,
-    EventMetrics,
-    TimestampedCounts,
-    dogstatsd,
-    parse_target,
-    shutdown,
-)
+from logpipe.metrics.client import dogstatsd, parse_target, shutdown
+from logpipe.metrics.derive import EventMetrics
+from logpipe.metrics.timestamped import SETTLE_SECONDS, TimestampedCounts
 from logpipe.pipeline.batch import access_events, error_events
 from tests.conftest import LOGS
 

@@ -20,7 +20,7 @@ from logpipe.checks.gunicorn_processes import (
 from logpipe.cli.check import build_check_parser
 from logpipe.cli.follow import build_parser
 from logpipe.cli.options import UsageError
-from logpipe.metrics.derive import dogstatsd, shutdown
+from logpipe.metrics.client import dogstatsd, shutdown
 from tests.unit.test_metrics import clean_env, receiver, target
 
 __all__ = ["clean_env", "receiver"]  # fixtures, used by name

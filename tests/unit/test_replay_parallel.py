@@ -43,7 +43,8 @@ from logpipe.backfill.run import (
 from logpipe.checkpoints import CheckpointStore
 from logpipe.event import Token
 from logpipe.lines import MAX_LINE_BYTES, LineBatch, read_batches
-from logpipe.metrics.derive import BucketedCounts, EventMetrics, Sums
+from logpipe.metrics.derive import EventMetrics
+from logpipe.metrics.timestamped import BucketedCounts, Sums
 from logpipe.parsing.access.parser import AccessParser
 from logpipe.parsing.error.parser import ErrorParser
 from logpipe.sinks.ndjson import NdjsonSink
