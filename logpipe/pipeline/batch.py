@@ -43,7 +43,7 @@ def access_batch_pairs(
             for line in batch:
                 if line.data:
                     event = parse(line.data, truncated=line.truncated)
-                    yield stamp(event, path, line.offset), line.end
+                    yield add_origin(event, path, line.offset), line.end
             continue
         # In the common batch, all ASCII, a character is a byte, and only a backslash changes
         # which regexes answer for a line (parse_ascii).
@@ -53,7 +53,7 @@ def access_batch_pairs(
         for text in texts:
             end = offset + (len(text) if ascii_only or text.isascii() else len(text.encode())) + 1
             if len(text) > limit:  # (it may pass the cap: parse caps it)
-                yield stamp(parse(text), path, offset), end
+                yield add_origin(parse(text), path, offset), end
             elif text:
                 yield parse_line(text, origin(path, offset)), end
             offset = end
@@ -99,12 +99,12 @@ def record_pairs(
         # a record with nothing to repair goes straight to parse_text (a hot loop)
         text = None if chain or truncated else clean_text(data, cap)
         if text is None:
-            yield stamp(parse(data, truncated=truncated), path, start), end
+            yield add_origin(parse(data, truncated=truncated), path, start), end
         else:
             yield parse_text(text, origin(path, start)), end
 
 
-def stamp(event: Event, path: str | None, offset: int) -> Event:
+def add_origin(event: Event, path: str | None, offset: int) -> Event:
     """Add ``logpipe.path`` and ``logpipe.offset`` (the byte offset where the line starts)."""
     bookkeeping = origin(path, offset)
     flags = event.get("logpipe")

@@ -24,7 +24,7 @@ class Record(NamedTuple, Generic[AnyStr]):
     """Consecutive lines that form one record."""
 
     text: AnyStr  # the lines joined with "\n"
-    lines: int
+    line_count: int
     start: int  # offset of the first line (as given to feed)
     end: int  # end offset of the last line
     truncated: bool = False  # cut by a cap, continuing a cut record, or holding a cut line

@@ -11,7 +11,7 @@ import pytest
 
 from logpipe import AccessParser, ErrorParser
 from logpipe.lines import MAX_LINE_BYTES, decode, read_batches, split_lines
-from logpipe.pipeline.batch import access_batch_pairs, stamp
+from logpipe.pipeline.batch import access_batch_pairs, add_origin
 
 GOOD = '127.0.0.1 - - [25/Nov/2026:04:22:59 +0000] "GET /x HTTP/1.1" 200 5 "-" "curl/8.5.0"'
 
@@ -219,7 +219,7 @@ def test_batches_decoded_whole_or_line_by_line_give_the_same_events(
         for line in batch.lines:
             offsets.append(offsets[-1] + len(line) + 1)
         expected = [
-            (stamp(access.parse(line), "a.log", start), end)
+            (add_origin(access.parse(line), "a.log", start), end)
             for line, start, end in zip(batch.lines, offsets, offsets[1:], strict=False)
             if line
         ]
@@ -232,7 +232,7 @@ def test_a_clean_batch_read_with_a_larger_cap_is_still_capped() -> None:
     assert batch.texts() is not None
     ((event, _),) = access_batch_pairs([batch], small)
     assert event["logpipe"]["truncated"] is True
-    assert event == stamp(small.parse(GOOD), None, 0)
+    assert event == add_origin(small.parse(GOOD), None, 0)
 
 
 def test_a_batch_travels_to_workers_in_one_form() -> None:

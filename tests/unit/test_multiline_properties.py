@@ -160,7 +160,7 @@ def aggregate(
 def groups_of(records: Sequence[Record[Any]]) -> list[list[Any]]:
     groups = [record_lines(record) for record in records]
     for record, group in zip(records, groups, strict=True):
-        assert record.lines == len(group)
+        assert record.line_count == len(group)
     return groups
 
 
@@ -177,7 +177,7 @@ def test_every_line_comes_back_once_in_order(
     multiline: Multiline[Any] = Multiline(max_lines=max_lines, max_bytes=max_bytes)
     records = aggregate(multiline, lines, offsets(lines, 0))
     assert [line for group in groups_of(records) for line in group] == lines
-    assert all(record.lines >= 1 for record in records)
+    assert all(record.line_count >= 1 for record in records)
 
 
 @KIND
@@ -289,8 +289,8 @@ def test_str_and_bytes_lines_give_the_same_records(
     spans = offsets(lines, 0)
     as_str = aggregate(Multiline(max_lines=max_lines, max_bytes=max_bytes), lines, spans)
     as_bytes = aggregate(Multiline(max_lines=max_lines, max_bytes=max_bytes), encoded, spans)
-    assert [(r.lines, r.start, r.end, r.truncated) for r in as_str] == [
-        (r.lines, r.start, r.end, r.truncated) for r in as_bytes
+    assert [(r.line_count, r.start, r.end, r.truncated) for r in as_str] == [
+        (r.line_count, r.start, r.end, r.truncated) for r in as_bytes
     ]
     assert [r.text.encode("utf-8") for r in as_str] == [r.text for r in as_bytes]
 
@@ -309,7 +309,7 @@ def test_non_ascii_digits_do_not_start_a_record(kind: str) -> None:
     if kind == "bytes":
         lines = [line.encode("utf-8") for line in lines]
     records = aggregate(Multiline(), lines, offsets(lines, 0))
-    assert [record.lines for record in records] == [3]
+    assert [record.line_count for record in records] == [3]
 
 
 @SETTINGS
