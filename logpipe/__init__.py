@@ -15,10 +15,14 @@ Library use::
         [logpipe.FollowSpec("/var/log/gunicorn/access.log", "access")],
         logpipe.CheckpointStore(Path("/var/lib/myshipper")),
     )
-    for item in follower.poll():                    # complete lines / error records
-        ship(access.parse(item.data))
-        follower.ack(item.key, item.end)            # delivered: the checkpoint may move on
+    for batch in follower.poll():                   # what each file added: lines or records
+        for item in batch.items():
+            ship(access.parse(item.data))
+            follower.ack(item.key, item.end)        # delivered: the checkpoint may move on
     follower.checkpoint()
+
+Follow mode's own route from a poll's batches to events, the fast one, is
+``logpipe.pipeline.batch``; ``docs/ARCHITECTURE.md`` describes every stage.
 """
 
 from collections.abc import Iterable, Iterator
@@ -29,12 +33,13 @@ from logpipe.checkpoints import CheckpointStore
 from logpipe.parsing.access.format import DEFAULT_FORMAT, FormatError
 from logpipe.parsing.access.parser import AccessParser
 from logpipe.parsing.error.parser import ErrorParser
-from logpipe.sources.follower import Follower, FollowSpec, Item
+from logpipe.sources.follower import Batch, Follower, FollowSpec, Item
 from logpipe.sources.multiline import Multiline, Record
 
 __all__ = [
     "DEFAULT_FORMAT",
     "AccessParser",
+    "Batch",
     "CheckpointStore",
     "ErrorParser",
     "FollowSpec",
