@@ -9,7 +9,9 @@ from __future__ import annotations
 import io
 import re
 import shutil
+import struct
 import subprocess
+import zlib
 from collections import Counter
 from datetime import datetime
 from functools import cache
@@ -20,7 +22,7 @@ from typing import NamedTuple
 import pytest
 
 from logpipe import AccessParser, ErrorParser, Multiline
-from logpipe.backfill.report import BUCKET_MS, Summary
+from logpipe.backfill.report import BUCKET_MS, COLOURS, Summary
 from logpipe.event import Event
 from logpipe.pipeline.batch import access_events, error_events
 from tests.conftest import LOGS
@@ -345,23 +347,181 @@ def test_chart_has_one_rect_per_bucket_and_class() -> None:
     assert "06:03:30" in "".join(parser.text)
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium is not installed")
+CHROMIUM = [
+    "chromium",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def _chromium(tmp_path: Path, name: str, *args: str) -> bytes:
+    """Run headless Chromium with a new empty profile; its stdout. A missing Chromium fails the
+    test rather than skipping it: a skipped render would pass unseen."""
+    if shutil.which("chromium") is None:
+        pytest.fail("Debian's chromium is not installed (apt-get install chromium; .ci/run does)")
+    profile = tmp_path / f"profile-{name}"
+    profile.mkdir()
+    command = [*CHROMIUM, f"--user-data-dir={profile}", *args]
+    done = subprocess.run(command, capture_output=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-3000:]
+    return done.stdout
+
+
+class RenderedTables(HTMLParser):
+    """The page as Chromium serialised it: the h1, each h2 with the rows (cell texts) of the
+    table under it, and the chart's rects."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.h1 = ""
+        self.tables: dict[str, list[tuple[str, ...]]] = {}
+        self.rects = 0
+        self._heading: str | None = None  # the h2 whose table comes next
+        self._text: list[str] | None = None  # text of the open h1, h2, th or td
+        self._row: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in ("h1", "h2", "th", "td"):
+            self._text = []
+        elif tag == "tr":
+            self._row = []
+        elif tag == "rect":
+            self.rects += 1
+
+    def handle_data(self, data: str) -> None:
+        if self._text is not None:
+            self._text.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("h1", "h2", "th", "td"):
+            text, self._text = "".join(self._text or ()), None
+            if tag == "h1":
+                self.h1 = text
+            elif tag == "h2":
+                self._heading = text
+                self.tables[text] = []
+            else:
+                self._row.append(text)
+        elif tag == "tr" and self._heading is not None:
+            self.tables[self._heading].append(tuple(self._row))
+
+
+def _body(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> list[tuple[str, ...]]:
+    assert rows and rows[0] == header, rows[:1]
+    return rows[1:]
+
+
+def _png_rgb(data: bytes) -> tuple[int, int, list[bytes]]:
+    """Width, height and the RGB rows of an 8-bit RGB, non-interlaced PNG (what Chromium's
+    screenshots are), each row's filter undone."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, header = 8, b"", b""
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        body = data[pos + 8 : pos + 8 + length]
+        (crc,) = struct.unpack(">I", data[pos + 8 + length : pos + 12 + length])
+        assert zlib.crc32(kind + body) == crc, kind
+        header = body if kind == b"IHDR" else header
+        idat += body if kind == b"IDAT" else b""
+        pos += 12 + length
+    width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", header)
+    assert (depth, colour, interlace) == (8, 2, 0), "expected 8-bit RGB, not interlaced"
+    raw, stride, bpp = zlib.decompress(idat), width * 3, 3
+    assert len(raw) == height * (stride + 1)
+    rows, previous = [], bytes(stride)
+    for y in range(height):
+        kind = raw[y * (stride + 1)]
+        line = bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
+        if kind == 1:  # Sub
+            for i in range(bpp, stride):
+                line[i] = (line[i] + line[i - bpp]) & 0xFF
+        elif kind == 2:  # Up
+            line = bytearray((a + b) & 0xFF for a, b in zip(line, previous, strict=True))
+        elif kind == 3:  # Average
+            for i in range(stride):
+                left = line[i - bpp] if i >= bpp else 0
+                line[i] = (line[i] + (left + previous[i]) // 2) & 0xFF
+        elif kind == 4:  # Paeth
+            for i in range(stride):
+                a = line[i - bpp] if i >= bpp else 0
+                b, c = previous[i], previous[i - bpp] if i >= bpp else 0
+                pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 0xFF
+        else:
+            assert kind == 0, f"filter type {kind}"
+        previous = bytes(line)
+        rows.append(previous)
+    return width, height, rows
+
+
 @pytest.mark.integration
 def test_html_renders_headless(tmp_path: Path) -> None:
+    """The page headless Chromium renders holds the Summary's numbers, and its screenshot
+    shows a page with the chart's bars on it."""
+    summary = _summary("default")
     page = tmp_path / "replay.html"
-    page.write_text(_summary("default").html(), encoding="utf-8")
-    png = tmp_path / "replay.png"
-    command = [
-        "chromium",
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        "--window-size=1100,900",
-        f"--screenshot={png}",
-        page.as_uri(),
+    page.write_text(summary.html(), encoding="utf-8")
+
+    dom = RenderedTables()
+    dom.feed(_chromium(tmp_path, "dom", "--dump-dom", page.as_uri()).decode("utf-8"))
+    dom.close()
+    assert dom.h1 == "logpipe replay"
+    assert list(dom.tables) == [
+        "Overview",
+        "Requests per 30 s by status class",
+        "Status classes",
+        "Status codes",
+        "Top 10 4xx paths",
+        "Top 10 5xx paths",
+        "Bot errors (4xx/5xx) by bot",
+        "Top 10 bot errors by bot and path",
+        "Error log",
     ]
-    subprocess.run(command, capture_output=True, timeout=60, check=True)
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert png.stat().st_size > 1000
+    assert dict(dom.tables["Overview"]) == {
+        "events": str(summary.events),
+        "access lines": str(summary.lines),
+        "error records": str(summary.records),
+        "parse errors": str(summary.parse_errors),
+        "truncated": str(summary.truncated),
+        "first event": "2026-11-25 06:03:40.000 UTC",
+        "last event": "2026-11-25 06:03:40.099 UTC",
+    }
+    assert (summary.events, summary.lines, summary.records) == (135, 115, 20)
+    assert dom.rects == len(summary.timeline) == 4  # one 30 s bucket, four classes stacked
+    classes = _body(dom.tables["Status classes"], ("Class", "Requests"))
+    assert {key: int(count) for key, count in classes} == summary.classes
+    codes = _body(dom.tables["Status codes"], ("Status", "Requests"))
+    assert {int(key): int(count) for key, count in codes} == summary.statuses
+    for title, header, counter in [
+        ("Top 10 4xx paths", ("Requests", "Path"), summary.paths_4xx),
+        ("Top 10 5xx paths", ("Requests", "Path"), summary.paths_5xx),
+        ("Bot errors (4xx/5xx) by bot", ("Errors", "Bot"), summary.bots),
+    ]:
+        rows = _body(dom.tables[title], header)
+        assert [(key, int(count)) for count, key in rows] == _top(counter, 10), title
+    pairs = _body(dom.tables["Top 10 bot errors by bot and path"], ("Errors", "Bot", "Path"))
+    assert {(bot, path): int(count) for count, bot, path in pairs} == summary.bot_paths
+    levels = dict(_body(dom.tables["Error log"], ("Level", "Records")))
+    assert levels.pop("with a traceback") == str(summary.tracebacks) == str(TRACEBACKS)
+    assert {level: int(count) for level, count in levels.items()} == summary.levels
+
+    png = tmp_path / "replay.png"
+    _chromium(tmp_path, "png", "--window-size=1100,900", f"--screenshot={png}", page.as_uri())
+    width, height, rows = _png_rgb(png.read_bytes())
+    assert (width, height) == (1100, 900)
+    pixels = Counter(row[i : i + 3] for row in rows for i in range(0, len(row), 3))
+    greys = Counter()
+    for rgb, count in pixels.items():
+        greys[sum(rgb) / 3] += count
+    mean = sum(grey * count for grey, count in greys.items()) / greys.total()
+    variance = sum((grey - mean) ** 2 * count for grey, count in greys.items()) / greys.total()
+    assert variance > 200, f"a blank page? grey level mean {mean:.1f}, variance {variance:.1f}"
+    for status_class in summary.classes:  # each class's bar segment and legend dot is drawn
+        colour = bytes.fromhex(COLOURS[status_class][1:])
+        assert pixels[colour] > 100, (status_class, pixels[colour])
