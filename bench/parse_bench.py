@@ -27,7 +27,7 @@ DURATIONS_FORMAT = (
     '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(T)s %(D)s %(M)s %(L)s %(p)s'
 )
 
-# performance.md's e4 baseline: one regex, a typed dict, orjson, an NDJSON file. It reads quoted
+# The baseline: one regex, a typed dict, orjson, an NDJSON file. It reads quoted
 # fields as "[^"]*", so it skips the ~2% of lines where gunicorn escaped a quote (logpipe parses
 # them); it is the speed of a bare loop, not a correct parser.
 BASELINE = re.compile(
