@@ -35,7 +35,7 @@ from logpipe.backfill.archives import (
     order_series,
 )
 from logpipe.backfill.engines import INLINE, Engine, in_order
-from logpipe.backfill.report import Summary
+from logpipe.backfill.summary import Summary
 from logpipe.backfill.work import Chunk, ChunkResult, ReplaySettings, parse_chunk
 from logpipe.checkpoints import Checkpoint, CheckpointStore
 from logpipe.event import Event

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, BinaryIO, cast
 import orjson
 
 from logpipe.backfill.archives import open_raw
-from logpipe.backfill.report import Summary
+from logpipe.backfill.summary import Summary
 from logpipe.event import Event
 from logpipe.lines import LineBatch, read_batches
 from logpipe.metrics.derive import EventMetrics

@@ -12,10 +12,11 @@ from contextlib import ExitStack
 from os.path import isfile
 from pathlib import Path
 
+from logpipe.backfill import render
 from logpipe.backfill.archives import expand, is_url, order_series
 from logpipe.backfill.engines import default_jobs, open_engine
-from logpipe.backfill.report import Summary
 from logpipe.backfill.run import LEDGER, Replay, ReplayFile
+from logpipe.backfill.summary import Summary
 from logpipe.checkpoints import CheckpointStore, CorruptCheckpoints
 from logpipe.cli.options import (
     ArgumentParser,
@@ -166,10 +167,10 @@ def run_replay(arguments: Sequence[str]) -> int:
     warn(f"replayed {len(files)} files: {replay.events} events{older}")
     summary.skipped_old = replay.too_old
     if not args.quiet:
-        print(summary.text(), file=sys.stderr)
+        print(render.text(summary), file=sys.stderr)
     if args.report:
         try:
-            Path(args.report).write_text(summary.html(), encoding="utf-8")
+            Path(args.report).write_text(render.html(summary), encoding="utf-8")
         except OSError as error:
             raise SetupError(f"--report {args.report}: {error.strerror}") from None
     if replay.unreadable:

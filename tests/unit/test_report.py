@@ -22,7 +22,9 @@ from typing import NamedTuple
 import pytest
 
 from logpipe import AccessParser, ErrorParser, Multiline
-from logpipe.backfill.report import BUCKET_MS, COLOURS, Summary
+from logpipe.backfill import render
+from logpipe.backfill.render import COLOURS
+from logpipe.backfill.summary import BUCKET_MS, Summary
 from logpipe.event import Event
 from logpipe.pipeline.batch import access_events, error_events
 from tests.conftest import LOGS
@@ -166,7 +168,7 @@ def test_the_fixture_runs_have_what_the_tables_show() -> None:
 def test_first_and_last_timestamps() -> None:
     summary = _summary("default")
     assert (summary.first, summary.last) == (1795586620000, 1795586620099)
-    text = summary.text()
+    text = render.text(summary)
     assert _has_row(text, "first event", "2026-11-25 06:03:40.000 UTC")
     assert _has_row(text, "last event", "2026-11-25 06:03:40.099 UTC")
 
@@ -174,7 +176,7 @@ def test_first_and_last_timestamps() -> None:
 @pytest.mark.parametrize("run", RUNS)
 def test_text_has_the_expected_rows(run: str) -> None:
     summary, raw = _summary(run), _raw(run)
-    text = summary.text(top=5)
+    text = render.text(summary, top=5)
     assert _has_row(text, "events", summary.events)
     assert _has_row(text, "error records", raw.records)
     for status, count in raw.statuses.items():
@@ -192,14 +194,14 @@ def test_text_has_the_expected_rows(run: str) -> None:
 
 
 def test_top_limits_the_path_tables() -> None:
-    text = _summary("default").text(top=3)
+    text = render.text(_summary("default"), top=3)
     table = text.split("Top 3 4xx paths")[1].split("\n\n")[0]
     assert len(table.strip().splitlines()) == 1 + 1 + 3  # underline, header, three rows
     assert _has_row(text, 3, "/status/401")
 
 
 def test_bot_errors_by_family_and_path() -> None:
-    text = _summary("default").text(top=20)
+    text = render.text(_summary("default"), top=20)
     for (family, path), count in _raw("default").bot_paths.items():
         assert _has_row(text, count, family, path)
 
@@ -207,8 +209,8 @@ def test_bot_errors_by_family_and_path() -> None:
 def test_skipped_old_is_shown_when_set() -> None:
     summary = _feed(Summary(), "default", AccessParser())
     summary.skipped_old = 42
-    assert _has_row(summary.text(), "skipped (too old for intake)", 42)
-    assert "skipped (too old for intake)" in summary.html()
+    assert _has_row(render.text(summary), "skipped (too old for intake)", 42)
+    assert "skipped (too old for intake)" in render.html(summary)
 
 
 def test_parse_errors_are_counted() -> None:
@@ -217,7 +219,7 @@ def test_parse_errors_are_counted() -> None:
     lines = len(_lines("durations", "access.log"))
     assert summary.parse_errors == summary.lines == lines
     assert summary.statuses == {}
-    assert _has_row(summary.text(), "parse errors", lines)
+    assert _has_row(render.text(summary), "parse errors", lines)
 
 
 def test_truncated_lines_are_counted() -> None:
@@ -237,14 +239,14 @@ def test_observe_returns_the_event_unchanged() -> None:
 def test_control_characters_are_escaped_in_the_text() -> None:
     summary = Summary()
     summary.observe(_request(404, "/a\x1b[31mred", 0))
-    assert "/a\\x1b[31mred" in summary.text()
-    assert "\x1b" not in summary.text()
+    assert "/a\\x1b[31mred" in render.text(summary)
+    assert "\x1b" not in render.text(summary)
 
 
 def test_an_empty_summary() -> None:
     summary = Summary()
-    assert "(none)" in summary.text()
-    page = summary.html()
+    assert "(none)" in render.text(summary)
+    page = render.html(summary)
     assert "<svg" not in page
     _check_page(page)
 
@@ -295,7 +297,7 @@ def _check_page(page: str) -> Page:
 @pytest.mark.parametrize("run", RUNS)
 def test_html_is_one_well_formed_page_with_one_chart(run: str) -> None:
     summary, raw = _summary(run), _raw(run)
-    parser = _check_page(summary.html(title="replay & more"))
+    parser = _check_page(render.html(summary, title="replay & more"))
     assert parser.tags["svg"] == 1
     assert parser.tags["rect"] == len(raw.buckets)
     text = "\n".join(parser.text)
@@ -317,7 +319,7 @@ def test_text_from_the_logs_is_escaped_in_html() -> None:
     summary = Summary()
     summary.observe(_request(404, "/<script>alert(1)</script>", 0, bot="<b>Evil</b>bot"))
     summary.observe(_request(500, '/"><img src=x onerror=alert(1)>', 0))
-    page = summary.html(title="<i>title</i>")
+    page = render.html(summary, title="<i>title</i>")
     parser = _check_page(page)
     assert parser.tags["img"] == parser.tags["i"] == parser.tags["b"] == 0
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
@@ -337,7 +339,7 @@ def test_chart_has_one_rect_per_bucket_and_class() -> None:
         (start + 90_000, "2xx"): 1,
         (start + 90_000, "3xx"): 1,
     }
-    page = summary.html()
+    page = render.html(summary)
     parser = _check_page(page)
     assert parser.tags["rect"] == 5
     rects = re.findall(r'<rect x="([\d.]+)" y="([\d.]+)" width="([\d.]+)" height="([\d.]+)"', page)
@@ -466,7 +468,7 @@ def test_html_renders_headless(tmp_path: Path) -> None:
     shows a page with the chart's bars on it."""
     summary = _summary("default")
     page = tmp_path / "replay.html"
-    page.write_text(summary.html(), encoding="utf-8")
+    page.write_text(render.html(summary), encoding="utf-8")
 
     dom = RenderedTables()
     dom.feed(_chromium(tmp_path, "dom", "--dump-dom", page.as_uri()).decode("utf-8"))
