@@ -45,7 +45,7 @@ class ReplaySettings:
     access_format: str | None
     multiline_pattern: str
     max_line_bytes: int
-    attributes: dict[str, str]  # added to every event (service, ddsource, ddtags...)
+    attributes: dict[str, str]  # added to every event (service, hostname, ddtags)
     oldest_ms: int | None  # events older than this are counted but not sent
     summarize: bool  # count for the summary
     count_metrics: bool  # count the derived metrics, at the events' own times
