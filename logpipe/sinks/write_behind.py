@@ -15,9 +15,7 @@ def write_behind(fd: int, start: int, end: int) -> None:
 
     Without it, a large output stays dirty in memory (Linux starts writing back in the
     background only at 10 % of RAM), and the fsync of the next checkpoint writes hundreds of
-    megabytes at once while every writer of the file waits on the filesystem's journal: a
-    replay of 266 MB of logs (1.4 GB of NDJSON) left both cores idle for ~0.4 s at a
-    checkpoint (sampled from /proc/stat every 0.1 s), and no longer does with this. A no-op
+    megabytes at once while every writer of the file waits on the filesystem's journal. A no-op
     where it does not apply (pipes, terminals, systems without ``posix_fadvise``).
     """
     if _DONTNEED is not None and end > start:
