@@ -22,11 +22,9 @@ from logpipe.sources.follower import Batch, Follower
 from logpipe.sources.wake import Waker
 
 CHECKPOINT_INTERVAL = 1.0
-POLL_INTERVAL = 0.25  # the rescan, the source of truth (file notifications only hasten it)
-# Polls of a steady writer's files are at least this far apart, however often it writes: the
-# cost of a poll is per wake-up, not per line, so they coalesce (what it adds to latency is
-# small beside the logs intake's own 2 s batches).
-MIN_POLL_SPACING = 0.1
+# The rescan, the source of truth: appended lines are read at the next one (file notifications
+# hasten it for renames only).
+POLL_INTERVAL = 0.25
 
 
 class FollowPipeline:
@@ -79,7 +77,6 @@ class FollowPipeline:
         last_status, lines_then = self._clock(), 0
         last_item = self._clock()
         while not stop.is_set():
-            polled = self._clock()
             batches = self.follower.poll()
             if batches:
                 last_item = self._clock()
@@ -95,19 +92,12 @@ class FollowPipeline:
                 rate = (self.lines - lines_then) / (now - last_status)
                 self._report(self.status(rate))
                 last_status, lines_then = now, self.lines
-            if not self.follower.more:
-                self._pause(polled, stop)
-
-    def _pause(self, polled: float, stop: threading.Event) -> None:
-        """Until a followed directory shows activity or ``POLL_INTERVAL`` has passed, and at
-        least ``MIN_POLL_SPACING`` after the last poll began."""
-        if self._waker is not None:
-            self._waker.wait(POLL_INTERVAL)
-        else:
-            stop.wait(POLL_INTERVAL)
-        rest = polled + MIN_POLL_SPACING - self._clock()
-        if rest > 0:
-            stop.wait(rest)
+            if self.follower.more:
+                continue  # a file is still at its read budget: catching up
+            if self._waker is not None:
+                self._waker.wait(POLL_INTERVAL)
+            else:
+                stop.wait(POLL_INTERVAL)
 
     def _send(self, batches: list[Batch]) -> None:
         """Hand each batch's events to the sink as they are made: each is serialised while
