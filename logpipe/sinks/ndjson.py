@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from io import BytesIO
 from typing import Any, BinaryIO
 
@@ -85,8 +85,13 @@ class NdjsonSink:
         one write per loop, not one per batch. They count as delivered now, since a checkpoint
         is only stored after ``make_durable`` has written and synced them."""
         tokens: list[Token] = []
-        keep = tokens.append
-        self._writer.write_all(event for event, token in events if keep(token) is None)
+
+        def events_keeping_tokens() -> Iterator[Event]:
+            for event, token in events:
+                tokens.append(token)
+                yield event
+
+        self._writer.write_all(events_keeping_tokens())
         return tokens
 
     def send_ndjson(self, block: bytes, tokens: list[Token]) -> list[Token]:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
 
+from logpipe import AccessParser, ErrorParser
 from logpipe.checkpoints import CheckpointStore
+from logpipe.pipeline.follow_loop import FollowPipeline
+from logpipe.sinks.ndjson import NdjsonSink
 from logpipe.sources.follower import Follower, FollowSpec, Item, items
 
 
@@ -205,3 +209,32 @@ def test_files_beyond_the_open_limit_are_parked_and_read_in_turn(
         seen += seqs(drain(tail))
         clock.now += 0.25
     assert sorted(seen) == [*range(10), *range(11, 20), 100, 200]
+
+
+class CountingSink(NdjsonSink):
+    """An NDJSON sink that counts how often it was made durable."""
+
+    durable = 0
+
+    def make_durable(self) -> None:
+        self.durable += 1
+        super().make_durable()
+
+
+@pytest.mark.integration
+def test_an_idle_follower_syncs_its_output_once(tmp_path: Path) -> None:
+    """Checkpoints come every second; the output is synced only when something new went out."""
+    log, out = tmp_path / "access.log", tmp_path / "events.ndjson"
+    append(log, line(1) + line(2))
+    store = CheckpointStore(tmp_path / "state", on_problem=lambda message: None)
+    tail = Follower([FollowSpec(str(log), "access")], store, start_at="beginning")
+    with open(out, "ab") as stream:
+        sink = CountingSink(stream, fsync=True, path=str(out))
+        pipeline = FollowPipeline(
+            tail, sink, access=AccessParser(), errors=ErrorParser(), exit_idle=2.6
+        )
+        pipeline.run(threading.Event())  # about two idle checkpoints, then the drain's
+    assert out.read_bytes().count(b"\n") == 2
+    assert sink.durable == 1
+    (checkpoint,) = store.load().values()
+    assert checkpoint.offset == len(line(1) + line(2))
