@@ -63,6 +63,12 @@ class LineBatch:
             self._lines = self._block.split(b"\n")
         return self._lines
 
+    def __len__(self) -> int:
+        if self._lines is None:
+            assert self._block is not None
+            return self._block.count(b"\n") + 1
+        return len(self._lines)
+
     def joined(self) -> bytes:
         """The lines joined by ``\n`` (the bytes they were read from, unless a line was cut)."""
         if self._block is None:

@@ -343,7 +343,7 @@ class Replay:
     def _checkpoint(self) -> None:
         """Make what was sent durable, save the ledger, then queue the counts settled by now
         (``SEND_SLICE`` points a slice: ``_take`` sends one per chunk, ``run`` the rest)."""
-        self.sink.make_durable()
+        self.sink.sync_job()()
         self.ledger.save(self._delivered.values())
         self._saved = time.monotonic()
         if self._counts is not None and (settled := self._counts.take_settled()):

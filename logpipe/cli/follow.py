@@ -267,7 +267,7 @@ def _telemetry(metrics: EventMetrics) -> Callable[[FollowPipeline], None]:
     previous: dict[str, int] = {}
 
     def report(pipeline: FollowPipeline) -> None:
-        totals = {"lines_read": pipeline.lines, "events_sent": pipeline.delivered}
+        totals = {"lines_read": pipeline.lines, "events_sent": pipeline.sink.delivered}
         totals.update(pipeline.sink.stats())
         for name, total in totals.items():
             if name != "queued" and total > previous.get(name, 0):

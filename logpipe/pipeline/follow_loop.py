@@ -5,6 +5,9 @@ and replay take too) -> observers (metrics) -> log sink. The sink returns the to
 key, end offset)`` of what it has delivered, and only those are acknowledged; about once a second
 the sink makes them durable and the checkpoints are stored. While the sink sends (or retries),
 nothing is read: a slow sink slows reading, and the files on disk are the buffer.
+
+Checkpointing waits on the disk twice (the output's fsync, then the checkpoint file's), so it
+runs on a thread of its own (``Checkpointing``): reading and parsing go on meanwhile.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from logpipe.event import Event, Token
 from logpipe.parsing.access.parser import AccessParser
@@ -23,8 +27,10 @@ from logpipe.sources.wake import Waker
 
 CHECKPOINT_INTERVAL = 1.0
 # The rescan, the source of truth: appended lines are read at the next one (file notifications
-# hasten it for renames only).
+# hasten it for renames only). Each poll that finds nothing doubles the wait, up to
+# IDLE_POLL_INTERVAL: an idle follower wakes once a second.
 POLL_INTERVAL = 0.25
+IDLE_POLL_INTERVAL = 1.0
 
 
 class FollowPipeline:
@@ -57,8 +63,8 @@ class FollowPipeline:
         self._telemetry = telemetry  # called at each checkpoint (self-telemetry, metric flushes)
         self._exit_idle = exit_idle
         self.lines = 0  # lines or records read
-        self.delivered = 0
-        self._durable = -1  # ``delivered`` when the sink last made it durable
+        self._durable = -1  # the sink's ``delivered`` when its last sync job was made
+        self._checkpointing = Checkpointing()
 
     def run(self, stop: threading.Event) -> None:
         """Loop until ``stop``; then deliver what is left and store the checkpoints, also when
@@ -70,22 +76,27 @@ class FollowPipeline:
             self._send(self.follower.close())
             self._acknowledge(self.sink.drain())
         finally:
+            self._checkpointing.finish()  # the last one, on this thread, and nothing after it
             self._checkpoint()
 
     def _loop(self, stop: threading.Event) -> None:
         next_checkpoint = self._clock() + CHECKPOINT_INTERVAL
         last_status, lines_then = self._clock(), 0
         last_item = self._clock()
+        interval = POLL_INTERVAL
         while not stop.is_set():
             batches = self.follower.poll()
             if batches:
                 last_item = self._clock()
+                interval = POLL_INTERVAL
             elif self._exit_idle and self._clock() - last_item >= self._exit_idle:
                 break
+            else:
+                interval = min(interval * 2, IDLE_POLL_INTERVAL)
             self._send(batches)
             self._acknowledge(self.sink.tick())
             now = self._clock()
-            if now >= next_checkpoint:
+            if now >= next_checkpoint and self._checkpointing.idle():
                 self._checkpoint()
                 next_checkpoint = now + CHECKPOINT_INTERVAL
             if self._status_interval and now - last_status >= self._status_interval:
@@ -95,9 +106,9 @@ class FollowPipeline:
             if self.follower.more:
                 continue  # a file is still at its read budget: catching up
             if self._waker is not None:
-                self._waker.wait(POLL_INTERVAL)
+                self._waker.wait(interval)
             else:
-                stop.wait(POLL_INTERVAL)
+                stop.wait(interval)
 
     def _send(self, batches: list[Batch]) -> None:
         """Hand each batch's events to the sink as they are made: each is serialised while
@@ -107,39 +118,85 @@ class FollowPipeline:
                 pairs = access_batch_pairs((batch.lines,), self._access, path=batch.path)
             else:
                 pairs = record_pairs(batch.records, self._errors, path=batch.path)
-            self._acknowledge(self.sink.send(self._with_tokens(pairs, batch.key)))
+            if self._observers:
+                pairs = self._observed(pairs)
+            self.lines += len(batch)
+            self._acknowledge(self.sink.send(pairs, batch.key, batch.end))
 
-    def _with_tokens(
-        self, pairs: Iterator[tuple[Event, int]], key: str
-    ) -> Iterator[tuple[Event, Token]]:
-        """Each event with its token (file key, end offset), shown to the observers first."""
+    def _observed(self, pairs: Iterator[tuple[Event, int]]) -> Iterator[tuple[Event, int]]:
+        """Each pair, its event shown to the observers first."""
         observers = self._observers
-        for event, end in pairs:
-            self.lines += 1
+        for pair in pairs:
             for observe in observers:
-                observe(event)
-            yield event, (key, end)
+                observe(pair[0])
+            yield pair
 
     def status(self, rate: float) -> str:
         """One line: throughput, delivery, backlog, and the sink's counters."""
         extra = " ".join(f"{key}={value}" for key, value in self.sink.stats().items())
         return (
-            f"status: lines/s={rate:.0f} read={self.lines} delivered={self.delivered} "
+            f"status: lines/s={rate:.0f} read={self.lines} delivered={self.sink.delivered} "
             f"behind_bytes={self.follower.behind()} {extra}"
         ).rstrip()
 
     def _acknowledge(self, tokens: list[Token]) -> None:
         """Tokens come in file order: the last one of each file covers the others."""
-        self.delivered += len(tokens)
         for key, end in dict(tokens).items():
             self.follower.ack(key, end)
 
     def _checkpoint(self) -> None:
         """Store the checkpoints, after making what they cover durable (when anything new was
         delivered: an idle follower syncs nothing)."""
-        if self.delivered != self._durable:
-            self.sink.make_durable()
-            self._durable = self.delivered
-        self.follower.checkpoint()
+        sync = None
+        if self.sink.delivered != self._durable:
+            sync = self.sink.sync_job()
+            self._durable = self.sink.delivered
+        store = self.follower.checkpoint_job()
+        if sync is not None or store is not None:
+            self._checkpointing.run(sync, store)
         if self._telemetry is not None:
             self._telemetry(self)
+
+
+class Checkpointing:
+    """Runs each checkpoint's jobs (sync the output, then store the offsets) on a thread of its
+    own, one checkpoint at a time; a failure is raised on the follow loop's thread, at its next
+    ``idle()``. After ``finish()``, checkpoints run on the caller's thread."""
+
+    def __init__(self) -> None:
+        self._thread: ThreadPoolExecutor | None = ThreadPoolExecutor(
+            1, thread_name_prefix="logpipe-checkpoint"
+        )
+        self._running: Future[None] | None = None
+
+    def idle(self) -> bool:
+        """Whether the last checkpoint is done (raising its error, if it failed)."""
+        if self._running is None:
+            return True
+        if not self._running.done():
+            return False
+        running, self._running = self._running, None
+        running.result()
+        return True
+
+    def run(self, sync: Callable[[], None] | None, store: Callable[[], None] | None) -> None:
+        if self._thread is None:
+            _sync_then_store(sync, store)
+        else:
+            self._running = self._thread.submit(_sync_then_store, sync, store)
+
+    def finish(self) -> None:
+        """Wait for the checkpoint under way; later ones run on the caller's thread."""
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
+            self._thread = None
+        if self._running is not None:
+            running, self._running = self._running, None
+            running.result()
+
+
+def _sync_then_store(sync: Callable[[], None] | None, store: Callable[[], None] | None) -> None:
+    if sync is not None:
+        sync()
+    if store is not None:
+        store()

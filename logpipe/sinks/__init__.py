@@ -1,10 +1,10 @@
-"""Where events go. A log sink takes ``(event, token)`` pairs and gives back the tokens of the
-events it has delivered (at once, or later when a batch is sent), so that the checkpoints only
-ever cover delivered events."""
+"""Where events go. A log sink takes batches of events, each event with the offset just past it
+in its file, and gives back tokens ``(file, offset)`` for what it has delivered (at once, or
+later when its own batch is sent), so that the checkpoints only ever cover delivered events."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from logpipe.event import Event, Token
@@ -15,10 +15,20 @@ class Interrupted(Exception):
     behind the checkpoints."""
 
 
+def nothing_to_sync() -> None:
+    """The sync job of a sink with nothing to sync (an intake, stdout, a pipe)."""
+
+
 class LogSink(Protocol):
-    def send(self, events: Iterable[tuple[Event, Token]]) -> list[Token]:
-        """Take events (iterated once, as they are made); return the tokens of the events
-        delivered meanwhile."""
+    @property
+    def delivered(self) -> int:
+        """Events delivered so far."""
+        ...
+
+    def send(self, events: Iterable[tuple[Event, int]], key: str, end: int) -> list[Token]:
+        """Take the events of one batch read from file ``key``, each with the offset just past
+        it (iterated once, as they are made); delivering all of them covers ``end``. Return
+        the tokens ``(key, offset)`` of what was delivered meanwhile."""
         ...
 
     def send_ndjson(self, block: bytes, tokens: list[Token]) -> list[Token]:
@@ -34,8 +44,10 @@ class LogSink(Protocol):
         """Deliver everything taken so far."""
         ...
 
-    def make_durable(self) -> None:
-        """Make what was delivered survive a crash (before checkpoints are stored)."""
+    def sync_job(self) -> Callable[[], None]:
+        """A job that makes what was delivered until now survive a crash (run before the
+        checkpoints covering it are stored). The job may run on another thread while this
+        sink goes on sending."""
         ...
 
     def stats(self) -> dict[str, int]:

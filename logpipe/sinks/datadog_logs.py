@@ -28,7 +28,7 @@ import orjson
 
 from logpipe.event import Event, Token
 from logpipe.problems import SetupError
-from logpipe.sinks import Interrupted
+from logpipe.sinks import Interrupted, nothing_to_sync
 
 MAX_EVENTS = 1000
 MAX_BYTES = 5_000_000
@@ -79,19 +79,22 @@ class DatadogLogsSink:
         self._clock = clock
         self._events: list[bytes] = []
         self._tokens: list[Token] = []
+        self.delivered = 0  # events the intake accepted
         self._bytes = 2  # "[" and "]"
         self._opened = 0.0
         self._connection: http.client.HTTPConnection | None = None
         self._reported: set[int] = set()
         self.counters = Counters()
 
-    def send(self, events: Iterable[tuple[Event, Token]]) -> list[Token]:
-        """Queue events; returns the tokens of the events delivered meanwhile (full batches)."""
+    def send(self, events: Iterable[tuple[Event, int]], key: str, end: int) -> list[Token]:
+        """Queue events; returns the tokens of the events delivered meanwhile (full batches).
+        Each event keeps a token of its own: a batch of the intake may end inside a batch of
+        the file, and a shutdown then acknowledges exactly what was delivered."""
         encoded: list[bytes] = []
         tokens: list[Token] = []
-        for event, token in events:
+        for event, offset in events:
             encoded.append(orjson.dumps(event))
-            tokens.append(token)
+            tokens.append((key, offset))
         return self._queue(encoded, tokens)
 
     def send_ndjson(self, block: bytes, tokens: list[Token]) -> list[Token]:
@@ -125,8 +128,9 @@ class DatadogLogsSink:
         """Send everything queued (checkpoint time, shutdown)."""
         return self._send_batch() if self._events else []
 
-    def make_durable(self) -> None:
+    def sync_job(self) -> Callable[[], None]:
         """Delivered means accepted by the intake: nothing to sync locally."""
+        return nothing_to_sync
 
     def stats(self) -> dict[str, int]:
         return {
@@ -151,6 +155,7 @@ class DatadogLogsSink:
         while True:
             status, retry_after = self._post(compressed)
             if status is not None and 200 <= status < 300:
+                self.delivered += len(self._events)
                 return self._take()
             if status is not None and status not in RETRYABLE and status < 500:
                 self._reject(status, body)

@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable
+from functools import partial
 from io import BytesIO
+from operator import itemgetter
 from typing import Any, BinaryIO
 
 import orjson
 
 from logpipe.event import Event, Token
+from logpipe.sinks import nothing_to_sync
 from logpipe.sinks.write_behind import write_behind
 
 FLUSH_BYTES = 1 << 20
+_first = itemgetter(0)  # the event of an (event, offset) pair (C-level: no frame per event)
 _OPTIONS = orjson.OPT_APPEND_NEWLINE
 
 
@@ -67,9 +71,8 @@ class NdjsonWriter:
 
 
 class NdjsonSink:
-    """A log sink writing one JSON object per line; ``make_durable`` fsyncs a file, whose
-    writes are also handed to the disk as they are made (``write_behind``), so that the fsync
-    finds little left to write."""
+    """A log sink writing one JSON object per line; a file's ``sync_job`` fsyncs what was
+    written, then lets the page cache drop it (``write_behind``)."""
 
     def __init__(self, stream: BinaryIO, *, fsync: bool, path: str | None = None) -> None:
         self._path = path  # the file written, when there is one
@@ -77,22 +80,19 @@ class NdjsonSink:
         self._stream = stream
         # Only a regular file can be synced (not /dev/null, a pipe or a terminal).
         self._fsync = fsync and stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
-        self._written_to = stream.tell() if self._fsync else 0  # where write-behind got to
+        self._synced_to = stream.tell() if self._fsync else 0  # where the last sync job ends
         self._flushed_events = 0  # the writer's event count at the last flush
 
-    def send(self, events: Iterable[tuple[Event, Token]]) -> list[Token]:
+    @property
+    def delivered(self) -> int:
+        return self._writer.events
+
+    def send(self, events: Iterable[tuple[Event, int]], key: str, end: int) -> list[Token]:
         """Serialise ``events`` into the buffer, written out by ``tick`` (or at a megabyte):
         one write per loop, not one per batch. They count as delivered now, since a checkpoint
-        is only stored after ``make_durable`` has written and synced them."""
-        tokens: list[Token] = []
-
-        def events_keeping_tokens() -> Iterator[Event]:
-            for event, token in events:
-                tokens.append(token)
-                yield event
-
-        self._writer.write_all(events_keeping_tokens())
-        return tokens
+        is only stored after a ``sync_job`` has synced them: one token covers them all."""
+        self._writer.write_all(map(_first, events))
+        return [(key, end)]
 
     def send_ndjson(self, block: bytes, tokens: list[Token]) -> list[Token]:
         """Write ``block`` at once: other processes may append to the file next."""
@@ -108,10 +108,15 @@ class NdjsonSink:
     def drain(self) -> list[Token]:
         return []
 
-    def make_durable(self) -> None:
+    def sync_job(self) -> Callable[[], None]:
+        """Write out what is buffered (on this thread); the job syncs it, on any thread, while
+        writing goes on."""
         self._flush()
-        if self._fsync:
-            os.fsync(self._stream.fileno())
+        if not self._fsync:
+            return nothing_to_sync  # stdout, a pipe, /dev/null
+        start, end = self._synced_to, self._stream.tell()
+        self._synced_to = end
+        return partial(_sync, self._stream.fileno(), start, end)
 
     def stats(self) -> dict[str, int]:
         return {}
@@ -126,7 +131,9 @@ class NdjsonSink:
     def _flush(self) -> None:
         self._writer.flush()
         self._flushed_events = self._writer.events
-        if self._fsync:
-            end = self._stream.tell()
-            write_behind(self._stream.fileno(), self._written_to, end)
-            self._written_to = end
+
+
+def _sync(fd: int, start: int, end: int) -> None:
+    """Make bytes ``[start, end)`` of ``fd`` durable, then free their pages."""
+    os.fsync(fd)
+    write_behind(fd, start, end)

@@ -34,6 +34,7 @@ import resource
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import BinaryIO, NamedTuple, Protocol
 
 from logpipe.checkpoints import Checkpoint, CheckpointStore
@@ -80,6 +81,15 @@ class Batch(NamedTuple):
     key: str  # fingerprint key of the file it was read from
     lines: LineBatch | None  # access: the complete lines (empty ones included)
     records: tuple[Record[bytes], ...]  # error: the records completed
+
+    @property
+    def end(self) -> int:
+        """Just past its last line or record: what delivering all of it covers."""
+        return self.lines.end if self.lines is not None else self.records[-1].end
+
+    def __len__(self) -> int:
+        """Its lines (empty ones included) or records."""
+        return len(self.lines) if self.lines is not None else len(self.records)
 
     def items(self) -> Iterator[Item]:
         """Its non-empty lines, or its records, one by one."""
@@ -172,6 +182,7 @@ class Follower:
         self._clock = clock
         self._observer = observer or SilentObserver()
         self._stored = store.load()
+        self._saved: list[Checkpoint] | None = None  # what the last checkpoint job stored
         self._positions = _Positions()
         for checkpoint in self._stored.values():
             self._positions.offsets[checkpoint.identity] = checkpoint.offset
@@ -227,6 +238,14 @@ class Follower:
 
     def checkpoint(self) -> None:
         """Store the acknowledged offsets (a no-op when nothing moved)."""
+        job = self.checkpoint_job()
+        if job is not None:
+            job()
+
+    def checkpoint_job(self) -> Callable[[], None] | None:
+        """A job that stores the offsets acknowledged until now, or None when they are what
+        was last stored; the job may run on another thread while following goes on (one job
+        at a time)."""
         open_keys = {
             reader.fingerprint.key
             for reader in [*self._retired, *self._current.values()]
@@ -234,7 +253,7 @@ class Follower:
         }
         keys = list(self._positions.offsets)
         closed = [key for key in keys if key not in open_keys][-KEEP_CHECKPOINTS:]
-        self._store.save(
+        checkpoints = [
             Checkpoint(
                 key,
                 self._positions.paths.get(key, ""),
@@ -242,7 +261,14 @@ class Follower:
                 self._positions.head_bytes.get(key, 0),
             )
             for key in [*closed, *(key for key in keys if key in open_keys)]
-        )
+        ]
+        if checkpoints == self._saved:
+            return None
+        return partial(self._save, checkpoints)
+
+    def _save(self, checkpoints: list[Checkpoint]) -> None:
+        self._store.save(checkpoints)
+        self._saved = checkpoints  # only once stored: a failed save is tried again
 
     def close(self) -> list[Batch]:
         """Flush pending records and close every file (at shutdown)."""

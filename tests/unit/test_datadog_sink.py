@@ -57,24 +57,48 @@ def sink(
     )
 
 
+def send_each(logs: DatadogLogsSink, numbers: range, size: int = 0) -> list[int]:
+    """Send the events as one batch of file "f", each ending at offset its number; the offsets
+    of the delivered ones."""
+    pairs = [(event(number, size=size) if size else event(number), number) for number in numbers]
+    return [offset for _, offset in logs.send(pairs, "f", numbers[-1])]
+
+
+def drained(logs: DatadogLogsSink) -> list[int]:
+    return [offset for _, offset in logs.drain()]
+
+
 def messages(intake: Intake) -> list[str]:
     return [str(received["message"]) for received in intake.events]
 
 
 def test_batches_of_at_most_1000_events_in_order(intake: Intake, tmp_path: Path) -> None:
     logs = sink(intake, tmp_path)
-    tokens = logs.send([(event(n), n) for n in range(2500)]) + logs.drain()
-    assert tokens == list(range(2500))
+    offsets = send_each(logs, range(2500)) + drained(logs)
+    assert offsets == list(range(2500))
     assert messages(intake) == [f"line {n}" for n in range(2500)]
     assert [request.n_events for request in intake.requests] == [1000, 1000, 500]
     assert all(request.gzip for request in intake.requests)
     assert intake.violations == []
 
 
+def test_a_batch_of_the_intake_may_end_inside_a_batch_of_the_file(
+    intake: Intake, tmp_path: Path
+) -> None:
+    logs = sink(intake, tmp_path)
+    assert logs.send([(event(n), n + 1) for n in range(600)], "a", 600) == []
+    # the intake's first batch holds a's 600 events and b's first 400
+    delivered = logs.send([(event(n), n - 599) for n in range(600, 1200)], "b", 601)
+    assert delivered == [("a", n + 1) for n in range(600)] + [("b", n + 1) for n in range(400)]
+    assert logs.drain() == [("b", n + 1) for n in range(400, 600)]
+    assert logs.delivered == 1200
+    assert messages(intake) == [f"line {n}" for n in range(1200)]
+
+
 def test_batches_stay_under_5_mb(intake: Intake, tmp_path: Path) -> None:
     logs = sink(intake, tmp_path)
-    tokens = logs.send([(event(n, size=400_000), n) for n in range(30)]) + logs.drain()
-    assert tokens == list(range(30))
+    offsets = send_each(logs, range(30), size=400_000) + drained(logs)
+    assert offsets == list(range(30))
     assert len(intake.events) == 30
     assert intake.violations == []
     assert all(request.n_events <= 12 for request in intake.requests)
@@ -84,8 +108,8 @@ def test_retries_until_delivered_exactly_once(intake: Intake, tmp_path: Path) ->
     warnings: list[str] = []
     logs = sink(intake, tmp_path, warnings)
     intake.script(Status(500), Status(503), Drop(), Status(429, retry_after=0), Status(408))
-    tokens = logs.send([(event(n), n) for n in range(10)]) + logs.drain()
-    assert tokens == list(range(10))
+    offsets = send_each(logs, range(10)) + drained(logs)
+    assert offsets == list(range(10))
     assert messages(intake) == [f"line {n}" for n in range(10)]
     assert logs.counters.retries == 5
     assert all(KEY not in warning for warning in warnings)
@@ -96,9 +120,9 @@ def test_refused_batches_go_to_dead_letters(intake: Intake, tmp_path: Path, stat
     warnings: list[str] = []
     logs = sink(intake, tmp_path, warnings)
     intake.script(Status(status), Status(status))
-    tokens = logs.send([(event(n), n) for n in range(3)]) + logs.drain()
-    tokens += logs.send([(event(n), n) for n in range(3, 5)]) + logs.drain()
-    assert tokens == list(range(5))
+    offsets = send_each(logs, range(3)) + drained(logs)
+    offsets += send_each(logs, range(3, 5)) + drained(logs)
+    assert offsets == list(range(5))
     assert intake.events == []
     dead = [
         orjson.loads(line)["message"]
@@ -116,7 +140,7 @@ def test_shutdown_during_an_outage_keeps_the_batch_unacknowledged(
     stop = threading.Event()
     logs = sink(intake, tmp_path, stop=stop)
     intake.fail_for(30, Status(503))
-    assert logs.send([(event(n), n) for n in range(3)]) == []
+    assert send_each(logs, range(3)) == []
     stop.set()
     with pytest.raises(Interrupted):
         logs.drain()

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from logpipe import AccessParser, ErrorParser
 from logpipe.checkpoints import CheckpointStore
-from logpipe.pipeline.follow_loop import FollowPipeline
+from logpipe.pipeline.follow_loop import Checkpointing, FollowPipeline
 from logpipe.sinks.ndjson import NdjsonSink
 from logpipe.sources.follower import Follower, FollowSpec, Item, items
 
@@ -212,13 +214,13 @@ def test_files_beyond_the_open_limit_are_parked_and_read_in_turn(
 
 
 class CountingSink(NdjsonSink):
-    """An NDJSON sink that counts how often it was made durable."""
+    """An NDJSON sink that counts its sync jobs."""
 
     durable = 0
 
-    def make_durable(self) -> None:
+    def sync_job(self) -> Callable[[], None]:
         self.durable += 1
-        super().make_durable()
+        return super().sync_job()
 
 
 @pytest.mark.integration
@@ -238,3 +240,106 @@ def test_an_idle_follower_syncs_its_output_once(tmp_path: Path) -> None:
     assert sink.durable == 1
     (checkpoint,) = store.load().values()
     assert checkpoint.offset == len(line(1) + line(2))
+
+
+def test_checkpoints_are_stored_off_the_loop_after_their_sync() -> None:
+    """The loop goes on while a checkpoint waits on the disk; the offsets are stored only after
+    the output's sync, and a failure reaches the loop at its next look."""
+    checkpointing = Checkpointing()
+    release, done = threading.Event(), []
+    loop_thread = threading.get_ident()
+
+    def sync() -> None:
+        release.wait(10)
+        done.append(("sync", threading.get_ident() != loop_thread))
+
+    checkpointing.run(sync, lambda: done.append(("store", True)))
+    assert not checkpointing.idle()  # the sync still waits: the loop is free
+    release.set()
+    deadline = time.monotonic() + 10
+    while not checkpointing.idle():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert done == [("sync", True), ("store", True)]
+
+    def full_disk() -> None:
+        raise OSError(28, "No space left on device")
+
+    checkpointing.run(full_disk, lambda: done.append(("store", False)))
+    with pytest.raises(OSError, match="No space"):
+        checkpointing.finish()  # waits, and raises what the checkpoint raised
+    assert done[-1] == ("store", True)  # nothing stored behind a failed sync
+
+
+def test_a_failed_checkpoint_is_raised_at_the_next_look() -> None:
+    checkpointing = Checkpointing()
+
+    def full_disk() -> None:
+        raise OSError(28, "No space left on device")
+
+    checkpointing.run(full_disk, lambda: None)
+    deadline = time.monotonic() + 10
+    with pytest.raises(OSError, match="No space"):
+        while not checkpointing.idle():
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    checkpointing.finish()
+    stored: list[bool] = []
+    checkpointing.run(
+        None, lambda: stored.append(threading.current_thread() is threading.main_thread())
+    )
+    assert stored == [True]  # after finish: on the caller's thread, at once
+
+
+def test_a_checkpoint_job_comes_only_when_the_offsets_moved(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    append(log, line(1))
+    store = CheckpointStore(tmp_path / "state", on_problem=lambda message: None)
+    tail = Follower([FollowSpec(str(log), "access")], store, start_at="beginning")
+    (item,) = drain(tail)
+    tail.ack(item.key, item.end)
+    job = tail.checkpoint_job()
+    assert job is not None
+    assert tail.checkpoint_job() is not None  # not stored yet: asked again, a job again
+    job()
+    assert tail.checkpoint_job() is None  # stored, nothing moved since: an idle follower rests
+    append(log, line(2))
+    (item,) = drain(tail)
+    tail.ack(item.key, item.end)
+    assert tail.checkpoint_job() is not None
+
+
+class RecordingWaker:
+    """Stands in for the file-notification waker: records each wait, stops after ``waits``."""
+
+    def __init__(self, stop: threading.Event, waits: int, then: Callable[[], None]) -> None:
+        self.timeouts: list[float] = []
+        self._stop, self._waits, self._then = stop, waits, then
+
+    def wait(self, timeout: float) -> None:
+        self.timeouts.append(timeout)
+        if len(self.timeouts) == self._waits:
+            self._then()
+        if len(self.timeouts) == 2 * self._waits:
+            self._stop.set()
+
+
+def test_an_idle_follower_polls_less_often_and_catches_up_at_once(tmp_path: Path) -> None:
+    log = tmp_path / "access.log"
+    append(log, line(1))
+    store = CheckpointStore(tmp_path / "state", on_problem=lambda message: None)
+    tail = Follower([FollowSpec(str(log), "access")], store, start_at="beginning")
+    stop = threading.Event()
+    waker = RecordingWaker(stop, 4, lambda: append(log, line(2)))
+    with open(os.devnull, "wb") as null:
+        pipeline = FollowPipeline(
+            tail,
+            NdjsonSink(null, fsync=False),
+            access=AccessParser(),
+            errors=ErrorParser(),
+            waker=waker,  # type: ignore[arg-type]
+        )
+        pipeline.run(stop)
+    # after a poll with lines: 0.25 s; each empty poll doubles it, up to a second
+    assert waker.timeouts == [0.25, 0.5, 1.0, 1.0, 0.25, 0.5, 1.0, 1.0]
+    assert pipeline.lines == 2

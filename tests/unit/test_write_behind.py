@@ -1,4 +1,5 @@
-"""Write-behind: every byte appended to an output file is handed to the disk once, in order."""
+"""Write-behind: every byte appended to an output file is synced, then dropped from the page
+cache, once and in order."""
 
 from __future__ import annotations
 
@@ -22,11 +23,11 @@ def test_file_sink_hands_every_appended_byte_to_the_disk_once(
     target.write_bytes(b'{"before":1}\n')  # a file that already has lines: they are not asked for
     with open(target, "ab") as stream:
         sink = NdjsonSink(stream, fsync=True, path=str(target))
-        sink.send([({"n": 1}, 1), ({"n": 2}, 2)])
+        sink.send([({"n": 1}, 1), ({"n": 2}, 2)], "f", 2)
         with open(target, "ab") as other:  # another writer (a replay worker) appends in between
             other.write(b'{"worker":1}\n')
         sink.send_ndjson(b'{"n":3}\n', [3])
-        sink.make_durable()
+        sink.sync_job()()
     size = target.stat().st_size
     assert asked[0][0] == len(b'{"before":1}\n')
     assert [start for start, _ in asked[1:]] == [start + length for start, length in asked[:-1]]
