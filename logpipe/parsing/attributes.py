@@ -4,8 +4,8 @@ logpipe derives Datadog's attributes where their source is parsed, in the same p
 the event: ``status_attributes`` when the status is read, ``split_url`` for the request target,
 ``useragent_details`` for the user agent, ``datadog_status`` for a level. (Running them as
 separate passes over the finished event cost about a microsecond a line, a fifth of the budget.)
-Values that repeat are cached, and cached details are shared between events: treat them as
-read-only.
+Values that repeat are cached, and cached details are shared between events, frozen (``Frozen``
+refuses changes: copy one to change it).
 
 A *processor* takes an event, changes it in place and returns it (structlog-style); parsers run
 the ``chain`` they are given after building each event, empty by default.
@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from logpipe.event import Event, Processor
-from logpipe.memo import Memo
+from logpipe.memo import Memo, frozen
 
 URL_CACHE_SIZE = 8192
 
@@ -119,7 +119,7 @@ StatusAttributes = tuple[int, str | None, str | None, str]
 STATUS_CODES: Memo[str, StatusAttributes] = Memo(
     lambda text: (int(text), *status_attributes(int(text))), 1024
 )
-URL_DETAILS: Memo[str, dict[str, Any]] = Memo(split_url, URL_CACHE_SIZE)
+URL_DETAILS: Memo[str, dict[str, Any]] = Memo(lambda url: frozen(split_url(url)), URL_CACHE_SIZE)
 
 
 def run_chain(event: Event, chain: Sequence[Processor]) -> Event:

@@ -13,7 +13,7 @@ import importlib.util
 import os
 from typing import Any
 
-from logpipe.memo import Memo
+from logpipe.memo import Memo, frozen
 from logpipe.parsing.disk_cache import StoredTable
 
 CACHE_SIZE = 4096
@@ -111,8 +111,8 @@ def _known_or_parsed(user_agent: str) -> dict[str, Any]:
     details: dict[str, Any] | None = _STORED.get(user_agent)
     if details is None:
         details = _STORED.put(user_agent, useragent_details(user_agent))
-    return details
+    return frozen(details)  # type: ignore[no-any-return]
 
 
-# Details per user agent (shared between events: read-only); kept on disk between runs.
+# Details per user agent (shared between events, frozen); kept on disk between runs.
 USER_AGENTS: Memo[str, dict[str, Any]] = Memo(_known_or_parsed, CACHE_SIZE)
