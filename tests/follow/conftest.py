@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.follow.harness import FollowEnv
+from tests.follow.restart_helpers import CpuLoad
 
 Report = Callable[[str, object], None]
 
@@ -22,6 +23,16 @@ def follow_env(tmp_path: Path) -> Iterator[FollowEnv]:
         yield env
     finally:
         env.close()
+
+
+@pytest.fixture
+def cpu_load() -> Iterator[CpuLoad]:
+    """Two CPU-bound processes running beside the test's own for its whole length."""
+    load = CpuLoad(2).start()
+    try:
+        yield load
+    finally:
+        load.stop()
 
 
 @pytest.fixture
