@@ -30,6 +30,7 @@ import orjson
 VERSION = 1
 FILE_NAME = "checkpoints.json"
 _FIELDS = {"identity": str, "path": str, "offset": int, "fingerprint_bytes": int}
+_KINDS = {str: "a string", int: "a non-negative integer"}
 
 
 class CorruptCheckpoints(ValueError):
@@ -46,8 +47,8 @@ class Checkpoint:
     fingerprint_bytes: int  # how many head bytes ``identity`` covers
 
     def __post_init__(self) -> None:
-        if not _well_formed(vars(self)):
-            raise ValueError(f"not a valid checkpoint: {self!r}")
+        if problem := _problem(vars(self)):
+            raise ValueError(f"not a valid checkpoint: {problem} ({self!r})")
 
 
 def _print_problem(message: str) -> None:
@@ -127,11 +128,23 @@ class CheckpointStore:
             os.replace(self.temporary, self.path)
             self._good = self.path
             _sync_directory(self.state_dir)
-        except OSError:
+        except OSError as error:
             with contextlib.suppress(OSError):
                 os.unlink(self.temporary)
-            raise
+            where = error.filename or str(self.temporary)
+            raise OSError(error.errno, error.strerror, where) from None
         self._saved = data
+
+    def check_writable(self) -> None:
+        """Create the state dir if needed, then write, sync and remove a file in it: raises
+        ``OSError`` when checkpoints could not be saved there."""
+        self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        probe = self.state_dir / f"{self.path.name}.probe"
+        try:
+            _write_synced(probe, b"probe\n")
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                probe.unlink()
 
     def _back_up(self) -> None:
         """Make the backup a second name of the main file, which stays in place meanwhile."""
@@ -179,23 +192,27 @@ def _parse(data: bytes) -> dict[str, Checkpoint]:
     if not isinstance(entries, list):
         raise _Unusable("no checkpoints list")
     checkpoints = {}
-    for entry in entries:
-        if not _well_formed(entry):
-            raise _Unusable(f"malformed checkpoint {str(entry)[:100]}")
+    for number, entry in enumerate(entries, 1):
+        if problem := _problem(entry):
+            raise _Unusable(f"checkpoint {number}: {problem}")
         checkpoints[entry["identity"]] = Checkpoint(**entry)
     if len(checkpoints) < len(entries):
         raise _Unusable("two checkpoints for one identity")
     return checkpoints
 
 
-def _well_formed(entry: Any) -> bool:
-    return (
-        isinstance(entry, dict)
-        and entry.keys() == _FIELDS.keys()
-        and all(type(entry[name]) is kind for name, kind in _FIELDS.items())
-        and entry["offset"] >= 0
-        and entry["fingerprint_bytes"] >= 0
-    )
+def _problem(entry: Any) -> str:
+    """What is wrong with a checkpoint's fields ("" when nothing is)."""
+    if not isinstance(entry, dict):
+        return "is not an object"
+    for name, kind in _FIELDS.items():
+        if name not in entry:
+            return f"has no {name}"
+        value = entry[name]
+        if type(value) is not kind or (isinstance(value, int) and value < 0):
+            return f"{name} is not {_KINDS[kind]}"
+    unknown = sorted(map(str, entry.keys() - _FIELDS.keys()))
+    return f"has an unknown field {unknown[0]!r}" if unknown else ""
 
 
 def _write_synced(path: Path, data: bytes) -> None:

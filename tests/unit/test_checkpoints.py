@@ -118,15 +118,27 @@ DAMAGE = {  # content -> the reason reported (a regular expression)
     "no checkpoints": (b'{"version":1}', "no checkpoints list"),
     "wrong type": (
         orjson.dumps({"version": 1, "checkpoints": [{**ENTRY, "path": None}]}),
-        re.escape("malformed checkpoint {'identity': 'a', 'path': None, 'offset': 1, ") + ".*",
+        "checkpoint 1: path is not a string",
     ),
     "negative offset": (
-        orjson.dumps({"version": 1, "checkpoints": [{**ENTRY, "offset": -5}]}),
-        "malformed checkpoint .*",
+        orjson.dumps({"version": 1, "checkpoints": [ENTRY, {**ENTRY, "offset": -5}]}),
+        "checkpoint 2: offset is not a non-negative integer",
+    ),
+    "boolean offset": (
+        orjson.dumps({"version": 1, "checkpoints": [{**ENTRY, "offset": True}]}),
+        "checkpoint 1: offset is not a non-negative integer",
+    ),
+    "missing field": (
+        orjson.dumps({"version": 1, "checkpoints": [{"identity": "a", "path": "/log"}]}),
+        "checkpoint 1: has no offset",
+    ),
+    "not an object": (
+        orjson.dumps({"version": 1, "checkpoints": [ENTRY, 7]}),
+        "checkpoint 2: is not an object",
     ),
     "extra field": (
         orjson.dumps({"version": 1, "checkpoints": [{**ENTRY, "inode": 3}]}),
-        "malformed checkpoint .*",
+        "checkpoint 1: has an unknown field 'inode'",
     ),
     "duplicate": (
         orjson.dumps({"version": 1, "checkpoints": [ENTRY, ENTRY]}),
