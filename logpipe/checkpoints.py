@@ -104,6 +104,13 @@ class CheckpointStore:
             return {}
         raise CorruptCheckpoints(f"no usable checkpoints in {self.state_dir}: {'; '.join(reasons)}")
 
+    def saved_at(self) -> float | None:
+        """When the stored checkpoints were last saved (None: never)."""
+        for path in (self.path, self.backup):
+            with contextlib.suppress(OSError):
+                return path.stat().st_mtime
+        return None
+
     def save(self, checkpoints: Iterable[Checkpoint]) -> None:
         """Store ``checkpoints`` (one per identity) durably; nothing is written when they are
         what the main file already holds. Raises ``OSError`` when they cannot be written (the

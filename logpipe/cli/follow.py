@@ -35,11 +35,13 @@ from logpipe.pipeline.follow_loop import FollowPipeline
 from logpipe.problems import SetupError
 from logpipe.service_tags import ServiceTags
 from logpipe.sinks import Interrupted
-from logpipe.sources.follower import Follower, FollowSpec
+from logpipe.sources.follower import ROTATE_WAIT, Follower, FollowSpec
 from logpipe.sources.multiline import Multiline
 from logpipe.sources.wake import Waker
 
-QUIET_EVENTS = frozenset({"opened", "rotated", "closed", "truncated", "recovered"})
+QUIET_EVENTS = frozenset(
+    {"opened", "rotated", "closed", "truncated", "recovering", "recovered", "readable"}
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,6 +94,23 @@ def build_parser() -> argparse.ArgumentParser:
         default="end",
         help="where to start in files that have no checkpoint; files that "
         "appear later are read from the beginning (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--rotate-wait",
+        metavar="SECONDS",
+        type=float,
+        default=ROTATE_WAIT,
+        help="keep reading a rotated (renamed) file until nothing was added to it for this long "
+        "after the rename: gunicorn writes to it until its workers reopen their logs "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="leave out files a wildcard --access/--error matches whose path or name matches "
+        "GLOB (repeatable; compressed files are always left out)",
     )
     add_tag_options(parser)
     add_process_options(parser)
@@ -151,6 +170,12 @@ class StderrObserver:
             return
         if event == "missing":
             message = f"{path} does not exist yet; waiting for it to appear"
+        elif event == "no-match":
+            message = f"no file matches {path} yet; waiting for one to appear"
+        elif event == "unreadable":
+            message = f"cannot follow {path}: {details['reason']}; trying again at each rescan"
+        elif event == "readable":
+            message = f"{path} can be read again; following it"
         else:
             extra = " ".join(f"{key}={value}" for key, value in details.items())
             message = f"{event} {path} {extra}".rstrip()
@@ -179,6 +204,8 @@ def follow(
             multiline=lambda: Multiline(pattern, max_bytes=args.max_line_bytes),
             max_line_bytes=args.max_line_bytes,
             observer=StderrObserver(quiet=args.log_level in ("warning", "error")),
+            rotate_wait=args.rotate_wait,
+            exclude=args.exclude,
         )
     except CorruptCheckpoints as error:
         raise SetupError(f"{error} (move the state dir aside to start over)") from None

@@ -96,7 +96,8 @@ class FollowPipeline:
             self._send(batches)
             self._acknowledge(self.sink.tick())
             now = self._clock()
-            if now >= next_checkpoint and self._checkpointing.idle():
+            due = now >= next_checkpoint or self.follower.unsaved_files  # new files at once
+            if due and self._checkpointing.idle():
                 self._checkpoint()
                 next_checkpoint = now + CHECKPOINT_INTERVAL
             if self._status_interval and now - last_status >= self._status_interval:

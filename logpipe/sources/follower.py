@@ -34,13 +34,24 @@ import resource
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from fnmatch import fnmatch
 from functools import partial
 from typing import BinaryIO, NamedTuple, Protocol
 
 from logpipe.checkpoints import Checkpoint, CheckpointStore
 from logpipe.lines import MAX_LINE_BYTES, LineBatch, read_batches
-from logpipe.sources.fingerprint import Fingerprint, fingerprint_of, head_matches, key_matches
+from logpipe.sources.compressed_tail import CompressedTail
+from logpipe.sources.fingerprint import (
+    HEAD_BYTES,
+    Fingerprint,
+    fingerprint_of,
+    head_key,
+    head_matches,
+    key_matches,
+)
 from logpipe.sources.multiline import Multiline, Record
+from logpipe.sources.paths import excluded, is_pattern, matches, not_followable
+from logpipe.sources.rotated import Drain, compressed_key, drains, open_regular
 
 READ_BUDGET_BYTES = 1 << 20  # per file per poll: memory stays bounded, files are the buffer
 ROTATE_WAIT = 5.0
@@ -131,6 +142,8 @@ class _Reader:
     multiline: Multiline[bytes] | None
     last_data: float
     size: int = 0  # as of the last read
+    scanned: int = 0  # read up to here: an unterminated last line is not read again until more
+    placeholder: str | None = None  # its key while empty (no head to fingerprint yet)
 
     @property
     def fd(self) -> int:
@@ -141,6 +154,17 @@ class _Reader:
     def quiet(self) -> bool:
         """Read to its end with no record pending: it can be parked without loss."""
         return self.offset >= self.size and not (self.multiline and self.multiline.pending)
+
+
+@dataclass(eq=False)
+class _Archived:
+    """A compressed rotated file being read at start (from its checkpoint, or whole)."""
+
+    spec: FollowSpec
+    key: str
+    tail: CompressedTail
+    multiline: Multiline[bytes] | None
+    start: int
 
 
 @dataclass
@@ -155,6 +179,10 @@ class _Positions:
         self.offsets.setdefault(fingerprint.key, offset)
         self.paths[fingerprint.key] = path
         self.head_bytes[fingerprint.key] = fingerprint.head_bytes
+
+    def forget(self, key: str) -> None:
+        for known in (self.offsets, self.paths, self.head_bytes):
+            known.pop(key, None)
 
 
 class Follower:
@@ -172,8 +200,10 @@ class Follower:
         clock: Callable[[], float] = time.monotonic,
         observer: Observer | None = None,
         max_open: int | None = None,
+        exclude: Iterable[str] = (),
     ) -> None:
         self.specs = tuple(specs)
+        self._exclude = tuple(exclude)
         self._store = store
         self._start_at = start_at
         self._multiline = multiline
@@ -182,7 +212,11 @@ class Follower:
         self._clock = clock
         self._observer = observer or SilentObserver()
         self._stored = store.load()
+        self._stopped_at = store.saved_at()  # when the last run stored its last checkpoint
         self._saved: list[Checkpoint] | None = None  # what the last checkpoint job stored
+        # paths a checkpoint names: a file found there that no checkpoint knows is new since
+        self._known_paths = {checkpoint.path for checkpoint in self._stored.values()}
+        self._archives: list[_Archived] = []
         self._positions = _Positions()
         for checkpoint in self._stored.values():
             self._positions.offsets[checkpoint.identity] = checkpoint.offset
@@ -191,10 +225,13 @@ class Follower:
         self._current: dict[str, _Reader | None] = {}
         self._retired: list[_Reader] = []
         self._missing: set[str] = set()
+        self._problems: dict[str, str] = {}  # path -> why it cannot be followed, as said last
+        self._matched: set[str] = set()  # paths found by a wildcard
         self._started = False
         self._max_open = max_open or default_max_open()
         self._waiting: set[str] = set()  # paths with no descriptor to spare, as of the last poll
         self.more = False  # the last poll left a file at its read budget: poll again at once
+        self.unsaved_files = False  # a file was opened since the last checkpoint job
 
     def poll(self) -> list[Batch]:
         """Everything complete that was added since the last poll, oldest files first."""
@@ -203,8 +240,13 @@ class Follower:
         self.more = False
         waiting = len(self._waiting)
         self._waiting.clear()
-        for spec in self.specs:
-            self._scan(spec, now, batches)
+        followed = [path for spec in self.specs for path in self._followed_paths(spec)]
+        if not self._started:
+            for path in followed:
+                self._recover(path, now)
+        self._read_archives(now, batches)
+        for path in followed:
+            self._scan(path, now, batches)
         if self._waiting and not waiting:
             self._observer.notice(
                 "open-files-limit", "", limit=self._max_open, waiting=len(self._waiting)
@@ -262,6 +304,7 @@ class Follower:
             )
             for key in [*closed, *(key for key in keys if key in open_keys)]
         ]
+        self.unsaved_files = False
         if checkpoints == self._saved:
             return None
         return partial(self._save, checkpoints)
@@ -280,23 +323,173 @@ class Follower:
         self._current.clear()
         return batches
 
+    @property
+    def problems(self) -> int:
+        """Followed paths that exist but cannot be read, as of the last poll."""
+        return len(self._problems)
+
+    def _followed_paths(self, spec: FollowSpec) -> list[FollowSpec]:
+        """The files ``spec`` names now, each as a spec of its own: the path itself, or the
+        files its wildcard matches, with those followed before (renamed away since: their
+        readers retire) and, at start, those its checkpoints name."""
+        if not is_pattern(spec.path):
+            return [spec]
+        found = set(matches(spec.path, self._exclude))
+        if not self._started:
+            found.update(
+                path
+                for path in self._known_paths
+                if fnmatch(path, spec.path) and not excluded(path, self._exclude)
+            )
+        found.update(
+            path
+            for path, reader in self._current.items()
+            if reader is not None and reader.spec.kind == spec.kind and fnmatch(path, spec.path)
+        )
+        self._matched.update(found)
+        if not found and spec.path not in self._missing:
+            self._missing.add(spec.path)
+            self._observer.notice("no-match", spec.path)
+        elif found:
+            self._missing.discard(spec.path)
+        return [FollowSpec(path, spec.kind) for path in sorted(found)]
+
+    def _problem(self, path: str, reason: str | None) -> None:
+        """Say why ``path`` cannot be followed, once per reason (and when it can again)."""
+        before = self._problems.get(path)
+        if reason == before:
+            return
+        if reason is None:
+            del self._problems[path]
+            self._observer.notice("readable", path)
+        else:
+            self._problems[path] = reason
+            self._observer.notice("unreadable", path, reason=reason)
+
+    # -- restart reconciliation ----------------------------------------------------------------
+
+    def _recover(self, spec: FollowSpec, now: float) -> None:
+        """At start: find the files checkpoints name that were rotated away from ``spec.path``
+        while logpipe was stopped, and the files rotated there since, and read what is left
+        of them (oldest first) before the file now at the path."""
+        stored = [cp for cp in self._stored.values() if cp.path == spec.path]
+        if not stored:
+            return
+        fd = open_regular(spec.path)
+        if fd is not None:
+            try:
+                stored = [cp for cp in stored if not key_matches(fd, cp.identity)]
+            finally:
+                os.close(fd)
+        for drain in drains(spec.path, stored, self._stopped_at):
+            if drain.sibling.compressed:
+                self._recover_compressed(spec, drain, now)
+            else:
+                self._recover_plain(spec, drain, now)
+
+    def _recover_plain(self, spec: FollowSpec, drain: Drain, now: float) -> None:
+        fd = open_regular(drain.sibling.path)
+        if fd is None:
+            return
+        file = os.fdopen(fd, "rb", buffering=0)
+        status = os.fstat(fd)
+        if drain.key is None:
+            fingerprint = fingerprint_of(fd, status.st_size)
+            if fingerprint is None:
+                file.close()
+                return
+            self._positions.track(fingerprint, spec.path, 0)
+        else:
+            fingerprint = Fingerprint(drain.key, drain.head_bytes)
+        reader = _Reader(
+            spec,
+            file,
+            status.st_dev,
+            status.st_ino,
+            fingerprint,
+            drain.offset,
+            self._multiline() if spec.kind == "error" else None,
+            now,
+        )
+        reader.size = status.st_size
+        self._retired.append(reader)  # read to its end, kept open until quiet
+        self._recovering(spec, drain, status.st_size - drain.offset)
+
+    def _recover_compressed(self, spec: FollowSpec, drain: Drain, now: float) -> None:
+        key = drain.key or compressed_key(drain.sibling.path)
+        if key is None:
+            return
+        if drain.key is None:
+            self._positions.offsets.setdefault(key, 0)
+            self._positions.paths[key] = spec.path
+            self._positions.head_bytes[key] = min(HEAD_BYTES, int(key.partition(":")[0]))
+        tail = CompressedTail(drain.sibling.path, drain.offset, max_line_bytes=self._max_line_bytes)
+        multiline = self._multiline() if spec.kind == "error" else None
+        self._archives.append(_Archived(spec, key, tail, multiline, drain.offset))
+        self._recovering(spec, drain, None)
+
+    def _recovering(self, spec: FollowSpec, drain: Drain, unread: int | None) -> None:
+        why = "never read" if drain.key is None else "rotated while logpipe was stopped"
+        details: dict[str, int | str] = {"file": os.path.basename(drain.sibling.path)}
+        details["offset"] = drain.offset
+        if unread is not None:
+            details["bytes"] = unread
+        details["why"] = why
+        self._observer.notice("recovering", spec.path, **details)
+
+    def _read_archives(self, now: float, batches: list[Batch]) -> None:
+        """Read on in the compressed files being recovered, the oldest first."""
+        for archived in list(self._archives):
+            spec, multiline = archived.spec, archived.multiline
+            for lines in archived.tail.read(READ_BUDGET_BYTES):
+                if multiline is None:
+                    batches.append(Batch(spec.kind, spec.path, archived.key, lines, ()))
+                else:
+                    records = tuple(multiline.feed_batch(lines, now=now))
+                    if records:
+                        batches.append(Batch(spec.kind, spec.path, archived.key, None, records))
+            if not archived.tail.done:
+                self.more = True
+                return  # one at a time, in order
+            if multiline is not None and (record := multiline.flush()) is not None:
+                batches.append(Batch(spec.kind, spec.path, archived.key, None, (record,)))
+            self._archives.remove(archived)
+            name = os.path.basename(archived.tail.path)
+            if archived.tail.problem:
+                self._observer.notice(
+                    "damaged", spec.path, file=name, problem=archived.tail.problem
+                )
+            self._observer.notice(
+                "recovered", spec.path, file=name, bytes=archived.tail.offset - archived.start
+            )
+
     # -- scanning ------------------------------------------------------------------------------
 
     def _scan(self, spec: FollowSpec, now: float, batches: list[Batch]) -> None:
         current = self._current.get(spec.path)
         try:
             status = os.stat(spec.path)
-        except OSError:
+        except FileNotFoundError:
             status = None
+        except OSError as error:  # a directory on the way that cannot be searched...
+            self._problem(spec.path, error.strerror or str(error))
+            return
         if status is None:
             if current is not None:
                 self._retire(current, now, batches)
-                self._current[spec.path] = None
+            self._problems.pop(spec.path, None)
+            if spec.path in self._matched:  # a wildcard's match, renamed away: forget it
+                self._current.pop(spec.path, None)
+                return
+            self._current[spec.path] = None
             if spec.path not in self._missing:
                 self._missing.add(spec.path)
                 self._observer.notice("missing", spec.path)
             return
         self._missing.discard(spec.path)
+        if (reason := not_followable(status.st_mode)) is not None:
+            self._problem(spec.path, reason)  # never opened: a FIFO would block the open
+            return
         same = current is not None and (status.st_dev, status.st_ino) == (
             current.device,
             current.inode,
@@ -314,10 +507,21 @@ class Follower:
         if current is not None:
             self._retire(current, now, batches)
             self._current[spec.path] = None
+        if self._held(status.st_dev, status.st_ino):
+            return  # a wildcard also matches its rotated name: one file, one reader
         if not self._make_room(spec.path):
             self._current[spec.path] = None
             return
         self._current[spec.path] = self._open(spec, now)
+
+    def _held(self, device: int, inode: int) -> bool:
+        """Whether a reader already has this file open (under another name)."""
+        return any(
+            reader is not None
+            and reader.file is not None
+            and (reader.device, reader.inode) == (device, inode)
+            for reader in [*self._retired, *self._current.values()]
+        )
 
     def _open_count(self) -> int:
         readers = [*self._retired, *self._current.values()]
@@ -363,12 +567,20 @@ class Follower:
 
     def _open(self, spec: FollowSpec, now: float) -> _Reader | None:
         try:
-            file = open(spec.path, "rb", buffering=0)  # noqa: SIM115 - kept open while followed
-        except OSError:
+            fd = os.open(spec.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as error:
+            self._problem(spec.path, error.strerror or str(error))
             return None
-        status = os.fstat(file.fileno())
+        status = os.fstat(fd)
+        if (reason := not_followable(status.st_mode)) is not None:  # swapped since the stat
+            os.close(fd)
+            self._problem(spec.path, reason)
+            return None
+        if spec.path in self._problems:
+            self._problem(spec.path, None)
+        file = os.fdopen(fd, "rb", buffering=0)
         fingerprint = fingerprint_of(file.fileno(), status.st_size)
-        offset = self._start_offset(file, status.st_size, fingerprint)
+        offset = self._start_offset(spec.path, file, status.st_size, fingerprint)
         reader = _Reader(
             spec,
             file,
@@ -380,31 +592,46 @@ class Follower:
             now,
         )
         reader.size = status.st_size  # not quiet until read
-        if fingerprint is not None:
-            self._positions.track(fingerprint, spec.path, offset)
+        if fingerprint is None:  # known from now on, by its inode, until it has a head
+            fingerprint = Fingerprint(f"{head_key(b'')}:{status.st_dev}:{status.st_ino}", 0)
+            reader.placeholder = fingerprint.key
+        self._positions.track(fingerprint, spec.path, offset)
+        self.unsaved_files = True
         self._observer.notice("opened", spec.path, offset=offset)
         return reader
 
-    def _start_offset(self, file: BinaryIO, size: int, fingerprint: Fingerprint | None) -> int:
+    def _start_offset(
+        self, path: str, file: BinaryIO, size: int, fingerprint: Fingerprint | None
+    ) -> int:
+        """Where to start reading a file just opened at ``path``: its checkpoint, else the
+        start (a file that appeared while following, or that replaced one a checkpoint
+        knows), else ``start_at``."""
         if fingerprint is not None:
             for key in sorted(self._positions.offsets, key=_head_length, reverse=True):
                 if key_matches(file.fileno(), key):
                     stored = self._positions.offsets[key]
-                    return stored if stored <= size else 0  # shorter than we read: start over
+                    if stored <= size:
+                        return stored
+                    self._observer.notice("truncated", path, offset=stored, size=size)
+                    return 0  # shorter than what was read: truncated, start over
         if self._started or self._start_at == "beginning" or size == 0:
+            return 0
+        if path in self._known_paths:
             return 0
         return _after_last_newline(file, size)
 
     def _retire(self, reader: _Reader, now: float, batches: list[Batch]) -> None:
         """The file is no longer at its path: read what it has and flush its pending record
         now, before anything of the new file (gunicorn writes a record with one write()); it
-        is still read for late lines until it has been quiet for ``rotate_wait``."""
+        is still read for late lines until nothing was added for ``rotate_wait`` seconds after
+        the rename (gunicorn's master writes into it after the SIGUSR1 that follows)."""
         if reader.file is not None:
             self._read(reader, now, batches)
         if reader.multiline is not None:
             record = reader.multiline.flush()
             if record is not None:
                 batches.append(self._record_batch(reader, record))
+        reader.last_data = now  # kept open until quiet for ``rotate_wait`` after the rename
         self._retired.append(reader)
         self._observer.notice("rotated", reader.spec.path, offset=reader.offset)
 
@@ -421,8 +648,7 @@ class Follower:
             if record is not None:
                 batches.append(self._record_batch(reader, record))
         self._observer.notice("truncated", reader.spec.path, offset=reader.offset, size=size)
-        reader.offset = 0
-        reader.size = 0
+        reader.offset = reader.size = reader.scanned = 0
         reader.fingerprint = fingerprint_of(reader.fd, size)
         if reader.fingerprint is not None:
             self._positions.track(reader.fingerprint, reader.spec.path, 0)
@@ -464,8 +690,13 @@ class Follower:
             if reader.fingerprint is None:
                 return
             self._positions.track(reader.fingerprint, reader.spec.path, reader.offset)
-        if size > reader.offset and reader.file is not None:
-            self._read_from(reader, reader.file, size, now, batches, budget=READ_BUDGET_BYTES)
+            if reader.placeholder is not None:
+                self._positions.forget(reader.placeholder)
+                reader.placeholder = None
+        if size > max(reader.offset, reader.scanned) and reader.file is not None:
+            budget = READ_BUDGET_BYTES
+            if self._read_from(reader, reader.file, size, now, batches, budget=budget):
+                reader.scanned = size
         reader.size = max(reader.size, size)
 
     def _read_from(
@@ -477,8 +708,9 @@ class Follower:
         batches: list[Batch],
         *,
         budget: int | None,
-    ) -> None:
-        """Complete lines from ``reader.offset`` in ``file`` (the reader's own, or a copy)."""
+    ) -> bool:
+        """Complete lines from ``reader.offset`` in ``file`` (the reader's own, or a copy);
+        whether all of it was read (not stopped by the budget)."""
         assert reader.fingerprint is not None
         key, path, kind = reader.fingerprint.key, reader.spec.path, reader.spec.kind
         start = reader.offset
@@ -494,7 +726,8 @@ class Follower:
             reader.last_data = now
             if budget is not None and lines.end - start >= budget:
                 self.more = True
-                break
+                return False
+        return True
 
     def _record_batch(self, reader: _Reader, record: Record[bytes]) -> Batch:
         assert reader.fingerprint is not None

@@ -10,9 +10,11 @@ watchdog's threads cost a sidecar several percent of a core at 100 lines/s.
 
 from __future__ import annotations
 
+import glob
 import os
 import threading
 from collections.abc import Iterable
+from fnmatch import fnmatch
 
 from watchdog.events import (
     FileCreatedEvent,
@@ -30,14 +32,14 @@ _RENAMES: list[type[FileSystemEvent]] = [FileCreatedEvent, FileMovedEvent, FileD
 
 class _Poke(FileSystemEventHandler):
     def __init__(self, event: threading.Event, names: set[str]) -> None:
+        """``names``: patterns of the file names to wake for."""
         self._event = event
         self._names = names
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         paths = (event.src_path, getattr(event, "dest_path", ""))
-        if any(
-            os.path.basename(os.fsdecode(path)).startswith(tuple(self._names)) for path in paths
-        ):
+        names = [os.path.basename(os.fsdecode(path)) for path in paths]
+        if any(fnmatch(name, pattern) for name in names for pattern in self._names):
             self._event.set()
 
 
@@ -48,10 +50,13 @@ class Waker:
         self._event = threading.Event()
         self._observer: BaseObserver | None = None
         self.problem: str | None = None
-        directories: dict[str, set[str]] = {}
+        directories: dict[str, set[str]] = {}  # directory -> name patterns (rotated names too)
         for path in paths:
-            absolute = os.path.abspath(path)
-            directories.setdefault(os.path.dirname(absolute), set()).add(os.path.basename(absolute))
+            directory, name = os.path.split(os.path.abspath(path))
+            if glob.has_magic(directory):
+                continue  # a wildcard directory: the rescan alone finds its files
+            pattern = (name if glob.has_magic(name) else glob.escape(name)) + "*"
+            directories.setdefault(directory, set()).add(pattern)
         try:
             observer = Observer()
             for directory, names in directories.items():
