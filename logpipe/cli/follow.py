@@ -82,6 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
         "catch-up); 0: run until SIGTERM/SIGINT (default)",
     )
     parser.add_argument(
+        "--shutdown-timeout",
+        metavar="SECONDS",
+        type=float,
+        default=20.0,
+        help="at SIGTERM/SIGINT, deliver for at most this long, then exit with the checkpoints "
+        "behind what was not delivered; keep it below systemd's TimeoutStopSec "
+        "(default: %(default)s)",
+    )
+    parser.add_argument(
         "--status-interval",
         metavar="SECONDS",
         type=int,
@@ -192,6 +201,8 @@ def follow(
         raise SetupError(str(error)) from None
     if proc_names and not args.process_interval > 0:
         raise SetupError("--process-interval must be positive")
+    if not args.shutdown_timeout > 0:
+        raise SetupError("--shutdown-timeout must be positive")
     specs = [FollowSpec(path, "access") for path in args.access]
     specs += [FollowSpec(path, "error") for path in args.error]
     lock = _lock_state_dir(Path(args.state_dir))
@@ -216,14 +227,21 @@ def follow(
     if waker.problem:
         warn(waker.problem)
 
+    reopen = threading.Event()
+
     def request_stop(signum: int, frame: object) -> None:
         stop.set()
         waker.wake()
 
+    def request_reopen(signum: int, frame: object) -> None:
+        reopen.set()  # done on the loop's thread
+        waker.wake()
+
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGHUP, request_reopen)
     with ExitStack() as resources:
-        sink = open_sink(output_settings(args), stop, resources, warn)
+        sink = open_sink(output_settings(args), stop, warn, shutdown_timeout=args.shutdown_timeout)
         resources.callback(sink.close)
         metrics = _metrics(args, service_tags)
         if metrics is not None:
@@ -251,6 +269,7 @@ def follow(
             observers=[metrics.observe] if metrics else [],
             telemetry=_telemetry(metrics) if metrics else None,
             exit_idle=args.exit_idle,
+            reopen=reopen,
         )
         relax_gc()
         try:

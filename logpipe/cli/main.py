@@ -1,14 +1,15 @@
 """The ``logpipe`` command line: run the command the arguments name, and report a problem the
-user can fix (``SetupError``) in one line, with exit status 2."""
+user can fix (``SetupError``) in one line, with exit status 2, and a failure of the
+environment during the run (``Failure``: a full disk) in one line, with exit status 1."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
 
-from logpipe.problems import SetupError
+from logpipe.problems import Failure, SetupError
 
-SETUP_ERROR = 2
+FAILURE, SETUP_ERROR = 1, 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -19,6 +20,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SetupError as error:
         print(f"logpipe: error: {error}", file=sys.stderr)
         return SETUP_ERROR
+    except Failure as error:
+        print(f"logpipe: error: {error}", file=sys.stderr)
+        return FAILURE
     except BrokenPipeError:
         sys.stderr.close()  # the reader went away (e.g. `| head`); nothing left to say
         return 0

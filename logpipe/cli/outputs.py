@@ -7,10 +7,8 @@ import os
 import sys
 import threading
 from collections.abc import Callable
-from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 from logpipe.problems import SetupError
 from logpipe.sinks import LogSink
@@ -38,19 +36,22 @@ def output_settings(args: argparse.Namespace) -> OutputSettings:
 def open_sink(
     settings: OutputSettings,
     stop: threading.Event,
-    resources: ExitStack,
     warn: Callable[[str], None],
+    *,
+    shutdown_timeout: float | None = None,
 ) -> LogSink:
-    """The log sink ``settings`` name (a file it opens is closed with ``resources``)."""
+    """The log sink ``settings`` name (the caller closes it). A file is cut back to its last
+    whole line first. Once ``stop`` is set, the Datadog sink delivers for at most
+    ``shutdown_timeout`` seconds (None: it sends what it holds, but retries nothing)."""
     target = settings.target
     if target == "stdout":
         return NdjsonSink(sys.stdout.buffer, fsync=False)
     if target.startswith("file:") and len(target) > 5:
         try:
-            stream: BinaryIO = resources.enter_context(open(target[5:], "ab"))  # noqa: SIM115
+            sink = NdjsonSink.to_file(target[5:], warn)
         except OSError as error:
             raise SetupError(f"--output {target}: {error.strerror}") from None
-        return NdjsonSink(stream, fsync=True, path=target[5:])
+        return sink
     if target == "datadog":
         api_key = os.environ.get("DD_API_KEY", "")
         if not api_key:
@@ -66,6 +67,7 @@ def open_sink(
                 dead_letters=settings.state_dir / "dead-letters.ndjson",
                 stop=stop,
                 warn=warn,
+                shutdown_timeout=shutdown_timeout,
             )
         except SetupError as error:
             raise SetupError(f"--intake-url: {error}") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -20,9 +21,12 @@ from logpipe.cli.runtime import relax_gc
 from logpipe.event import Event
 from logpipe.parsing.error.parser import ErrorParser
 from logpipe.pipeline.batch import access_events, error_events
-from logpipe.problems import SetupError
+from logpipe.problems import Failure, SetupError
+from logpipe.sinks.append import AppendFile
 from logpipe.sinks.ndjson import NdjsonWriter
 from logpipe.sources.multiline import Multiline
+
+STDOUT = "<stdout>"  # the name AppendFile gives stdout in its errors
 
 
 def build_parse_parser() -> argparse.ArgumentParser:
@@ -74,9 +78,15 @@ def run_parse(arguments: Sequence[str]) -> int:
 
     relax_gc()
     with _open_input(args.file) as stream:
-        writer = NdjsonWriter(sys.stdout.buffer)
-        writer.write_all(events(stream))
-        writer.flush()
+        # whole events only: stdout redirected to a file that fills up keeps no half event
+        writer = NdjsonWriter(AppendFile(sys.stdout.fileno(), STDOUT))
+        try:
+            writer.write_all(events(stream))
+            writer.flush()
+        except OSError as error:
+            if error.filename != STDOUT or error.errno == errno.EPIPE:
+                raise  # a read error, or the reader went away (`| head`)
+            raise Failure(f"cannot write output: {error.strerror}") from None
     return 0
 
 

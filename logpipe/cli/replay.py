@@ -32,7 +32,8 @@ from logpipe.cli.outputs import open_sink, output_settings
 from logpipe.cli.runtime import relax_gc, warn
 from logpipe.metrics.client import dogstatsd
 from logpipe.metrics.timestamped import Sums, TimestampedCounts
-from logpipe.problems import SetupError
+from logpipe.pipeline.outage import describe
+from logpipe.problems import Failure, SetupError
 from logpipe.service_tags import ServiceTags
 from logpipe.sinks import Interrupted
 
@@ -106,6 +107,10 @@ def run_replay(arguments: Sequence[str]) -> int:
     access_parser(args)  # the format is checked here, once
     pattern = multiline_pattern(args.multiline_pattern)
     ledger = CheckpointStore(Path(args.state_dir), file_name=LEDGER)
+    try:
+        ledger.check_writable()  # before anything is sent
+    except OSError as error:
+        raise SetupError(f"state dir {args.state_dir}: {error.strerror}") from None
     summary = Summary()
     service_tags = tags_from(args)
     counts, send_metrics, close_metrics = timestamped_metrics(
@@ -116,7 +121,7 @@ def run_replay(arguments: Sequence[str]) -> int:
     oldest_ms = None if max_age is None else int((time.time() - max_age) * 1000)
     stop, signals = stop_on_signals()
     with ExitStack() as resources:
-        sink = open_sink(output, stop, resources, warn)
+        sink = open_sink(output, stop, warn)
         resources.callback(sink.close)
         try:
             engine = resources.enter_context(
@@ -155,6 +160,11 @@ def run_replay(arguments: Sequence[str]) -> int:
             replay.run()
         except Interrupted:
             replay.interrupted = True  # while the intake was failing: the ledger has the rest
+        except OSError as error:
+            raise Failure(
+                f"{describe(error)}; replay stopped: the ledger keeps what was delivered "
+                "before, and a re-run goes on from there"
+            ) from None
         finally:
             close_metrics()
     if replay.interrupted:

@@ -8,6 +8,10 @@ nothing is read: a slow sink slows reading, and the files on disk are the buffer
 
 Checkpointing waits on the disk twice (the output's fsync, then the checkpoint file's), so it
 runs on a thread of its own (``Checkpointing``): reading and parsing go on meanwhile.
+
+A write that fails for a reason that can pass (a full disk, a read-only state dir) starts an
+``Outage``: reading pauses, and the writes and the checkpoint are retried on this thread with
+backoff until they work; the checkpoints stay behind what was not written meanwhile.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ from logpipe.event import Event, Token
 from logpipe.parsing.access.parser import AccessParser
 from logpipe.parsing.error.parser import ErrorParser
 from logpipe.pipeline.batch import access_batch_pairs, record_pairs
-from logpipe.sinks import LogSink
+from logpipe.pipeline.outage import Outage, passing
+from logpipe.sinks import Interrupted, LogSink
 from logpipe.sources.follower import Batch, Follower
 from logpipe.sources.wake import Waker
 
@@ -50,6 +55,8 @@ class FollowPipeline:
         report: Callable[[str], None] = lambda line: None,
         telemetry: Callable[[FollowPipeline], None] | None = None,
         exit_idle: float = 0,
+        reopen: threading.Event | None = None,
+        outage: Outage | None = None,
     ) -> None:
         self.follower = follower
         self.sink = sink
@@ -65,28 +72,38 @@ class FollowPipeline:
         self.lines = 0  # lines or records read
         self._durable = -1  # the sink's ``delivered`` when its last sync job was made
         self._checkpointing = Checkpointing()
+        self._next_checkpoint = 0.0
+        self._reopen = reopen  # set (SIGHUP) to reopen the output file
+        self._outage = outage or Outage(report)
 
     def run(self, stop: threading.Event) -> None:
         """Loop until ``stop``; then deliver what is left and store the checkpoints, also when
         the sink gives up at shutdown (it raises ``Interrupted``: the undelivered events stay
-        behind the checkpoints and are sent after a restart)."""
+        behind the checkpoints and are sent after a restart). In an outage nothing more is
+        read or sent."""
         try:
             self._loop(stop)
-            self._send(self.follower.poll())
-            self._send(self.follower.close())
-            self._acknowledge(self.sink.drain())
+            if not self._outage.active:
+                self._send(self.follower.poll())
+            closing = self.follower.close()
+            if not self._outage.active:
+                self._send(closing)
+                self._acknowledge(self.sink.drain())
+        except Interrupted as interrupted:
+            self._acknowledge(interrupted.delivered)
+            raise
         finally:
-            self._checkpointing.finish()  # the last one, on this thread, and nothing after it
-            self._checkpoint()
+            self._last_checkpoint()
 
     def _loop(self, stop: threading.Event) -> None:
-        next_checkpoint = self._clock() + CHECKPOINT_INTERVAL
+        self._next_checkpoint = self._clock() + CHECKPOINT_INTERVAL
         last_status, lines_then = self._clock(), 0
         last_item = self._clock()
         interval = POLL_INTERVAL
         while not stop.is_set():
-            batches = self.follower.poll()
-            if batches:
+            reading = not self._outage.active
+            batches = self.follower.poll() if reading else []
+            if batches or not reading:  # a paused follower is not idle
                 last_item = self._clock()
                 interval = POLL_INTERVAL
             elif self._exit_idle and self._clock() - last_item >= self._exit_idle:
@@ -94,22 +111,78 @@ class FollowPipeline:
             else:
                 interval = min(interval * 2, IDLE_POLL_INTERVAL)
             self._send(batches)
-            self._acknowledge(self.sink.tick())
             now = self._clock()
-            due = now >= next_checkpoint or self.follower.unsaved_files  # new files at once
-            if due and self._checkpointing.idle():
-                self._checkpoint()
-                next_checkpoint = now + CHECKPOINT_INTERVAL
+            self._write(now)
             if self._status_interval and now - last_status >= self._status_interval:
                 rate = (self.lines - lines_then) / (now - last_status)
                 self._report(self.status(rate))
                 last_status, lines_then = now, self.lines
-            if self.follower.more:
+            if self._outage.active:
+                interval = self._outage.wait(now)
+            elif self.follower.more:
                 continue  # a file is still at its read budget: catching up
             if self._waker is not None:
                 self._waker.wait(interval)
             else:
                 stop.wait(interval)
+
+    def _write(self, now: float) -> None:
+        """Write out what was sent, reopen the output when asked, and checkpoint when due; in
+        an outage, ``_retry`` when a retry is due. A write that fails starts or prolongs the
+        outage."""
+        if not self._outage.due(now):
+            return
+        try:
+            if self._outage.active:
+                self._retry()
+                return
+            self._reopen_when_asked()
+            self._acknowledge(self.sink.tick())
+            due = now >= self._next_checkpoint or self.follower.unsaved_files  # new files at once
+            if due and self._checkpointing.idle():
+                self._checkpoint()
+                self._next_checkpoint = now + CHECKPOINT_INTERVAL
+        except OSError as error:
+            self._durable = -1  # the next checkpoint syncs the output again
+            self._outage.failed(error, self._clock())
+
+    def _retry(self) -> None:
+        """In an outage: once the checkpoint under way is done, write out what is held and
+        checkpoint, on this thread (nothing is read meanwhile); then the outage is over."""
+        self._checkpointing.wait()
+        self._reopen_when_asked()
+        self._acknowledge(self.sink.tick())
+        self._checkpoint(here=True)
+        self._outage.ended(self._clock())
+
+    def _reopen_when_asked(self) -> None:
+        """SIGHUP: reopen the output file, once no checkpoint uses it."""
+        if self._reopen is None or not self._reopen.is_set() or not self._checkpointing.idle():
+            return
+        self._reopen.clear()
+        try:
+            path = self.sink.reopen()
+        except OSError:
+            self._reopen.set()  # tried again when writing works
+            raise
+        if path is None:
+            self._report("SIGHUP: the output is not a file; nothing to reopen")
+        else:
+            self._report(f"SIGHUP: reopened {path}")
+
+    def _last_checkpoint(self) -> None:
+        """The last checkpoint, on this thread, after the one under way. When a write fails
+        now, the checkpoints stay behind what was not written (said in one line)."""
+        try:
+            self._checkpointing.finish()
+        except OSError as error:
+            if not passing(error):
+                raise
+            self._durable = -1  # synced again below
+        try:
+            self._checkpoint()
+        except OSError as error:
+            self._outage.gave_up(error)
 
     def _send(self, batches: list[Batch]) -> None:
         """Hand each batch's events to the sink as they are made: each is serialised while
@@ -145,15 +218,17 @@ class FollowPipeline:
         for key, end in dict(tokens).items():
             self.follower.ack(key, end)
 
-    def _checkpoint(self) -> None:
+    def _checkpoint(self, *, here: bool = False) -> None:
         """Store the checkpoints, after making what they cover durable (when anything new was
-        delivered: an idle follower syncs nothing)."""
+        delivered: an idle follower syncs nothing); ``here``: on this thread."""
         sync = None
         if self.sink.delivered != self._durable:
             sync = self.sink.sync_job()
             self._durable = self.sink.delivered
         store = self.follower.checkpoint_job()
-        if sync is not None or store is not None:
+        if here:
+            _sync_then_store(sync, store)
+        elif sync is not None or store is not None:
             self._checkpointing.run(sync, store)
         if self._telemetry is not None:
             self._telemetry(self)
@@ -186,14 +261,18 @@ class Checkpointing:
         else:
             self._running = self._thread.submit(_sync_then_store, sync, store)
 
+    def wait(self) -> None:
+        """Wait for the checkpoint under way (raising its error, if it failed)."""
+        if self._running is not None:
+            running, self._running = self._running, None
+            running.result()
+
     def finish(self) -> None:
         """Wait for the checkpoint under way; later ones run on the caller's thread."""
         if self._thread is not None:
             self._thread.shutdown(wait=True)
             self._thread = None
-        if self._running is not None:
-            running, self._running = self._running, None
-            running.result()
+        self.wait()
 
 
 def _sync_then_store(sync: Callable[[], None] | None, store: Callable[[], None] | None) -> None:

@@ -11,8 +11,13 @@ from logpipe.event import Event, Token
 
 
 class Interrupted(Exception):
-    """Shutdown was requested while a batch was waiting for its next try: its events stay
-    behind the checkpoints."""
+    """Shutdown was requested while a batch was waiting for its next try, or could not be
+    sent by the shutdown deadline: its events stay behind the checkpoints. ``delivered``: the
+    tokens of what the same call delivered before (to be acknowledged all the same)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.delivered: list[Token] = []
 
 
 def nothing_to_sync() -> None:
@@ -57,6 +62,11 @@ class LogSink(Protocol):
     def parallel_append_path(self) -> str | None:
         """The file other processes may append events to themselves, in turn
         (``parallel_append``), as if sent here; None when events must come through ``send``."""
+        ...
+
+    def reopen(self) -> str | None:
+        """Open the output file's path again (SIGHUP after logrotate moved it): the path, or
+        None when there is no file (nothing to reopen)."""
         ...
 
     def close(self) -> None: ...

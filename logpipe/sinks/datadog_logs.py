@@ -8,15 +8,24 @@ not acknowledged, so checkpoints stay behind them. Answers that retrying cannot 
 403, 404, 413) are reported once per kind, counted, and the batch is appended to a dead-letter
 NDJSON file so that nothing vanishes; its events then count as handled. The API key is sent in
 the ``DD-API-KEY`` header and never written anywhere else.
+
+At a shutdown (``stop`` set) with a ``shutdown_timeout``, batches are still sent and retried,
+but only while the next try can end by the deadline (judged by how long the last one took); a
+request still unanswered at the deadline is cut off. Either way ``Interrupted`` is raised and
+the batch stays unacknowledged, so the process exits in time and the checkpoints stay behind
+what the intake did not accept.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import http.client
+import math
 import os
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -29,6 +38,7 @@ import orjson
 from logpipe.event import Event, Token
 from logpipe.problems import SetupError
 from logpipe.sinks import Interrupted, nothing_to_sync
+from logpipe.sinks.append import AppendFile
 
 MAX_EVENTS = 1000
 MAX_BYTES = 5_000_000
@@ -65,6 +75,7 @@ class DatadogLogsSink:
         max_events: int = MAX_EVENTS,
         max_bytes: int = MAX_BYTES,
         clock: Callable[[], float] = time.monotonic,
+        shutdown_timeout: float | None = None,
     ) -> None:
         self._url = urlsplit(url)
         if self._url.scheme not in ("http", "https") or not self._url.hostname:
@@ -85,6 +96,17 @@ class DatadogLogsSink:
         self._connection: http.client.HTTPConnection | None = None
         self._reported: set[int] = set()
         self.counters = Counters()
+        self._grace = shutdown_timeout
+        self._deadline = math.inf  # set once ``stop`` is, with a shutdown_timeout
+        self._deadline_passed = threading.Event()
+        self._closed = threading.Event()
+        self._post_seconds = 0.0  # how long the last try took
+        self._in_flight = False  # a request waits for its answer
+        self._cut_off = False  # the deadline cut a request off
+        if shutdown_timeout is not None:
+            threading.Thread(
+                target=self._watch, args=(shutdown_timeout,), name="logpipe-deadline", daemon=True
+            ).start()
 
     def send(self, events: Iterable[tuple[Event, int]], key: str, end: int) -> list[Token]:
         """Queue events; returns the tokens of the events delivered meanwhile (full batches).
@@ -110,7 +132,11 @@ class DatadogLogsSink:
                 len(self._events) >= self._max_events
                 or self._bytes + len(encoded) + 1 > self._max_bytes
             ):
-                delivered += self._send_batch()
+                try:
+                    delivered += self._send_batch()
+                except Interrupted as interrupted:
+                    interrupted.delivered[:0] = delivered
+                    raise
             if not self._events:
                 self._opened = self._clock()
             self._events.append(encoded)
@@ -142,9 +168,56 @@ class DatadogLogsSink:
     def parallel_append_path(self) -> None:
         """Events reach the intake only through this sink's batches."""
 
+    def reopen(self) -> None:
+        """No file to reopen."""
+
     def close(self) -> None:
+        self._closed.set()
         if self._connection is not None:
             self._connection.close()
+
+    # -- the shutdown deadline -----------------------------------------------------------------
+
+    def _watch(self, grace: float) -> None:
+        """Once ``stop`` is set, note the deadline; at the deadline, cut off a request still
+        waiting for its answer (on a thread of its own: the loop's thread is the one waiting)."""
+        self._stop.wait()
+        self._deadline = self._clock() + grace
+        if self._closed.wait(grace):
+            return
+        self._deadline_passed.set()
+        connection = self._connection
+        if self._in_flight and connection is not None and connection.sock is not None:
+            self._cut_off = True
+            with contextlib.suppress(OSError):
+                connection.sock.shutdown(socket.SHUT_RDWR)
+
+    def _check_time(self, wait: float) -> None:
+        """At a shutdown, raise ``Interrupted`` unless a try after ``wait`` seconds can end by
+        the deadline, judging by how long the last try took. Without a shutdown_timeout, only
+        a batch's first try is made."""
+        if not self._stop.is_set():
+            return
+        if self._grace is None:
+            if wait > 0:
+                raise Interrupted("shutdown while the logs intake was failing")
+            return
+        if wait + self._post_seconds > self._deadline - self._clock():
+            maybe = " (the intake had not answered for them: they may arrive twice)"
+            raise Interrupted(
+                f"shutdown: {len(self._events)} events not delivered within the shutdown "
+                f"timeout of {self._grace:g} s{maybe if self._cut_off else ''}"
+            )
+
+    def _wait_to_retry(self, delay: float) -> None:
+        """Wait ``delay`` seconds before the next try; a shutdown meanwhile ends the wait only
+        when that try could not end by the deadline."""
+        self._check_time(delay)
+        until = self._clock() + delay
+        if self._stop.wait(delay):
+            left = max(0.0, until - self._clock())
+            self._check_time(left)
+            self._deadline_passed.wait(left)
 
     # -- sending -------------------------------------------------------------------------------
 
@@ -153,21 +226,34 @@ class DatadogLogsSink:
         compressed = _gzip(body)
         attempt = 0
         while True:
-            status, retry_after = self._post(compressed)
+            self._check_time(0.0)
+            status, retry_after = self._timed_post(compressed)
             if status is not None and 200 <= status < 300:
                 self.delivered += len(self._events)
                 return self._take()
+            what = f"HTTP {status}" if status is not None else "no answer"
             if status is not None and status not in RETRYABLE and status < 500:
-                self._reject(status, body)
-                return self._take()
+                try:
+                    self._reject(status, body)
+                    return self._take()
+                except OSError as error:  # the dead letters cannot be kept: keep the batch
+                    what = f"HTTP {status}, and cannot write {error.filename}: {error.strerror}"
             self.counters.retries += 1
             delay = retry_after if retry_after is not None else _backoff(attempt)
             if attempt == 0 or attempt % 10 == 0:
-                what = f"HTTP {status}" if status is not None else "no answer"
                 self._warn(f"logs intake: {what}; retrying in {delay:.1f} s (batch kept)")
-            if self._stop.wait(delay):
-                raise Interrupted("shutdown while the logs intake was failing")
+            self._wait_to_retry(delay)
             attempt += 1
+
+    def _timed_post(self, body: bytes) -> tuple[int | None, float | None]:
+        """``_post``, noting how long it took and that it is under way meanwhile."""
+        started = self._clock()
+        self._in_flight = True
+        try:
+            return self._post(body)
+        finally:
+            self._in_flight = False
+            self._post_seconds = self._clock() - started
 
     def _post(self, body: bytes) -> tuple[int | None, float | None]:
         """(status, Retry-After seconds) of one try; status None when nothing came back."""
@@ -201,6 +287,9 @@ class DatadogLogsSink:
         return self._connection
 
     def _reject(self, status: int, body: bytes) -> None:
+        """Keep a refused batch in the dead letters (raising ``OSError`` when it cannot be
+        written: the batch is then kept here), then count and report it."""
+        self._keep_dead_letters()
         self.counters.rejected[status] = self.counters.rejected.get(status, 0) + 1
         self.counters.dead_lettered += len(self._events)
         if status not in self._reported:
@@ -211,11 +300,18 @@ class DatadogLogsSink:
                 f"({reason.get(status, 'bad request')}); not retrying, its "
                 f"{len(self._events)} events go to {self._dead_letters}"
             )
+
+    def _keep_dead_letters(self) -> None:
+        """Append the batch's events to the dead-letter file, whole, and sync it."""
         self._dead_letters.parent.mkdir(parents=True, exist_ok=True)
-        with open(self._dead_letters, "ab") as file:
+        file = AppendFile.open(str(self._dead_letters), self._warn)
+        try:
             file.write(b"\n".join(self._events) + b"\n")
-            file.flush()
             os.fsync(file.fileno())
+        except OSError as error:
+            raise OSError(error.errno, error.strerror, file.path) from None
+        finally:
+            file.close()
 
     def _take(self) -> list[Token]:
         tokens = self._tokens

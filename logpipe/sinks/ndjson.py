@@ -1,26 +1,41 @@
 """NDJSON output, to stdout or a file: events serialised with orjson and written in large
 chunks (``NdjsonWriter``); as a log sink, events are delivered as soon as they are written
-(``NdjsonSink``)."""
+(``NdjsonSink``). A file is appended to in whole events only (``AppendFile``): a write that
+fails is undone, and what it held stays buffered until a later write succeeds."""
 
 from __future__ import annotations
 
 import os
 import stat
+import sys
 from collections.abc import Callable, Iterable
 from functools import partial
 from io import BytesIO
 from operator import itemgetter
-from typing import Any, BinaryIO
+from typing import Any, Protocol
 
 import orjson
 
 from logpipe.event import Event, Token
 from logpipe.sinks import nothing_to_sync
+from logpipe.sinks.append import AppendFile
 from logpipe.sinks.write_behind import write_behind
 
 FLUSH_BYTES = 1 << 20
 _first = itemgetter(0)  # the event of an (event, offset) pair (C-level: no frame per event)
 _OPTIONS = orjson.OPT_APPEND_NEWLINE
+
+
+class Stream(Protocol):
+    """Where NDJSON goes: a binary stream (stdout) or an ``AppendFile``."""
+
+    def write(self, data: bytes | memoryview, /) -> int: ...
+
+    def flush(self) -> None: ...
+
+    def fileno(self) -> int: ...
+
+    def tell(self) -> int: ...
 
 
 class NdjsonWriter:
@@ -31,15 +46,19 @@ class NdjsonWriter:
     reusing the same block, still in cache).
     """
 
-    def __init__(self, stream: BinaryIO, *, flush_bytes: int = FLUSH_BYTES) -> None:
+    def __init__(
+        self, stream: Stream, *, flush_bytes: int = FLUSH_BYTES, hold: bool = False
+    ) -> None:
         self._stream = stream
         self._flush_bytes = flush_bytes
+        self._hold = hold  # a failed write keeps what is buffered (else it is raised at once)
         self._buffer = BytesIO()
         self._size = 0  # bytes of the buffer in use (it is rewound, never shrunk)
         self.events = 0
 
     def write_all(self, events: Iterable[dict[str, Any]]) -> None:
-        """Write every event (a hot loop)."""
+        """Write every event (a hot loop). With ``hold``, a write that fails here keeps them
+        all buffered, and ``flush`` raises its error."""
         write, dumps = self._buffer.write, orjson.dumps
         size, count, limit = self._size, 0, self._flush_bytes
         for event in events:
@@ -47,10 +66,25 @@ class NdjsonWriter:
             count += 1
             if size >= limit:
                 self._size = size
-                self._spill()
-                size = 0
+                limit = self._spill_or_hold()
+                size = self._size
         self._size = size
         self.events += count
+
+    def _spill_or_hold(self) -> int:
+        """Spill the buffer; the size at which to try next (with ``hold``, never again in this
+        call when the write failed: the rest is held until ``flush``)."""
+        try:
+            self._spill()
+        except OSError:
+            if not self._hold:
+                raise
+            return sys.maxsize
+        return self._flush_bytes
+
+    def redirect(self, stream: Stream) -> None:
+        """Write to ``stream`` from now on (what was buffered was flushed before)."""
+        self._stream = stream
 
     def write_ndjson(self, block: bytes, events: int) -> None:
         """Write ``events`` events already serialised as NDJSON, after those buffered."""
@@ -63,25 +97,65 @@ class NdjsonWriter:
         self._stream.flush()
 
     def _spill(self) -> None:
-        if self._size:
+        """Write the buffer out; what a failed write held stays buffered, to be written again.
+        A buffer that grew while writes failed goes a piece of whole events at a time, so that
+        a disk with some room again takes some."""
+        if self._size > 2 * self._flush_bytes:
+            self._spill_in_pieces()
+        elif self._size:
             with self._buffer.getbuffer() as view:
                 self._stream.write(view[: self._size])
             self._buffer.seek(0)
             self._size = 0
+
+    def _spill_in_pieces(self) -> None:
+        data = self._buffer.getvalue()[: self._size]
+        done = 0
+        try:
+            while done < len(data):
+                cut = data.rfind(b"\n", done, done + self._flush_bytes)
+                if cut < 0:  # an event longer than a piece
+                    cut = data.find(b"\n", done + self._flush_bytes)
+                self._stream.write(memoryview(data)[done : cut + 1])
+                done = cut + 1
+        finally:
+            self._buffer.seek(0)
+            self._size = self._buffer.write(memoryview(data)[done:])
 
 
 class NdjsonSink:
     """A log sink writing one JSON object per line; a file's ``sync_job`` fsyncs what was
     written, then lets the page cache drop it (``write_behind``)."""
 
-    def __init__(self, stream: BinaryIO, *, fsync: bool, path: str | None = None) -> None:
+    def __init__(
+        self,
+        stream: Stream,
+        *,
+        fsync: bool,
+        path: str | None = None,
+        report: Callable[[str], None] = lambda message: None,
+        owned: AppendFile | None = None,
+    ) -> None:
         self._path = path  # the file written, when there is one
-        self._writer = NdjsonWriter(stream)
+        self._report = report  # told when a file (re)opened had to be cut back
+        self._writer = NdjsonWriter(stream, hold=True)
+        self._wants_fsync = fsync
+        self._owned = owned  # the file this sink opened (closed by ``close`` or ``reopen``)
+        self._flushed_events = 0  # the writer's event count at the last flush
+        self._use(stream)
+
+    @classmethod
+    def to_file(cls, path: str, report: Callable[[str], None]) -> NdjsonSink:
+        """A sink appending to ``path``, cut back to its last whole line first (``report`` is
+        told when it had to be)."""
+        file = AppendFile.open(path, report)
+        return cls(file, fsync=True, path=path, report=report, owned=file)
+
+    def _use(self, stream: Stream) -> None:
         self._stream = stream
         # Only a regular file can be synced (not /dev/null, a pipe or a terminal).
-        self._fsync = fsync and stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
+        self._fsync = self._wants_fsync and stat.S_ISREG(os.fstat(stream.fileno()).st_mode)
         self._synced_to = stream.tell() if self._fsync else 0  # where the last sync job ends
-        self._flushed_events = 0  # the writer's event count at the last flush
 
     @property
     def delivered(self) -> int:
@@ -116,7 +190,7 @@ class NdjsonSink:
             return nothing_to_sync  # stdout, a pipe, /dev/null
         start, end = self._synced_to, self._stream.tell()
         self._synced_to = end
-        return partial(_sync, self._stream.fileno(), start, end)
+        return partial(_sync, self._stream.fileno(), start, end, self._path or "the output")
 
     def stats(self) -> dict[str, int]:
         return {}
@@ -125,15 +199,40 @@ class NdjsonSink:
         """The file written, if there is one: other processes may append to it in turn."""
         return self._path
 
-    def close(self) -> None:
+    def reopen(self) -> str | None:
+        """Write out and sync what was sent, then open the file's path again (logrotate moved
+        the file away): the path, or None when the output is not a file (nothing to reopen).
+        Call it while no sync job runs."""
+        if self._path is None:
+            return None
         self._flush()
+        if self._fsync:
+            _sync(self._stream.fileno(), self._synced_to, self._stream.tell(), self._path)
+        file = AppendFile.open(self._path, self._report)
+        if self._owned is not None:
+            self._owned.close()
+        self._owned = file
+        self._writer.redirect(file)
+        self._use(file)
+        return self._path
+
+    def close(self) -> None:
+        """Close the file this sink opened. What is still buffered (its write failed) is not
+        written: no checkpoint covers it, so it is read again after a restart."""
+        if self._owned is not None:
+            self._owned.close()
+            self._owned = None
 
     def _flush(self) -> None:
         self._writer.flush()
         self._flushed_events = self._writer.events
 
 
-def _sync(fd: int, start: int, end: int) -> None:
-    """Make bytes ``[start, end)`` of ``fd`` durable, then free their pages."""
-    os.fsync(fd)
+def _sync(fd: int, start: int, end: int, path: str) -> None:
+    """Make bytes ``[start, end)`` of ``fd`` (the file ``path``) durable, then free their
+    pages."""
+    try:
+        os.fsync(fd)
+    except OSError as error:
+        raise OSError(error.errno, error.strerror, path) from None
     write_behind(fd, start, end)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from logpipe.sinks.append import AppendFile
 from logpipe.sinks.write_behind import write_behind
 
 if TYPE_CHECKING:
@@ -64,15 +65,15 @@ def share(context: BaseContext, path: str) -> tuple[OutputTurns, OutputFile]:
 
 @dataclass(frozen=True)
 class _WorkerOutput:
-    fd: int
+    file: AppendFile
     turns: OutputTurns
 
     def write(self, block: bytes) -> None:
-        view = memoryview(block)
-        while view:
-            view = view[os.write(self.fd, view) :]
-        end = os.lseek(self.fd, 0, os.SEEK_CUR)  # (O_APPEND: just past this block)
-        write_behind(self.fd, end - len(block), end)
+        """Append ``block`` whole, or nothing (``AppendFile``)."""
+        self.file.write(block)
+        fd = self.file.fileno()
+        end = os.lseek(fd, 0, os.SEEK_CUR)  # (O_APPEND: just past this block)
+        write_behind(fd, end - len(block), end)
 
 
 _output: _WorkerOutput | None = None  # this worker process's output file, if it writes one
@@ -83,7 +84,7 @@ def open_in_worker(output: OutputFile) -> None:
     global _output
     path, next_turn, changed = output
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    _output = _WorkerOutput(fd, OutputTurns(next_turn, changed))
+    _output = _WorkerOutput(AppendFile(fd, path), OutputTurns(next_turn, changed))
 
 
 def append_in_turn(turn: int, block: bytes) -> bool:
