@@ -133,6 +133,17 @@ class Readable(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
 
+class Unterminated:
+    """The line a read ended inside (``final=False``): its first ``max_bytes`` bytes and its
+    length so far, kept so that the next read goes on after it instead of reading it again."""
+
+    __slots__ = ("head", "length")
+
+    def __init__(self) -> None:
+        self.head = b""
+        self.length = 0
+
+
 def read_batches(
     stream: Readable,
     *,
@@ -140,16 +151,21 @@ def read_batches(
     max_bytes: int = MAX_LINE_BYTES,
     final: bool = True,
     chunk_bytes: int = READ_CHUNK_BYTES,
+    unterminated: Unterminated | None = None,
 ) -> Iterator[LineBatch]:
     """The lines of ``stream`` from byte ``start``, a chunk's worth at a time.
 
     A line longer than ``max_bytes`` is cut at a character boundary (its head kept, the rest
     skipped without being held in memory). A last line without ``\n`` is yielded only when
-    ``final`` (the data is complete).
+    ``final`` (the data is complete). With ``unterminated``, the line at ``start`` begins with
+    what it holds (``stream`` is then at ``start + unterminated.length``), and once the stream
+    is read to its end it holds the line the stream ends inside.
     """
     offset = start
     head = b""  # the start of a line that goes on in the next chunk (at most max_bytes)
     head_length = 0  # that line's true length so far
+    if unterminated is not None:
+        head, head_length = unterminated.head, unterminated.length
     while chunk := stream.read(chunk_bytes):
         last = chunk.rfind(b"\n")
         if last >= 0 and head_length == len(head) and head_length + last <= max_bytes:
@@ -178,6 +194,8 @@ def read_batches(
         if len(head) < max_bytes:
             head += rest[: max_bytes - len(head)]
         head_length += len(rest)
+    if unterminated is not None:
+        unterminated.head, unterminated.length = head, head_length
     if final and head_length:
         cut = {0: head_length} if head_length > max_bytes else {}
         lines = [_cut_utf8(head) if cut else head]

@@ -39,7 +39,7 @@ from functools import partial
 from typing import BinaryIO, NamedTuple, Protocol
 
 from logpipe.checkpoints import Checkpoint, CheckpointStore
-from logpipe.lines import MAX_LINE_BYTES, LineBatch, read_batches
+from logpipe.lines import MAX_LINE_BYTES, LineBatch, Unterminated, read_batches
 from logpipe.sources.compressed_tail import CompressedTail
 from logpipe.sources.fingerprint import (
     HEAD_BYTES,
@@ -144,6 +144,7 @@ class _Reader:
     size: int = 0  # as of the last read
     scanned: int = 0  # read up to here: an unterminated last line is not read again until more
     placeholder: str | None = None  # its key while empty (no head to fingerprint yet)
+    unterminated: Unterminated = field(default_factory=Unterminated)  # at ``offset``
 
     @property
     def fd(self) -> int:
@@ -649,6 +650,7 @@ class Follower:
                 batches.append(self._record_batch(reader, record))
         self._observer.notice("truncated", reader.spec.path, offset=reader.offset, size=size)
         reader.offset = reader.size = reader.scanned = 0
+        reader.unterminated = Unterminated()
         reader.fingerprint = fingerprint_of(reader.fd, size)
         if reader.fingerprint is not None:
             self._positions.track(reader.fingerprint, reader.spec.path, 0)
@@ -714,8 +716,18 @@ class Follower:
         assert reader.fingerprint is not None
         key, path, kind = reader.fingerprint.key, reader.spec.path, reader.spec.kind
         start = reader.offset
-        file.seek(start)
-        for lines in read_batches(file, start=start, max_bytes=self._max_line_bytes, final=False):
+        # its own file: go on after the unterminated line the last read ended in, if any
+        unterminated = reader.unterminated if file is reader.file else Unterminated()
+        file.seek(start + unterminated.length)
+        reader.unterminated = Unterminated()  # until this read reaches the end
+        batches_read = read_batches(
+            file,
+            start=start,
+            max_bytes=self._max_line_bytes,
+            final=False,
+            unterminated=unterminated,
+        )
+        for lines in batches_read:
             if reader.multiline is None:
                 batches.append(Batch(kind, path, key, lines, ()))
             else:
@@ -727,6 +739,8 @@ class Follower:
             if budget is not None and lines.end - start >= budget:
                 self.more = True
                 return False
+        if file is reader.file:
+            reader.unterminated = unterminated
         return True
 
     def _record_batch(self, reader: _Reader, record: Record[bytes]) -> Batch:

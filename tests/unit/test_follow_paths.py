@@ -136,3 +136,27 @@ def test_an_empty_file_is_known_from_its_open(tmp_path: Path, clock: Clock) -> N
     append(log, line(1) + line(2))  # then a crash: nothing read, nothing stored
     again = Follower([FollowSpec(str(log), "access")], store, start_at="end", clock=clock)
     assert seqs(drain(again)) == [1, 2]
+
+
+def bytes_read_by_this_process() -> int:
+    with open("/proc/self/io") as io:
+        return next(int(row.split()[1]) for row in io if row.startswith("rchar:"))
+
+
+def test_a_growing_unterminated_line_is_read_once(tmp_path: Path, clock: Clock) -> None:
+    """Each poll reads what was added, not the whole line again; once ended, the line is one
+    capped event."""
+    log = tmp_path / "access.log"
+    append(log, line(1))
+    tail = follower(tmp_path, clock, FollowSpec(str(log), "access"), max_line_bytes=4096)
+    assert seqs(drain(tail)) == [1]
+    for _ in range(8):
+        append(log, b"x" * (1 << 20))  # a line that goes on and on
+        before = bytes_read_by_this_process()
+        assert drain(tail) == []
+        assert bytes_read_by_this_process() - before < (1 << 20) + 65536
+    append(log, b"\n" + line(2))
+    long, last = drain(tail)
+    assert long.truncated and long.data == b"x" * 4096
+    assert long.end == len(line(1)) + 8 * (1 << 20) + 1
+    assert seqs([last]) == [2]
