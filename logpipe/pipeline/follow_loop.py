@@ -206,11 +206,11 @@ class FollowPipeline:
             yield pair
 
     def status(self, rate: float) -> str:
-        """One line: throughput, delivery, backlog, and the sink's counters."""
+        """One line: throughput, delivery, backlog, unreadable files, the sink's counters."""
         extra = " ".join(f"{key}={value}" for key, value in self.sink.stats().items())
         return (
             f"status: lines/s={rate:.0f} read={self.lines} delivered={self.sink.delivered} "
-            f"behind_bytes={self.follower.behind()} {extra}"
+            f"behind_bytes={self.follower.behind()} unreadable={self.follower.problems} {extra}"
         ).rstrip()
 
     def _acknowledge(self, tokens: list[Token]) -> None:
