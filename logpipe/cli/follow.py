@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import os
 import signal
 import threading
 from collections.abc import Callable, Sequence
@@ -283,10 +284,13 @@ def follow(
 
 
 def _lock_state_dir(state_dir: Path) -> TextIO:
-    """Hold the state dir for this process: two followers must not share checkpoints."""
+    """Hold the state dir for this process: two followers must not share checkpoints. The
+    lock file is open for reading only, so that it does not keep the state dir's file system
+    from being remounted read-only (the checkpoints then wait until it is writable again)."""
     try:
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        lock = open(state_dir / "lock", "w")  # noqa: SIM115 - held until exit
+        fd = os.open(state_dir / "lock", os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        lock = os.fdopen(fd)  # held until exit
     except OSError as error:
         raise SetupError(f"state dir {state_dir}: {error.strerror}") from None
     try:
