@@ -44,7 +44,7 @@ from logpipe.metrics.timestamped import BucketedCounts, Sums
 from logpipe.parsing.access.parser import AccessParser
 from logpipe.parsing.error.parser import ErrorParser
 from logpipe.pipeline.batch import access_batch_pairs, error_batch_pairs
-from logpipe.sinks import LogSink
+from logpipe.sinks import Interrupted, LogSink
 from logpipe.sources.multiline import DEFAULT_START, Multiline
 
 CHUNK_BYTES = 1 << 18  # lines handed to the engine at a time (a worker's unit of work)
@@ -310,16 +310,25 @@ class Replay:
         elif self._engine.turns is not None and result.turn >= 0:
             self._engine.turns.take(
                 result.turn,
-                lambda: self._acknowledge(self.sink.send_ndjson(result.encoded, ends), state),
+                lambda: self._send(result.encoded, ends, state),
                 wait=True,  # due: every chunk before it has been taken, in order
             )
         elif ends:
-            self._acknowledge(self.sink.send_ndjson(result.encoded, ends), state)
+            self._send(result.encoded, ends, state)
         if time.monotonic() - self._saved >= self._save_seconds:
             self._checkpoint()
         if self._unsent:
             self._send_counts(self._unsent.popleft())
         self._progress(self)
+
+    def _send(self, block: bytes, ends: list[int], state: _FileState) -> None:
+        """Hand a chunk's events to the sink; what it delivered is acknowledged, also when it
+        gives up at a shutdown (``Interrupted``) after delivering some."""
+        try:
+            self._acknowledge(self.sink.send_ndjson(block, ends), state)
+        except Interrupted as interrupted:
+            self._acknowledge(interrupted.delivered, state)
+            raise
 
     def _finish(self, state: _FileState | None) -> None:
         """A file is read: deliver what is left of it and record it in the ledger."""

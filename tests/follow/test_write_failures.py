@@ -32,7 +32,7 @@ from tests.support.intake import Hang, Intake, Slow
 pytestmark = pytest.mark.integration
 
 KEY = "write-failures-key"
-DISK_SIZE = "8m"  # room for the few thousand events (~550 bytes each) once space is freed
+DISK_SIZE = "16m"  # room for the events written (~550 bytes each) once space is freed
 
 
 def mount_tmpfs(where: Path, size: str) -> None:
@@ -239,6 +239,32 @@ def test_parse_into_a_full_disk_is_one_line_and_exit_1(follow_env: FollowEnv) ->
         done = logpipe_command("parse", "--kind", "access", str(access), stdout=full.fileno())
     assert done.returncode == 1
     assert done.stderr == "logpipe: error: cannot write output: No space left on device\n"
+
+
+def test_replay_into_a_full_disk_stops_and_a_rerun_sends_the_rest_once(
+    follow_env: FollowEnv, small_disk: Path, report: Report
+) -> None:
+    access, output = follow_env.log("access.log"), small_disk / "events.ndjson"
+    stream = follow_env.writer(access, rate=50000, count=15000).wait()  # ~8 MB of events
+    filler = fill(small_disk)
+    os.truncate(filler, filler.stat().st_size - (3 << 20))  # 3 MB of room
+    replay = ("replay", "--access", str(access), "--state-dir", str(follow_env.state))
+    replay += ("--output", f"file:{output}", "--jobs", "2", "--quiet")
+    first = logpipe_command(*replay)
+    assert first.returncode == 1, first.stderr
+    assert first.stderr == (
+        f"logpipe: error: cannot write {output}: No space left on device; replay stopped: "
+        "the ledger keeps what was delivered before, and a re-run goes on from there\n"
+    )
+    sent_first = len(read_events(output, strict=True))  # whole events only
+    filler.unlink()
+    second = logpipe_command(*replay)
+    assert second.returncode == 0, second.stderr
+    acc = exact(read_events(output, strict=True), [stream])
+    report(
+        "replay into a full disk: first run / re-run / lost / duplicated",
+        f"{sent_first} / {len(acc.seen) - sent_first} / 0 / 0",
+    )
 
 
 @pytest.fixture
