@@ -333,12 +333,12 @@ def test_a_slow_intake_at_sigterm_exits_within_the_shutdown_timeout(
     args = ["--output", "datadog", "--intake-url", intake.url, "--dogstatsd", "off"]
     follow_env.logpipe(access=[access], extra_args=[*args, "--shutdown-timeout", "8"])
     run = follow_env.runs[-1]
+    wait_until(lambda: run.handles(signal.SIGHUP), 10, what="SIGHUP handled")
+    os.kill(run.pid, signal.SIGHUP)  # harmless without an output file
+    wait_said(run, "SIGHUP: the output is not a file; nothing to reopen")
     intake.fail_for(600, Slow(3))
     stream = follow_env.writer(access, rate=20000, count=20000).wait()
     intake.wait_requests(2, timeout=30)
-    wait_until(lambda: run.handles(signal.SIGHUP), 10, what="SIGHUP handled")
-    os.kill(run.pid, signal.SIGHUP)
-    wait_said(run, "SIGHUP: the output is not a file; nothing to reopen")
     started = time.monotonic()
     assert run.stop(timeout=8 + 5) == 0
     took = time.monotonic() - started
