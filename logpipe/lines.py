@@ -144,6 +144,29 @@ class Unterminated:
         self.length = 0
 
 
+class Prefixed:
+    """``stream`` with ``head`` (bytes already read from it) put back in front."""
+
+    def __init__(self, head: bytes, stream: Readable) -> None:
+        self._head = head
+        self._stream = stream
+
+    def read(self, size: int = -1, /) -> bytes:
+        if not self._head:
+            return self._stream.read(size)
+        if size < 0:
+            data, self._head = self._head + self._stream.read(), b""
+            return data
+        data, self._head = self._head[:size], self._head[size:]
+        return data
+
+
+def head_lines(head: bytes) -> list[str]:
+    """The complete lines of the first bytes of a file, decoded (for a look at its layout)."""
+    complete = head[: head.rfind(b"\n") + 1]
+    return complete.decode("utf-8", "replace").splitlines()
+
+
 def read_batches(
     stream: Readable,
     *,

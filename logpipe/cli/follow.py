@@ -23,6 +23,7 @@ from logpipe.cli.options import (
     add_log_options,
     add_parsing_options,
     add_tag_options,
+    fixed_access_format,
     multiline_pattern,
     tags_from,
 )
@@ -30,9 +31,9 @@ from logpipe.cli.outputs import open_sink, output_settings
 from logpipe.cli.runtime import relax_gc, warn
 from logpipe.metrics.client import dogstatsd
 from logpipe.metrics.derive import EventMetrics
-from logpipe.parsing.access.parser import AccessParser
 from logpipe.parsing.error.parser import ErrorParser
 from logpipe.pipeline.follow_loop import FollowPipeline
+from logpipe.pipeline.formats import AccessFormats
 from logpipe.problems import SetupError
 from logpipe.service_tags import ServiceTags
 from logpipe.sinks import Interrupted
@@ -163,9 +164,15 @@ def run_follow(arguments: Sequence[str]) -> int:
     if not args.access and not args.error:
         raise SetupError("nothing to follow: give --access PATH and/or --error PATH")
     service_tags = tags_from(args)
-    access = access_parser(args, service_tags)
+    access = access_parser(args, service_tags)  # checks the options, whatever the format
+    if fixed_access_format(args) is None:  # auto: each file's own, detected
+        formats = AccessFormats(
+            make=lambda found: access_parser(args, service_tags, found), report=warn
+        )
+    else:
+        formats = AccessFormats(access)
     pattern = multiline_pattern(args.multiline_pattern)
-    return follow(args, access, pattern, service_tags)
+    return follow(args, formats, pattern, service_tags)
 
 
 class StderrObserver:
@@ -193,7 +200,7 @@ class StderrObserver:
 
 
 def follow(
-    args: argparse.Namespace, access: AccessParser, pattern: str, service_tags: ServiceTags
+    args: argparse.Namespace, access: AccessFormats, pattern: str, service_tags: ServiceTags
 ) -> int:
     """Run follow mode until SIGTERM/SIGINT; exit status 0 after a clean drain."""
     try:

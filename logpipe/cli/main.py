@@ -43,6 +43,10 @@ def _run(arguments: list[str]) -> int:
         from logpipe.cli.replay import run_replay
 
         return run_replay(rest)
+    if command == ["detect"]:
+        from logpipe.cli.detect import run_detect
+
+        return run_detect(rest)
     if command == ["check"]:
         from logpipe.cli.check import run_check
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+from collections.abc import Sequence
 from typing import NoReturn
 
 from logpipe.lines import MAX_LINE_BYTES
@@ -14,6 +15,8 @@ from logpipe.parsing.access.parser import AccessParser
 from logpipe.problems import SetupError
 from logpipe.service_tags import ServiceTags, split_tags
 from logpipe.sources.multiline import DEFAULT_START
+
+AUTO = "auto"  # --access-format: detect each file's format
 
 
 class UsageError(SetupError):
@@ -71,9 +74,11 @@ def add_parsing_options(parser: argparse.ArgumentParser) -> None:
     """``--access-format``, ``--multiline-pattern`` and ``--max-line-bytes``."""
     parser.add_argument(
         "--access-format",
-        metavar="FMT",
-        help="gunicorn's access_log_format (default: gunicorn's default, plus the "
-        "common log format and a trailing quoted X-Forwarded-For)",
+        metavar="FMT|auto",
+        default=AUTO,
+        help="gunicorn's access_log_format; auto (the default): detected from each file's "
+        "first lines (gunicorn's default, uvicorn's line, or a format inferred from them), and "
+        "said on stderr",
     )
     parser.add_argument(
         "--multiline-pattern",
@@ -122,20 +127,29 @@ def tags_from(args: argparse.Namespace) -> ServiceTags:
 
 
 def access_parser(
-    args: argparse.Namespace, service_tags: ServiceTags | None = None
+    args: argparse.Namespace,
+    service_tags: ServiceTags | None = None,
+    formats: Sequence[str] | None = None,
 ) -> AccessParser:
-    """The access parser the options ask for (its events carry ``service_tags``'s
-    attributes)."""
+    """The access parser the options ask for, or for ``formats`` (a detection's), its events
+    carrying ``service_tags``'s attributes."""
     if args.max_line_bytes < 1:
         raise SetupError("--max-line-bytes must be positive")
+    fmt = formats if formats is not None else fixed_access_format(args)
     try:
         return AccessParser(
-            args.access_format,
+            fmt,
             max_line_bytes=args.max_line_bytes,
             attributes=service_tags.attributes if service_tags else None,
         )
     except FormatError as error:
         raise SetupError(f"--access-format: {error}") from None
+
+
+def fixed_access_format(args: argparse.Namespace) -> str | None:
+    """The ``--access-format`` given, or None for ``auto`` (detected per file)."""
+    fmt: str | None = args.access_format
+    return None if fmt in (None, AUTO) else fmt
 
 
 def multiline_pattern(pattern: str) -> str:

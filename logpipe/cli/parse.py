@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import gzip
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -14,11 +15,14 @@ from logpipe.cli.options import (
     access_parser,
     add_parsing_options,
     add_tag_options,
+    fixed_access_format,
     multiline_pattern,
     tags_from,
 )
-from logpipe.cli.runtime import relax_gc
+from logpipe.cli.runtime import relax_gc, warn
 from logpipe.event import Event
+from logpipe.lines import Prefixed, head_lines
+from logpipe.parsing.access.detect import detect
 from logpipe.parsing.error.parser import ErrorParser
 from logpipe.pipeline.batch import access_events, error_events
 from logpipe.problems import Failure, SetupError
@@ -27,6 +31,8 @@ from logpipe.sinks.ndjson import NdjsonWriter
 from logpipe.sources.multiline import Multiline
 
 STDOUT = "<stdout>"  # the name AppendFile gives stdout in its errors
+GZIP_MAGIC = b"\x1f\x8b"
+HEAD_BYTES = 65_536  # what format detection looks at
 
 
 def build_parse_parser() -> argparse.ArgumentParser:
@@ -59,9 +65,14 @@ def run_parse(arguments: Sequence[str]) -> int:
     path = None if args.file == "-" else args.file
     service_tags = tags_from(args)
     if args.kind == "access":
-        access = access_parser(args, service_tags)
 
         def events(stream: BinaryIO) -> Iterator[Event]:
+            formats = None
+            if fixed_access_format(args) is None:  # auto: from the first lines
+                head = stream.read(HEAD_BYTES)
+                formats = _detected(head, args.file)
+                stream = Prefixed(head, stream)  # type: ignore[assignment]
+            access = access_parser(args, service_tags, formats)
             return access_events(stream, access, path=path)
     else:
         multiline: Multiline[bytes] = Multiline(
@@ -77,7 +88,7 @@ def run_parse(arguments: Sequence[str]) -> int:
             )
 
     relax_gc()
-    with _open_input(args.file) as stream:
+    with open_input(args.file) as stream:
         # whole events only: stdout redirected to a file that fills up keeps no half event
         writer = NdjsonWriter(AppendFile(sys.stdout.fileno(), STDOUT))
         try:
@@ -90,14 +101,37 @@ def run_parse(arguments: Sequence[str]) -> int:
     return 0
 
 
+def _detected(head: bytes, name: str) -> tuple[str, ...] | None:
+    """The formats detected from the first lines (None: gunicorn's defaults), said once."""
+    lines = head_lines(head)
+    if not lines:
+        return None  # nothing to detect from: gunicorn's default
+    detection = detect(lines)
+    if detection is None:
+        warn(f"{name}: no known or inferable access format fits its first lines; parsing "
+             "with gunicorn's default (give --access-format FMT)")  # fmt: skip
+        return None
+    warn(f"{name}: access format {detection.describe()}")
+    return None if detection.default else detection.formats
+
+
 @contextmanager
-def _open_input(name: str) -> Iterator[BinaryIO]:
+def open_input(name: str) -> Iterator[BinaryIO]:
+    """The file (or stdin) to read, decompressed when it is gzip (by its magic bytes)."""
     if name == "-":
-        yield sys.stdin.buffer
+        stdin = sys.stdin.buffer
+        gzipped = stdin.peek(2)[:2] == GZIP_MAGIC  # type: ignore[union-attr]
+        yield gzip.GzipFile(fileobj=stdin) if gzipped else stdin  # type: ignore[misc]
         return
     try:
         stream = open(name, "rb")  # noqa: SIM115 - closed below
     except OSError as error:
         raise SetupError(f"cannot read {name}: {error.strerror}") from None
     with stream:
+        if stream.read(2) == GZIP_MAGIC:
+            stream.seek(0)
+            with gzip.GzipFile(fileobj=stream) as archive:
+                yield archive  # type: ignore[misc]
+            return
+        stream.seek(0)
         yield stream

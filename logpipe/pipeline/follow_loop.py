@@ -25,6 +25,7 @@ from logpipe.event import Event, Token
 from logpipe.parsing.access.parser import AccessParser
 from logpipe.parsing.error.parser import ErrorParser
 from logpipe.pipeline.batch import access_batch_pairs, record_pairs
+from logpipe.pipeline.formats import AccessFormats
 from logpipe.pipeline.outage import Outage, passing
 from logpipe.sinks import Interrupted, LogSink
 from logpipe.sources.follower import Batch, Follower
@@ -46,7 +47,7 @@ class FollowPipeline:
         follower: Follower,
         sink: LogSink,
         *,
-        access: AccessParser,
+        access: AccessParser | AccessFormats,
         errors: ErrorParser,
         observers: Sequence[Callable[[Event], object]] = (),
         waker: Waker | None = None,
@@ -60,7 +61,8 @@ class FollowPipeline:
     ) -> None:
         self.follower = follower
         self.sink = sink
-        self._access = access
+        # each file's access parser: the one given, or one per file's detected format
+        self._access = access if isinstance(access, AccessFormats) else AccessFormats(access)
         self._errors = errors
         self._observers = tuple(observers)
         self._waker = waker
@@ -189,7 +191,8 @@ class FollowPipeline:
         still in the CPU's cache, and few are alive at once."""
         for batch in batches:
             if batch.lines is not None:
-                pairs = access_batch_pairs((batch.lines,), self._access, path=batch.path)
+                parser = self._access.parser_for(batch.path, batch.lines)
+                pairs = access_batch_pairs((batch.lines,), parser, path=batch.path)
             else:
                 pairs = record_pairs(batch.records, self._errors, path=batch.path)
             if self._observers:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from time import time_ns
 from typing import Any
 
 from logpipe.event import ACCESS_LOGGER, Event
@@ -104,6 +105,27 @@ def _remote_address(v: str, repairs: Repairs) -> Code:
         f"if {v}:",
         f'    network["client"] = {{"ip": {v}}}',
         writes={"network"},
+    )
+
+
+def _client_address(v: str, repairs: Repairs) -> Code:  # uvicorn's "host:port"
+    return Code.of(
+        f'host, _, port = {v}.rpartition(":")',
+        'network["client"] = client = {"ip": host.strip("[]"), "port": int(port)}',
+        'if port == "0":  # uvicorn took the client from X-Forwarded-For',
+        '    client["from_forwarded_for"] = True',
+        writes={"network"},
+    )
+
+
+def _read_time() -> Code:
+    """A format without a time: the event is stamped when it is read, and says so."""
+    return Code.of(
+        "timestamp = time_ns() // 1_000_000",
+        "if bookkeeping is None:",
+        "    bookkeeping = {}",
+        'bookkeeping["timestamp_source"] = "read"',
+        writes={"timestamp"},
     )
 
 
@@ -217,6 +239,9 @@ ATOMS: dict[str, Atom] = {
     "a": _user_agent,
     "p": _pid,
     FORWARDED_FOR_KEY: _braced('http["_x_forwarded_for"]'),
+    "client_addr": _client_address,
+    "request_line": _request_line,
+    "status_code": _status,
 }
 
 REQUEST_PARTS = ("m", "U", "q", "H")
@@ -265,6 +290,7 @@ TOP_LEVEL: dict[str, tuple[str, str | None]] = {
 }
 
 _NAMESPACE = {
+    "time_ns": time_ns,
     "ACCESS_TIMES": ACCESS_TIMES,
     "STATUS_CODES": STATUS_CODES,
     "URL_DETAILS": URL_DETAILS,
@@ -301,6 +327,8 @@ class AccessEventPlan:
         if "r" not in position and not position.keys().isdisjoint(REQUEST_PARTS):
             parts = ", ".join(position.get(key, "None") for key in REQUEST_PARTS)
             blocks.append(Code.of(f"request_parts(http, {parts})", writes={"http"}))
+        if "t" not in position:
+            blocks.append(_read_time())
         duration = next((key for key in DURATIONS if key in position), None)
         if duration:
             nanoseconds = DURATIONS[duration](position[duration])

@@ -13,6 +13,9 @@ from dataclasses import dataclass
 DEFAULT_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
 COMMON_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s'
 FORWARDED_FORMAT = DEFAULT_FORMAT + ' "%({x-forwarded-for}i)s"'
+# uvicorn workers (-k uvicorn_worker.UvicornWorker) write uvicorn's own line, gunicorn's format
+# ignored; its atoms are named as uvicorn's access formatter names them.
+UVICORN_FORMAT = '%(client_addr)s - "%(request_line)s" %(status_code)s'
 
 # What logpipe accepts when no format is given: what Datadog's pipeline accepts.
 DEFAULT_FORMATS: tuple[str, ...] = (DEFAULT_FORMAT, COMMON_FORMAT, FORWARDED_FORMAT)
@@ -38,6 +41,10 @@ ATOM_TERMINALS: dict[str, str] = {
     "M": "INTEGER",
     "L": "DECIMAL_SECONDS",
     "p": "PID",
+    # uvicorn's access line
+    "client_addr": "CLIENT_ADDR",
+    "request_line": "REQUEST_LINE",
+    "status_code": "STATUS",
 }
 HEADER_OR_ENVIRON_TERMINAL = "TEXT"
 UNKNOWN_ATOM_TERMINAL = "DASH"
