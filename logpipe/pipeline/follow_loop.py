@@ -72,6 +72,8 @@ class FollowPipeline:
         self._telemetry = telemetry  # called at each checkpoint (self-telemetry, metric flushes)
         self._exit_idle = exit_idle
         self.lines = 0  # lines or records read
+        self.parse_errors = 0  # access lines that did not parse
+        self._parse_errors: dict[str, int] = {}  # by file
         self._durable = -1  # the sink's ``delivered`` when its last sync job was made
         self._checkpointing = Checkpointing()
         self._next_checkpoint = 0.0
@@ -192,6 +194,7 @@ class FollowPipeline:
         for batch in batches:
             if batch.lines is not None:
                 parser = self._access.parser_for(batch.path, batch.lines)
+                failures = parser.failures
                 pairs = access_batch_pairs((batch.lines,), parser, path=batch.path)
             else:
                 pairs = record_pairs(batch.records, self._errors, path=batch.path)
@@ -199,6 +202,21 @@ class FollowPipeline:
                 pairs = self._observed(pairs)
             self.lines += len(batch)
             self._acknowledge(self.sink.send(pairs, batch.key, batch.end))
+            if batch.lines is not None and parser.failures != failures:
+                self._parse_failed(batch.path, parser.failures - failures, parser.last_failure)
+
+    def _parse_failed(self, path: str, count: int, last: tuple[str, str] | None) -> None:
+        """Count lines that did not parse; say so for a file at its 1st, 10th, 100th...,
+        with the last reason and line."""
+        before = self._parse_errors.get(path, 0)
+        self._parse_errors[path] = total = before + count
+        self.parse_errors += count
+        if last is not None and len(str(total)) > len(str(before)):
+            reason, line = last
+            self._report(
+                f"{path}: {total} line{'s' if total > 1 else ''} did not parse so far (they "
+                f"are sent with logpipe.parse_error); the last: {reason}: {line[:200]!r}"
+            )
 
     def _observed(self, pairs: Iterator[tuple[Event, int]]) -> Iterator[tuple[Event, int]]:
         """Each pair, its event shown to the observers first."""
@@ -213,7 +231,8 @@ class FollowPipeline:
         extra = " ".join(f"{key}={value}" for key, value in self.sink.stats().items())
         return (
             f"status: lines/s={rate:.0f} read={self.lines} delivered={self.sink.delivered} "
-            f"behind_bytes={self.follower.behind()} unreadable={self.follower.problems} {extra}"
+            f"behind_bytes={self.follower.behind()} unreadable={self.follower.problems} "
+            f"parse_errors={self.parse_errors} {extra}"
         ).rstrip()
 
     def _acknowledge(self, tokens: list[Token]) -> None:

@@ -19,6 +19,7 @@ from logpipe.parsing.failures import failed_event, flag_repairs, reason
 
 Match = tuple[int, Sequence[str]]  # (index of the format, atom values in that format's order)
 EXPLAIN_LIMIT = 65_536  # characters: longer lines the fast path declines are not given to Lark
+EXTRA_FIELDS = 8  # trailing fields looked for past a format's end
 
 
 class AccessParseError(ValueError):
@@ -71,6 +72,8 @@ class AccessParser:
             )
         self.max_line_bytes = max_line_bytes
         self.chain = tuple(chain)
+        self.failures = 0  # lines that did not parse
+        self.last_failure: tuple[str, str] | None = None  # (reason, line) of the last one
 
     def parse(self, line: str | bytes, *, truncated: bool = False) -> Event:
         """The event for one line (``truncated``: the reader already cut it)."""
@@ -146,12 +149,21 @@ class AccessParser:
         try:
             index, values = self._explained(text)
         except AccessParseError as error:
+            self.failures += 1
+            self.last_failure = (str(error), text)
             return failed_event(text, str(error), ACCESS_LOGGER, self.attributes, bookkeeping)
         return self._builds[index](text, values, bookkeeping)
 
     def _explain(self, text: str, error: UnexpectedInput) -> str:
-        """The reason for the failure that got furthest into the line, with or without lookahead."""
+        """The reason for the failure that got furthest into the line, with or without lookahead;
+        for a line that is a whole line of the format with more after it, how much more."""
         from lark.exceptions import UnexpectedInput
+
+        extra = self._extra_fields(text)
+        if extra:
+            return (
+                f"access line: {extra} more field{'s' if extra > 1 else ''} after the format's end"
+            )
 
         try:
             lark_parser(self.formats, lookahead=False).parse(text + END)
@@ -159,6 +171,19 @@ class AccessParser:
             if plain.column > error.column:
                 error = plain
         return reason(error, self._describe, "access line")
+
+    def _extra_fields(self, text: str) -> int:
+        """How many space-separated fields follow the longest start of ``text`` that the format
+        parses whole (0: none does). Tried from the right, at most ``EXTRA_FIELDS`` cuts."""
+        match = fast_access(self.formats).match  # (whether or not this parser takes the path)
+        end = len(text)
+        for count in range(1, EXTRA_FIELDS + 1):
+            end = text.rfind(" ", 0, end)
+            if end <= 0:
+                return 0
+            if match(text[:end]) is not None:
+                return count
+        return 0
 
     def _describe(self, terminal: str) -> str:
         spec = self.grammar.tokens.get(terminal)
