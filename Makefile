@@ -44,9 +44,10 @@ bench: $(READY)
 	$(BIN)/python bench/replay_bench.py
 	$(BIN)/python bench/sidecar_bench.py
 
-# Regenerate tests/fixtures/logs/ from real gunicorn (commit the result).
+# Regenerate tests/fixtures/logs/ from real gunicorn (commit the result); ONLY="uvicorn eventlet"
+# redoes just those runs. Older gunicorn/eventlet get venvs of their own in ~/.cache (needs PyPI).
 fixtures: $(READY)
-	$(BIN)/python tests/fixtures/make_fixtures.py
+	$(BIN)/python tests/fixtures/make_fixtures.py $(if $(ONLY),--only $(ONLY))
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .hypothesis
