@@ -13,6 +13,17 @@ from logpipe.pipeline.batch import error_events
 from tests.conftest import LOGS, flatten
 
 RUNS = ("default", "durations", "headers")
+# Other servers and logging setups (make_fixtures.py NEW_RUNS); only their files are checked here.
+NEW_RUNS = ("uvicorn", "jsonlog", "logconf", "jsonaccess", "gunicorn20", "eventlet")
+NEW_RUN_FILES = (
+    "access.log",
+    "error.log",
+    "expected_access.jsonl",
+    "expected_errors.json",
+    "sent_requests.jsonl",
+    "format.txt",
+    "config.txt",
+)
 
 
 def _format(run: str) -> str | None:
@@ -148,4 +159,30 @@ def test_bots_and_categories() -> None:
 
 
 def test_runs_are_listed(logs_dir: Path) -> None:
-    assert sorted(path.name for path in logs_dir.iterdir() if path.is_dir()) == sorted(RUNS)
+    assert sorted(path.name for path in logs_dir.iterdir() if path.is_dir()) == sorted(
+        RUNS + NEW_RUNS
+    )
+
+
+@pytest.mark.parametrize("run", NEW_RUNS)
+def test_new_run_fixtures_are_complete(run: str) -> None:
+    """Every file is there, the counts are not zero and sent_requests.jsonl agrees with
+    expected_access.jsonl (independent of parsing the formats)."""
+    run_dir = LOGS / run
+    for name in NEW_RUN_FILES:
+        assert (run_dir / name).is_file(), name
+    assert len((run_dir / "config.txt").read_text("utf-8").splitlines()) == 1
+    expected = (run_dir / "expected_access.jsonl").read_text("utf-8").splitlines()
+    sent = [
+        json.loads(line)
+        for line in (run_dir / "sent_requests.jsonl").read_text("utf-8").splitlines()
+    ]
+    logged = [row for row in sent if row["logged"]]
+    assert len(expected) == len(logged) > 100
+    assert [row["access_record"] for row in logged] == list(range(len(expected)))
+    errors = json.loads((run_dir / "expected_errors.json").read_text("utf-8"))
+    assert errors["traceback_records"] == len(errors["exception_classes"]) > 0
+    assert len(errors["traceback_records_detail"]) == errors["traceback_records"]
+    assert sum(errors["records_by_level"].values()) > 0
+    assert (run_dir / "error_format.txt").is_file() == (errors["error_layout"] != "gunicorn")
+    assert (run_dir / "access.log").read_bytes().count(b"\n") >= len(expected)
