@@ -11,7 +11,10 @@ from logpipe.parsing.attributes import run_chain
 from logpipe.parsing.error.builder import error_builds
 from logpipe.parsing.error.fast import record_rules
 from logpipe.parsing.error.grammar import describe, error_parser, record_layout
+from logpipe.parsing.error.json_lines import json_event, json_record
+from logpipe.parsing.error.layouts import DEFAULT_LAYOUT, ErrorLayout, FormatRecords
 from logpipe.parsing.failures import failed_event, flag_repairs, reason
+from logpipe.parsing.timestamps import zone_named
 
 END = "\n"
 
@@ -21,7 +24,12 @@ class ErrorRecordParseError(ValueError):
 
 
 class ErrorParser:
-    """Parse error-log records: gunicorn's prefix or the Flask/app-logging prefix.
+    """Parse error-log records of a layout (``layout``; by default gunicorn's prefix or the
+    Flask/app-logging prefix, ``DEFAULT_LAYOUT``).
+
+    ``timezone``: the zone times without an offset are read in (an IANA name; None: the
+    machine's local zone), for layouts other than the default (whose Flask-style times are
+    UTC, as Datadog's pipeline reads them).
 
     ``parse`` never raises: a record without a known prefix (a stray line written to the error log
     by ``wsgi.errors`` or ``--capture-output``) becomes an event with ``logpipe.parse_error``.
@@ -35,12 +43,27 @@ class ErrorParser:
         max_record_bytes: int = MAX_LINE_BYTES,
         chain: Sequence[Processor] = (),
         attributes: Mapping[str, Any] | None = None,
+        layout: ErrorLayout | None = None,
+        timezone: str | None = None,
     ) -> None:
         self.attributes = dict(attributes or {})
-        self._builds = error_builds(self.attributes)
-        # (match, event builder) per layout of the fast path: the grammar's record rules as
-        # regexes (for parse_text's loop)
-        self._fast = tuple((rule.pattern.match, self._builds[rule.name]) for rule in record_rules())
+        self.layout = layout or DEFAULT_LAYOUT
+        self._json = self.layout.json
+        self._zone = zone_named(timezone)
+        self._formats: tuple[FormatRecords, ...] = ()
+        if self.layout.legacy:
+            self._builds = error_builds(self.attributes)
+            # (match, event builder) per layout of the fast path: the grammar's record rules
+            # as regexes (for parse_text's loop)
+            self._fast = tuple(
+                (rule.pattern.match, self._builds[rule.name]) for rule in record_rules()
+            )
+        else:  # assembled from grammars/error_attributes.lark, one builder per format
+            self._formats = tuple(
+                FormatRecords(text_format, self._zone, self.attributes)
+                for text_format in self.layout.formats
+            )
+            self._fast = tuple((records.match, records.build) for records in self._formats)
         self.max_record_bytes = max_record_bytes
         self.chain = tuple(chain)
 
@@ -71,13 +94,39 @@ class ErrorParser:
 
         The fast path answers for the records it matches; the Lark parser takes the rest and
         explains why they fail."""
+        if self._json and text[:1] == "{":
+            record = json_record(text)
+            if record is not None:
+                return json_event(text, record, self._zone, self.attributes, bookkeeping)
         line = text + END
         for match, build in self._fast:
             found = match(line)
             if found is not None:
                 return build(text, found.groups(), bookkeeping)
+        if self._formats:
+            return self._explain(text, line, bookkeeping)
         try:
             name, parts = self._lark_layout(line)
         except ErrorRecordParseError as error:
             return failed_event(text, str(error), ERROR_LOGGER, self.attributes, bookkeeping)
         return self._builds[name](text, parts, bookkeeping)
+
+    def _explain(self, text: str, line: str, bookkeeping: dict[str, Any] | None) -> Event:
+        """A record of an assembled layout that the fast path declined, by the Lark parser of
+        each format: the event, or (they all fail) the reason the first gives."""
+        from lark.exceptions import UnexpectedInput
+
+        head = line if len(line) <= 4096 else line[:4096] + END
+        why = None
+        for records in self._formats:
+            try:
+                parts = records.lark_parts(line if records.rule.rest else head)
+            except UnexpectedInput as error:
+                why = why or reason(error, records.describe, "error record")
+                continue
+            except ValueError:
+                continue
+            return records.build(text, parts, bookkeeping)
+        return failed_event(
+            text, why or "error record: does not parse", ERROR_LOGGER, self.attributes, bookkeeping
+        )
