@@ -147,10 +147,11 @@ def _user(v: str, repairs: Repairs) -> Code:
 
 
 def _request_line(v: str, repairs: Repairs) -> Code:
+    # (a raw UTF-8 target, which gunicorn before 25 serves, is logged decoded as latin-1)
     return Code.of(
         f'method, _, rest = {v}.partition(" ")',
         'url, _, protocol = rest.rpartition(" ")',
-        *repairs.quotes("url"),
+        *repairs.header("url"),
         'http["method"] = method',
         'http["url"] = url',
         'http["version"] = protocol.removeprefix("HTTP/")',

@@ -1,0 +1,96 @@
+"""Every fixture configuration parses with no flags: its access format is detected from the
+first lines, as ``logpipe parse`` and follow mode do, and each line gives what the client sent.
+
+The only lines allowed to differ are gunicorn's genuine ambiguities: a record that ``%0A`` in
+the path split over two physical lines.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from logpipe import AccessParser
+from logpipe.lines import head_lines
+from logpipe.parsing.access.detect import detect
+from tests.conftest import LOGS, flatten
+
+RUNS = ("default", "durations", "uvicorn", "jsonlog", "logconf", "jsonaccess", "gunicorn20",
+        "eventlet")  # fmt: skip
+# Keys of expected_access.jsonl under another name in events.
+EVENT_KEYS = {"http.request.headers.x-forwarded-for": "http._x_forwarded_for"}
+
+
+def expected(run: str) -> list[dict[str, Any]]:
+    text = (LOGS / run / "expected_access.jsonl").read_text("utf-8")
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def exact(parser: AccessParser, line: bytes, wanted: dict[str, Any]) -> list[str]:
+    """The keys of ``wanted`` the line's event gets wrong."""
+    event = parser.parse(line)
+    flat = flatten(event)
+    if "logpipe.parse_error" in flat:
+        return [f"parse error: {flat['logpipe.parse_error']}"]
+    wrong = []
+    for key, value in wanted.items():
+        if key in ("json_valid", "physical_lines"):
+            continue
+        if key == "raw_query":
+            got: Any = parser.values(line.decode()).get("q")
+            value = value or got  # an empty query prints as nothing or "-"
+        elif key in ("duration_present", "pid_present"):
+            got, value = isinstance(event.get(key.removesuffix("_present")), int), True
+        else:
+            got = flat.get(EVENT_KEYS.get(key, key))
+        if got != value:
+            wrong.append(f"{key}: {got!r} != {value!r}")
+    return wrong
+
+
+def parse_run(run: str) -> tuple[str, int, int, list[str]]:
+    """(format chosen, exact records, records, problems) for a run parsed with no flags."""
+    data = (LOGS / run / "access.log").read_bytes()
+    detection = detect(head_lines(data[:65_536]))
+    assert detection is not None, run
+    parser = AccessParser(None if detection.default else detection.formats)
+    lines = data.split(b"\n")[:-1]
+    good, problems, position = 0, [], 0
+    for number, wanted in enumerate(expected(run), 1):
+        span = wanted.get("physical_lines", 1)
+        record = lines[position]
+        position += span
+        if span > 1:
+            problems.append(f"record {number}: split over {span} lines by gunicorn (genuine)")
+            continue
+        wrong = exact(parser, record, wanted)
+        if wrong:
+            problems.append(f"record {number}: {'; '.join(wrong)}: {record[:160]!r}")
+        else:
+            good += 1
+    assert position == len(lines)
+    return detection.describe(), good, len(expected(run)), problems
+
+
+@pytest.mark.parametrize("run", RUNS)
+def test_every_configuration_parses_with_no_flags(run: str) -> None:
+    described, good, total, problems = parse_run(run)
+    genuine = [problem for problem in problems if problem.endswith("(genuine)")]
+    assert good + len(genuine) == total, "\n".join([described, *problems])
+    assert good / total >= 0.99 or genuine, described
+
+
+def report(path: Path) -> None:
+    """Print the table the closing note shows (``python -m tests.unit.test_fixture_detection``)."""
+    print("| configuration | format detected | exact | records | rate |")
+    print("|---|---|---:|---:|---:|")
+    for run in RUNS:
+        described, good, total, _ = parse_run(run)
+        print(f"| {run} | {described} | {good} | {total} | {100 * good / total:.2f} % |")
+
+
+if __name__ == "__main__":
+    report(LOGS)
