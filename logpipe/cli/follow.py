@@ -20,6 +20,7 @@ from logpipe.cli.options import (
     ArgumentParser,
     access_parser,
     add_delivery_options,
+    add_error_layout_options,
     add_log_options,
     add_parsing_options,
     add_tag_options,
@@ -57,6 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_log_options(parser, "follow", "PATH")
     add_parsing_options(parser)
+    add_error_layout_options(parser)
     add_delivery_options(
         parser,
         state="where checkpoints are kept",

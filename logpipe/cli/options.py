@@ -12,9 +12,13 @@ from logpipe.lines import MAX_LINE_BYTES
 from logpipe.metrics.client import DEFAULT_NAMESPACE
 from logpipe.parsing.access.format import FormatError
 from logpipe.parsing.access.parser import AccessParser
+from logpipe.parsing.error.assembly import LayoutError
+from logpipe.parsing.error.layouts import DEFAULT_LAYOUT, ErrorLayout
+from logpipe.parsing.error.parser import ErrorParser
+from logpipe.parsing.timestamps import zone_named
 from logpipe.problems import SetupError
 from logpipe.service_tags import ServiceTags, split_tags
-from logpipe.sources.multiline import DEFAULT_START
+from logpipe.sources.multiline import DEFAULT_START, Multiline
 
 AUTO = "auto"  # --access-format: detect each file's format
 
@@ -159,3 +163,76 @@ def multiline_pattern(pattern: str) -> str:
     except re.error as error:
         raise SetupError(f"--multiline-pattern: {error}") from None
     return pattern
+
+
+ERROR_AUTO = "auto"  # --error-format: detect each error log's layout from its first lines
+
+
+def add_error_layout_options(parser: argparse.ArgumentParser) -> None:
+    """``--error-format``, ``--error-datefmt`` and ``--timezone`` (error-log layouts)."""
+    parser.add_argument(
+        "--error-format",
+        metavar="FMT|json|auto",
+        default=ERROR_AUTO,
+        help="the layout of error logs: a Python logging format (%%(asctime)s [%%(process)d] "
+        "...), json (one object per line), or auto (the default): detected from each file's "
+        "first lines (gunicorn's default, logging.conf, basicConfig, JSON...)",
+    )
+    parser.add_argument(
+        "--error-datefmt",
+        metavar="FMT",
+        help="the logging datefmt of --error-format (default: logging's, "
+        "%%Y-%%m-%%d %%H:%%M:%%S,mmm)",
+    )
+    parser.add_argument(
+        "--timezone",
+        metavar="TZ",
+        help="the zone of error-log times written without an offset, e.g. Europe/Paris "
+        "(default: this machine's local zone, as logging wrote them)",
+    )
+
+
+def error_layout(args: argparse.Namespace) -> ErrorLayout | None:
+    """The layout ``--error-format`` and ``--error-datefmt`` name; None for auto (detected per
+    file). The time zone is checked too."""
+    timezone(args)
+    fmt: str | None = args.error_format
+    if fmt in (None, ERROR_AUTO):
+        if args.error_datefmt is not None:
+            raise SetupError("--error-datefmt needs --error-format FMT")
+        return None
+    try:
+        return ErrorLayout.of(fmt, args.error_datefmt)
+    except LayoutError as error:
+        raise SetupError(f"--error-format: {error}") from None
+
+
+def timezone(args: argparse.Namespace) -> str | None:
+    """``--timezone``, checked."""
+    name: str | None = args.timezone
+    try:
+        zone_named(name)
+    except ValueError as error:
+        raise SetupError(f"--timezone: {error}") from None
+    return name
+
+
+def error_records(
+    args: argparse.Namespace, layout: ErrorLayout | None, service_tags: ServiceTags | None = None
+) -> tuple[Multiline[bytes], ErrorParser]:
+    """The aggregator and parser for error records of ``layout`` (None: gunicorn's default);
+    ``--multiline-pattern``, when given, starts records instead of the layout's pattern."""
+    chosen = layout or DEFAULT_LAYOUT
+    pattern = args.multiline_pattern
+    if pattern == DEFAULT_START:  # not given: the layout's own
+        pattern = chosen.start_pattern
+    multiline: Multiline[bytes] = Multiline(
+        multiline_pattern(pattern), max_bytes=args.max_line_bytes
+    )
+    parser = ErrorParser(
+        max_record_bytes=args.max_line_bytes,
+        attributes=service_tags.attributes if service_tags else None,
+        layout=chosen,
+        timezone=timezone(args),
+    )
+    return multiline, parser

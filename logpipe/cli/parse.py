@@ -13,22 +13,23 @@ from typing import BinaryIO
 from logpipe.cli.options import (
     ArgumentParser,
     access_parser,
+    add_error_layout_options,
     add_parsing_options,
     add_tag_options,
+    error_layout,
+    error_records,
     fixed_access_format,
-    multiline_pattern,
     tags_from,
 )
 from logpipe.cli.runtime import relax_gc, warn
 from logpipe.event import Event
 from logpipe.lines import Prefixed, head_lines
 from logpipe.parsing.access.detect import detect
-from logpipe.parsing.error.parser import ErrorParser
+from logpipe.parsing.error.layouts import DEFAULT_LAYOUT, ErrorLayout, detect_error_layout
 from logpipe.pipeline.batch import access_events, error_events
 from logpipe.problems import Failure, SetupError
 from logpipe.sinks.append import AppendFile
 from logpipe.sinks.ndjson import NdjsonWriter
-from logpipe.sources.multiline import Multiline
 
 STDOUT = "<stdout>"  # the name AppendFile gives stdout in its errors
 GZIP_MAGIC = b"\x1f\x8b"
@@ -48,6 +49,7 @@ def build_parse_parser() -> argparse.ArgumentParser:
         help="access: one event per line; error: one per (multi-line) record",
     )
     add_parsing_options(parse)
+    add_error_layout_options(parse)
     add_tag_options(parse)
     parse.add_argument(
         "file",
@@ -75,14 +77,15 @@ def run_parse(arguments: Sequence[str]) -> int:
             access = access_parser(args, service_tags, formats)
             return access_events(stream, access, path=path)
     else:
-        multiline: Multiline[bytes] = Multiline(
-            multiline_pattern(args.multiline_pattern), max_bytes=args.max_line_bytes
-        )
-        errors = ErrorParser(
-            max_record_bytes=args.max_line_bytes, attributes=service_tags.attributes
-        )
+        layout = error_layout(args)
 
         def events(stream: BinaryIO) -> Iterator[Event]:
+            chosen = layout
+            if chosen is None:  # auto: from the first lines
+                head = stream.read(HEAD_BYTES)
+                chosen = _detected_error_layout(head)
+                stream = Prefixed(head, stream)  # type: ignore[assignment]
+            multiline, errors = error_records(args, chosen, service_tags)
             return error_events(
                 stream, errors, multiline, path=path, max_line_bytes=args.max_line_bytes
             )
@@ -113,6 +116,16 @@ def _detected(head: bytes, name: str) -> tuple[str, ...] | None:
         return None
     warn(f"{name}: access format {detection.describe()}")
     return None if detection.default else detection.formats
+
+
+def _detected_error_layout(head: bytes) -> ErrorLayout:
+    """The error-log layout detected from the first lines (gunicorn's default when none
+    fits), said once."""
+    detected = detect_error_layout(head_lines(head))
+    layout = detected or DEFAULT_LAYOUT
+    unknown = " (no known layout fits its first lines: give --error-format FMT)"
+    warn(f"error log layout: {layout.describe()}{unknown if detected is None and head else ''}")
+    return layout
 
 
 @contextmanager

@@ -22,6 +22,7 @@ from logpipe.cli.options import (
     ArgumentParser,
     access_parser,
     add_delivery_options,
+    add_error_layout_options,
     add_log_options,
     add_parsing_options,
     add_tag_options,
@@ -47,6 +48,7 @@ def build_replay_parser() -> argparse.ArgumentParser:
     )
     add_log_options(replay, "replay", "FILE|GLOB")
     add_parsing_options(replay)
+    add_error_layout_options(replay)
     add_delivery_options(
         replay,
         state="where the replay ledger is kept",

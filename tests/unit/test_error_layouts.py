@@ -441,3 +441,37 @@ def test_local_times_across_dst_changes(paris: None, timezone: str | None) -> No
 def test_an_unknown_zone_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown time zone"):
         ErrorParser(timezone="Mars/Olympus")
+
+
+# --- logpipe parse --kind error
+
+
+def test_parse_detects_the_layout_and_says_it_once(
+    tmp_path: Any, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from logpipe.cli.parse import run_parse
+
+    text = "\n".join(
+        render(GUNICORN_FORMAT, LOGGING_CONF_DATEFMT, one)
+        for one in (record(msg="Starting"), record(exc_text=TRACEBACK))
+    )
+    path = tmp_path / "error.log"
+    path.write_text(text + "\n", encoding="utf-8")
+    assert run_parse(["--kind", "error", "--timezone", "UTC", str(path)]) == 0
+    out, err = capfd.readouterr()
+    events = [json.loads(line) for line in out.splitlines()]
+    assert [event["message"] for event in events] == text.split("\n", 1)
+    assert events[0]["timestamp"] == int(CREATED) * 1000
+    assert events[1]["error"]["kind"] == "ValueError"
+    assert err == f"logpipe: error log layout: {LOGGING_CONF_LAYOUT.describe()}\n"
+
+
+def test_parse_takes_a_given_format(tmp_path: Any, capfd: pytest.CaptureFixture[str]) -> None:
+    from logpipe.cli.parse import run_parse
+
+    path = tmp_path / "error.log"
+    path.write_text(render(BASIC_FORMAT, None, record()) + "\n", encoding="utf-8")
+    assert run_parse(["--kind", "error", "--error-format", BASIC_FORMAT, str(path)]) == 0
+    out, err = capfd.readouterr()
+    assert json.loads(out)["logger"]["name"] == "app.views"
+    assert err == ""

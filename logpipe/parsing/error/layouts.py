@@ -94,6 +94,8 @@ class ErrorLayout:
         """The layout, with the options (or logging config values) that name it."""
         if self.json:
             return f"{self.name}: --error-format json"
+        if self.legacy:  # (Flask-style records come with it: no option to name them)
+            return f"{self.name}: {self.formats[0].describe()}"
         shown = "; ".join(f.describe() for f in self.formats)
         return f"{self.name}: {shown}"
 
