@@ -39,8 +39,9 @@ from logpipe.backfill.summary import Summary
 from logpipe.backfill.work import Chunk, ChunkResult, ReplaySettings, parse_chunk
 from logpipe.checkpoints import Checkpoint, CheckpointStore
 from logpipe.event import Event
-from logpipe.lines import MAX_LINE_BYTES, READ_CHUNK_BYTES, LineBatch, read_batches
+from logpipe.lines import MAX_LINE_BYTES, READ_CHUNK_BYTES, LineBatch, head_lines, read_batches
 from logpipe.metrics.timestamped import BucketedCounts, Sums
+from logpipe.parsing.access.detect import detect
 from logpipe.parsing.access.parser import AccessParser
 from logpipe.parsing.error.parser import ErrorParser
 from logpipe.pipeline.batch import access_batch_pairs, error_batch_pairs
@@ -52,6 +53,7 @@ MAX_CARRY = 16  # an error chunk with no record start in sight is cut after this
 SAVE_SECONDS = 5.0  # the ledger is also saved this often within a long file
 SEND_SLICE = 500  # settled metric points sent per chunk taken (see Replay)
 LEDGER = "replay-ledger.json"
+HEAD_BYTES = 65_536  # what format detection looks at
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,7 @@ class Replay:
             count_metrics=counts is not None,
         )
         self._is_start = Multiline[bytes](multiline_pattern).is_start
+        self._said_formats: set[tuple[str, ...]] = set()
         self._engine = engine
         self._chunk_bytes = chunk_bytes
         self._save_seconds = save_seconds
@@ -193,16 +196,35 @@ class Replay:
             # given) is still on its way: go on from where that reading stopped.
             start = max(done.offset if done else 0, read_to.get(key, 0))
             state = _FileState(replay_file, key, head_bytes, start)
+            formats = self._formats(replay_file)
             for chunk in self._file_chunks(replay_file, start, compressed):
                 if stop.is_set():
                     self.interrupted = True
                     return
                 if turns is not None:
                     chunk.turn = turns.number()
+                chunk.formats = formats
                 state.end = chunk.end
                 yield (state, False), chunk
             read_to[key] = state.end
             yield (state, True), None
+
+    def _formats(self, replay_file: ReplayFile) -> tuple[str, ...] | None:
+        """An access log's formats detected from its first lines, when no format was given
+        (None: gunicorn's defaults); each new choice is said once."""
+        if replay_file.kind != "access" or self._settings.access_format is not None:
+            return None
+        try:
+            with open_log(replay_file.path) as stream:
+                detection = detect(head_lines(stream.read(HEAD_BYTES)))
+        except READ_ERRORS:
+            return None  # said when the file is read
+        if detection is None or detection.default:
+            return None
+        if detection.formats not in self._said_formats:
+            self._said_formats.add(detection.formats)
+            self._warn(f"{replay_file.path}: access format {detection.describe()}")
+        return detection.formats
 
     def _file_chunks(
         self, replay_file: ReplayFile, start: int, compressed: bool

@@ -63,6 +63,7 @@ class Chunk:
     start: int = 0
     stop: int = 0
     turn: int = -1  # its place in the output file when workers write it, else -1
+    formats: tuple[str, ...] | None = None  # its file's access formats, when detected
 
     @property
     def end(self) -> int:
@@ -107,7 +108,7 @@ def _parse_chunk(settings: ReplaySettings, chunk: Chunk) -> ChunkResult:
     ends: array[int] = array("q")
     events = too_old = 0
     with _lines(settings, chunk) as batches:
-        for event, end in _pairs(settings, chunk.kind, chunk.path, batches):
+        for event, end in _pairs(settings, chunk.kind, chunk.path, batches, chunk.formats):
             events += 1
             if summary is not None:
                 summary.observe(event)
@@ -126,10 +127,15 @@ def _parse_chunk(settings: ReplaySettings, chunk: Chunk) -> ChunkResult:
 
 
 def _pairs(
-    settings: ReplaySettings, kind: str, path: str, batches: Iterable[LineBatch]
+    settings: ReplaySettings,
+    kind: str,
+    path: str,
+    batches: Iterable[LineBatch],
+    detected: tuple[str, ...] | None = None,
 ) -> Iterator[tuple[Event, int]]:
+    formats = (settings.access_format,) if settings.access_format is not None else None
     access, errors = _parsers(
-        settings.access_format, settings.max_line_bytes, tuple(settings.attributes.items())
+        detected or formats, settings.max_line_bytes, tuple(settings.attributes.items())
     )
     if kind == "access":
         return access_batch_pairs(batches, access, path=path)
@@ -179,10 +185,10 @@ class _Window:
 
 @functools.cache
 def _parsers(
-    access_format: str | None, max_line_bytes: int, attributes: tuple[tuple[str, str], ...]
+    formats: tuple[str, ...] | None, max_line_bytes: int, attributes: tuple[tuple[str, str], ...]
 ) -> tuple[AccessParser, ErrorParser]:
-    """This process's parsers for a format (built once: grammar assembly is not free)."""
+    """This process's parsers for formats (built once: grammar assembly is not free)."""
     return (
-        AccessParser(access_format, max_line_bytes=max_line_bytes, attributes=dict(attributes)),
+        AccessParser(formats, max_line_bytes=max_line_bytes, attributes=dict(attributes)),
         ErrorParser(max_record_bytes=max_line_bytes, attributes=dict(attributes)),
     )

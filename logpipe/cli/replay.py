@@ -26,6 +26,7 @@ from logpipe.cli.options import (
     add_log_options,
     add_parsing_options,
     add_tag_options,
+    fixed_access_format,
     multiline_pattern,
     tags_from,
 )
@@ -141,7 +142,7 @@ def run_replay(arguments: Sequence[str]) -> int:
                 files,
                 sink,
                 ledger,
-                access_format=args.access_format,
+                access_format=fixed_access_format(args),
                 multiline_pattern=pattern,
                 max_line_bytes=args.max_line_bytes,
                 attributes=service_tags.attributes,
