@@ -24,22 +24,25 @@ from logpipe.cli.options import (
     add_log_options,
     add_parsing_options,
     add_tag_options,
+    error_layout,
     fixed_access_format,
     multiline_pattern,
     tags_from,
+    timezone,
 )
 from logpipe.cli.outputs import open_sink, output_settings
 from logpipe.cli.runtime import relax_gc, warn
 from logpipe.metrics.client import dogstatsd
 from logpipe.metrics.derive import EventMetrics
+from logpipe.parsing.error.layouts import ErrorLayout
 from logpipe.parsing.error.parser import ErrorParser
 from logpipe.pipeline.follow_loop import FollowPipeline
-from logpipe.pipeline.formats import AccessFormats
+from logpipe.pipeline.formats import AccessFormats, ErrorLayouts, error_multiline
 from logpipe.problems import SetupError
 from logpipe.service_tags import ServiceTags
 from logpipe.sinks import Interrupted
 from logpipe.sources.follower import ROTATE_WAIT, Follower, FollowSpec
-from logpipe.sources.multiline import Multiline
+from logpipe.sources.multiline import DEFAULT_START, Multiline
 from logpipe.sources.wake import Waker
 
 QUIET_EVENTS = frozenset(
@@ -173,8 +176,35 @@ def run_follow(arguments: Sequence[str]) -> int:
         )
     else:
         formats = AccessFormats(access)
-    pattern = multiline_pattern(args.multiline_pattern)
-    return follow(args, formats, pattern, service_tags)
+    multiline_pattern(args.multiline_pattern)  # checked
+    return follow(args, formats, error_layouts(args, service_tags), service_tags)
+
+
+def error_layouts(args: argparse.Namespace, service_tags: ServiceTags) -> ErrorLayouts:
+    """The error parsers the options ask for: one layout, or each file's, detected."""
+    layout, zone = error_layout(args), timezone(args)
+
+    def make(layout: ErrorLayout) -> ErrorParser:
+        return ErrorParser(
+            max_record_bytes=args.max_line_bytes,
+            attributes=service_tags.attributes,
+            layout=layout,
+            timezone=zone,
+        )
+
+    return ErrorLayouts(make(layout)) if layout else ErrorLayouts(make=make, report=warn)
+
+
+def error_aggregator(args: argparse.Namespace) -> Callable[[bytes], Multiline[bytes]]:
+    """An error log's aggregator from its first bytes: records start as its layout says
+    (``--multiline-pattern``, when given, says instead)."""
+    layout = error_layout(args)
+    pattern = None if args.multiline_pattern == DEFAULT_START else args.multiline_pattern
+
+    def make(head: bytes) -> Multiline[bytes]:
+        return error_multiline(head, fixed=layout, pattern=pattern, max_bytes=args.max_line_bytes)
+
+    return make
 
 
 class StderrObserver:
@@ -202,7 +232,10 @@ class StderrObserver:
 
 
 def follow(
-    args: argparse.Namespace, access: AccessFormats, pattern: str, service_tags: ServiceTags
+    args: argparse.Namespace,
+    access: AccessFormats,
+    errors: ErrorLayouts,
+    service_tags: ServiceTags,
 ) -> int:
     """Run follow mode until SIGTERM/SIGINT; exit status 0 after a clean drain."""
     try:
@@ -222,7 +255,7 @@ def follow(
             specs,
             store,
             start_at=args.start_at,
-            multiline=lambda: Multiline(pattern, max_bytes=args.max_line_bytes),
+            multiline=error_aggregator(args),
             max_line_bytes=args.max_line_bytes,
             observer=StderrObserver(quiet=args.log_level in ("warning", "error")),
             rotate_wait=args.rotate_wait,
@@ -270,9 +303,7 @@ def follow(
             follower,
             sink,
             access=access,
-            errors=ErrorParser(
-                max_record_bytes=args.max_line_bytes, attributes=service_tags.attributes
-            ),
+            errors=errors,
             waker=waker,
             status_interval=args.status_interval,
             report=warn,

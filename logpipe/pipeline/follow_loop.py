@@ -25,7 +25,7 @@ from logpipe.event import Event, Token
 from logpipe.parsing.access.parser import AccessParser
 from logpipe.parsing.error.parser import ErrorParser
 from logpipe.pipeline.batch import access_batch_pairs, record_pairs
-from logpipe.pipeline.formats import AccessFormats
+from logpipe.pipeline.formats import AccessFormats, ErrorLayouts
 from logpipe.pipeline.outage import Outage, passing
 from logpipe.sinks import Interrupted, LogSink
 from logpipe.sources.follower import Batch, Follower
@@ -48,7 +48,7 @@ class FollowPipeline:
         sink: LogSink,
         *,
         access: AccessParser | AccessFormats,
-        errors: ErrorParser,
+        errors: ErrorParser | ErrorLayouts,
         observers: Sequence[Callable[[Event], object]] = (),
         waker: Waker | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -63,7 +63,7 @@ class FollowPipeline:
         self.sink = sink
         # each file's access parser: the one given, or one per file's detected format
         self._access = access if isinstance(access, AccessFormats) else AccessFormats(access)
-        self._errors = errors
+        self._errors = errors if isinstance(errors, ErrorLayouts) else ErrorLayouts(errors)
         self._observers = tuple(observers)
         self._waker = waker
         self._clock = clock
@@ -197,7 +197,8 @@ class FollowPipeline:
                 failures = parser.failures
                 pairs = access_batch_pairs((batch.lines,), parser, path=batch.path)
             else:
-                pairs = record_pairs(batch.records, self._errors, path=batch.path)
+                errors = self._errors.parser_for(batch.path, batch.records)
+                pairs = record_pairs(batch.records, errors, path=batch.path)
             if self._observers:
                 pairs = self._observed(pairs)
             self.lines += len(batch)

@@ -1,16 +1,19 @@
-"""The access parser of each followed file: the one the options fix, or the one detected from
-the file's first lines, detected again when most of a batch stops parsing (gunicorn was
-reconfigured and restarted)."""
+"""The parsers of each followed file: the ones the options fix, or those for the format
+detected from the file's first lines (an access format is detected again when most of a batch
+stops parsing: gunicorn was reconfigured and restarted)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from logpipe.lines import LineBatch
+from logpipe.lines import LineBatch, head_lines
 from logpipe.parsing.access.detect import Detection, detect
 from logpipe.parsing.access.fast import fast_access
 from logpipe.parsing.access.format import DEFAULT_FORMATS
 from logpipe.parsing.access.parser import AccessParser
+from logpipe.parsing.error.layouts import DEFAULT_LAYOUT, ErrorLayout, detect_error_layout
+from logpipe.parsing.error.parser import ErrorParser
+from logpipe.sources.multiline import Multiline, Record
 
 CHECKED_LINES = 10  # lines of each batch tried on the chosen format
 SAMPLE_LINES = 50  # lines a detection looks at
@@ -101,3 +104,51 @@ def _unfit_message(path: str, detection: Detection | None) -> str:
         f"{path}: no access format fits its lines{best}; they become events with "
         "logpipe.parse_error (give --access-format FMT)"
     )
+
+
+class ErrorLayouts:
+    """``parser_for(path, records)``: the parser for a file's error records; with ``make``
+    (a layout to a parser), layouts are detected per file from its first records, each choice
+    said through ``report``."""
+
+    def __init__(
+        self,
+        fixed: ErrorParser | None = None,
+        *,
+        make: Callable[[ErrorLayout], ErrorParser] | None = None,
+        report: Callable[[str], None] = lambda line: None,
+    ) -> None:
+        if (fixed is None) == (make is None):
+            raise ValueError("give a fixed parser or a way to make them")
+        self._fixed = fixed
+        self._make = make
+        self._report = report
+        self._parsers: dict[ErrorLayout, ErrorParser] = {}
+        self._chosen: dict[str, ErrorLayout] = {}
+
+    def parser_for(self, path: str, records: Sequence[Record[bytes]]) -> ErrorParser:
+        if self._fixed is not None:
+            return self._fixed
+        layout = self._chosen.get(path)
+        if layout is None:
+            firsts = [record.text.split(b"\n", 1)[0] for record in records[:SAMPLE_LINES]]
+            found = detect_error_layout([line.decode("utf-8", "replace") for line in firsts])
+            layout = self._chosen[path] = found or DEFAULT_LAYOUT
+            how = "error log layout" if found else "no known error log layout; using"
+            self._report(f"{path}: {how} {layout.describe()}")
+        parser = self._parsers.get(layout)
+        if parser is None:
+            assert self._make is not None
+            parser = self._parsers[layout] = self._make(layout)
+        return parser
+
+
+def error_multiline(
+    head: bytes, *, fixed: ErrorLayout | None, pattern: str | None, max_bytes: int
+) -> Multiline[bytes]:
+    """The aggregator of an error log whose first bytes are ``head``: records start as its
+    layout (``fixed``, else detected from ``head``) says, unless ``pattern`` overrides it."""
+    if pattern is None:
+        layout = fixed or detect_error_layout(head_lines(head)) or DEFAULT_LAYOUT
+        pattern = layout.start_pattern
+    return Multiline(pattern, max_bytes=max_bytes)

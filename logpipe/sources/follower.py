@@ -51,9 +51,10 @@ from logpipe.sources.fingerprint import (
 )
 from logpipe.sources.multiline import Multiline, Record
 from logpipe.sources.paths import excluded, is_pattern, matches, not_followable
-from logpipe.sources.rotated import Drain, compressed_key, drains, open_regular
+from logpipe.sources.rotated import Drain, compressed_head, compressed_key, drains, open_regular
 
 READ_BUDGET_BYTES = 1 << 20  # per file per poll: memory stays bounded, files are the buffer
+HEAD_SAMPLE = 65_536  # an error log's first bytes, for the aggregator to learn its layout
 ROTATE_WAIT = 5.0
 KEEP_CHECKPOINTS = 256  # checkpoints of files no longer open that are remembered
 FD_HEADROOM = 64  # descriptors left for everything else (sockets, the sink, imports)
@@ -195,7 +196,7 @@ class Follower:
         store: CheckpointStore,
         *,
         start_at: str = "end",
-        multiline: Callable[[], Multiline[bytes]] = Multiline,
+        multiline: Callable[[bytes], Multiline[bytes]] = lambda head: Multiline(),
         max_line_bytes: int = MAX_LINE_BYTES,
         rotate_wait: float = ROTATE_WAIT,
         clock: Callable[[], float] = time.monotonic,
@@ -409,7 +410,7 @@ class Follower:
             status.st_ino,
             fingerprint,
             drain.offset,
-            self._multiline() if spec.kind == "error" else None,
+            None,  # an error log's aggregator: made at the first read, from the file's head
             now,
         )
         reader.size = status.st_size
@@ -425,7 +426,9 @@ class Follower:
             self._positions.paths[key] = spec.path
             self._positions.head_bytes[key] = min(HEAD_BYTES, int(key.partition(":")[0]))
         tail = CompressedTail(drain.sibling.path, drain.offset, max_line_bytes=self._max_line_bytes)
-        multiline = self._multiline() if spec.kind == "error" else None
+        multiline = None
+        if spec.kind == "error":
+            multiline = self._multiline(compressed_head(drain.sibling.path, HEAD_SAMPLE) or b"")
         self._archives.append(_Archived(spec, key, tail, multiline, drain.offset))
         self._recovering(spec, drain, None)
 
@@ -589,7 +592,7 @@ class Follower:
             status.st_ino,
             fingerprint,
             offset,
-            self._multiline() if spec.kind == "error" else None,
+            None,  # an error log's aggregator: made at the first read, from the file's head
             now,
         )
         reader.size = status.st_size  # not quiet until read
@@ -716,6 +719,9 @@ class Follower:
         assert reader.fingerprint is not None
         key, path, kind = reader.fingerprint.key, reader.spec.path, reader.spec.kind
         start = reader.offset
+        if reader.spec.kind == "error" and reader.multiline is None:
+            # how its records begin, from its first lines (its layout: known by now)
+            reader.multiline = self._multiline(os.pread(file.fileno(), HEAD_SAMPLE, 0))
         # its own file: go on after the unterminated line the last read ended in, if any
         unterminated = reader.unterminated if file is reader.file else Unterminated()
         file.seek(start + unterminated.length)

@@ -93,11 +93,11 @@ def match(sibling: Sibling, checkpoints: Iterable[Checkpoint]) -> Match | None:
     return None
 
 
-def compressed_head(path: str) -> bytes | None:
-    """The first ``HEAD_BYTES`` bytes of a gzip file, decompressed (None if unreadable)."""
+def compressed_head(path: str, size: int = HEAD_BYTES) -> bytes | None:
+    """The first ``size`` bytes of a gzip file, decompressed (None if unreadable)."""
     try:
         with gzip.open(path, "rb") as archive:
-            return archive.read(HEAD_BYTES)
+            return archive.read(size)
     except (OSError, EOFError, zlib.error):
         return None
 

@@ -8,14 +8,18 @@ the path split over two physical lines.
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from logpipe import AccessParser
+from logpipe import AccessParser, ErrorParser, Multiline
 from logpipe.lines import head_lines
 from logpipe.parsing.access.detect import detect
+from logpipe.parsing.error.layouts import DEFAULT_LAYOUT, detect_error_layout
+from logpipe.pipeline.batch import error_events
 from tests.conftest import LOGS, flatten
 
 RUNS = ("default", "durations", "uvicorn", "jsonlog", "logconf", "jsonaccess", "gunicorn20",
@@ -90,7 +94,47 @@ def report(path: Path) -> None:
     for run in RUNS:
         described, good, total, _ = parse_run(run)
         print(f"| {run} | {described} | {good} | {total} | {100 * good / total:.2f} % |")
+    print()
+    print("| configuration | error layout detected | records by level | with a traceback |")
+    print("|---|---|---|---:|")
+    for run in ERROR_RUNS:
+        described, events = error_events_of(run)
+        levels = Counter(event["level"] for event in events if "level" in event)
+        shown = ", ".join(f"{level} {count}" for level, count in sorted(levels.items()))
+        tracebacks = sum(1 for event in events if "error" in event)
+        print(f"| {run} | {described} | {shown} | {tracebacks} |")
 
 
 if __name__ == "__main__":
     report(LOGS)
+
+
+ERROR_RUNS = ("uvicorn", "jsonlog", "logconf", "jsonaccess", "gunicorn20", "eventlet")
+
+
+def error_events_of(run: str) -> tuple[str, list[dict[str, Any]]]:
+    """(layout detected, events) of a run's error log parsed with no flags."""
+    data = (LOGS / run / "error.log").read_bytes()
+    layout = detect_error_layout(head_lines(data[:65_536])) or DEFAULT_LAYOUT
+    parser = ErrorParser(layout=layout, timezone=config_zone(run))
+    multiline = Multiline[bytes](layout.start_pattern)
+    with open(LOGS / run / "error.log", "rb") as stream:
+        return layout.describe(), list(error_events(stream, parser, multiline))
+
+
+def config_zone(run: str) -> str:
+    """The zone the run's server wrote local times in (logging's, for times with no offset)."""
+    found = re.search(r"TZ=(\S+)", (LOGS / run / "config.txt").read_text())
+    return found.group(1) if found else "UTC"
+
+
+@pytest.mark.parametrize("run", ERROR_RUNS)
+def test_error_records_by_level_with_no_flags(run: str) -> None:
+    described, events = error_events_of(run)
+    wanted = json.loads((LOGS / run / "expected_errors.json").read_text("utf-8"))
+    levels = Counter(wanted["records_by_level"]) + Counter(wanted["app_log_lines_by_level"])
+    got = Counter(event["level"] for event in events if "level" in event)
+    assert got == levels, described
+    kinds = [event["error"]["kind"] for event in events if "error" in event]
+    assert len(kinds) == wanted["traceback_records"], described
+    assert Counter(kinds) == Counter(wanted["exception_classes"]), described
