@@ -64,6 +64,8 @@ class ErrorParser:
                 for text_format in self.layout.formats
             )
             self._fast = tuple((records.match, records.build) for records in self._formats)
+        if self._json:  # JSON objects first (the default path pays nothing for the test)
+            self.parse_text = self._parse_json_text  # type: ignore[method-assign]
         self.max_record_bytes = max_record_bytes
         self.chain = tuple(chain)
 
@@ -94,10 +96,6 @@ class ErrorParser:
 
         The fast path answers for the records it matches; the Lark parser takes the rest and
         explains why they fail."""
-        if self._json and text[:1] == "{":
-            record = json_record(text)
-            if record is not None:
-                return json_event(text, record, self._zone, self.attributes, bookkeeping)
         line = text + END
         for match, build in self._fast:
             found = match(line)
@@ -110,6 +108,15 @@ class ErrorParser:
         except ErrorRecordParseError as error:
             return failed_event(text, str(error), ERROR_LOGGER, self.attributes, bookkeeping)
         return self._builds[name](text, parts, bookkeeping)
+
+    def _parse_json_text(self, text: str, bookkeeping: dict[str, Any] | None = None) -> Event:
+        """``parse_text`` for a layout of JSON lines: a JSON object's event, else the text
+        layouts'."""
+        if text[:1] == "{":
+            record = json_record(text)
+            if record is not None:
+                return json_event(text, record, self._zone, self.attributes, bookkeeping)
+        return ErrorParser.parse_text(self, text, bookkeeping)
 
     def _explain(self, text: str, line: str, bookkeeping: dict[str, Any] | None) -> Event:
         """A record of an assembled layout that the fast path declined, by the Lark parser of
