@@ -43,6 +43,7 @@ from logpipe.lines import MAX_LINE_BYTES, READ_CHUNK_BYTES, LineBatch, head_line
 from logpipe.metrics.timestamped import BucketedCounts, Sums
 from logpipe.parsing.access.detect import detect
 from logpipe.parsing.access.parser import AccessParser
+from logpipe.parsing.error.layouts import DEFAULT_LAYOUT, ErrorLayout, detect_error_layout
 from logpipe.parsing.error.parser import ErrorParser
 from logpipe.pipeline.batch import access_batch_pairs, error_batch_pairs
 from logpipe.sinks import Interrupted, LogSink
@@ -96,6 +97,8 @@ class Replay:
         ledger: CheckpointStore,
         *,
         access_format: str | None = None,
+        error_layout: ErrorLayout | None = None,
+        timezone: str | None = None,
         multiline_pattern: str = DEFAULT_START,
         max_line_bytes: int = MAX_LINE_BYTES,
         attributes: dict[str, str] | None = None,
@@ -123,9 +126,13 @@ class Replay:
             oldest_ms,
             summarize=summary is not None,
             count_metrics=counts is not None,
+            error_layout=error_layout,
+            timezone=timezone,
         )
-        self._is_start = Multiline[bytes](multiline_pattern).is_start
+        self._given_start: Callable[[bytes], bool] = Multiline[bytes](multiline_pattern).is_start
+        self._is_start: Callable[[bytes], bool] = self._given_start  # the current file's
         self._said_formats: set[tuple[str, ...]] = set()
+        self._said_layouts: set[ErrorLayout] = set()
         self._engine = engine
         self._chunk_bytes = chunk_bytes
         self._save_seconds = save_seconds
@@ -196,14 +203,15 @@ class Replay:
             # given) is still on its way: go on from where that reading stopped.
             start = max(done.offset if done else 0, read_to.get(key, 0))
             state = _FileState(replay_file, key, head_bytes, start)
-            formats = self._formats(replay_file)
+            formats, layout = self._formats(replay_file), self._layout(replay_file)
+            self._is_start = self._record_start(layout)
             for chunk in self._file_chunks(replay_file, start, compressed):
                 if stop.is_set():
                     self.interrupted = True
                     return
                 if turns is not None:
                     chunk.turn = turns.number()
-                chunk.formats = formats
+                chunk.formats, chunk.layout = formats, layout
                 state.end = chunk.end
                 yield (state, False), chunk
             read_to[key] = state.end
@@ -214,17 +222,33 @@ class Replay:
         (None: gunicorn's defaults); each new choice is said once."""
         if replay_file.kind != "access" or self._settings.access_format is not None:
             return None
-        try:
-            with open_log(replay_file.path) as stream:
-                detection = detect(head_lines(stream.read(HEAD_BYTES)))
-        except READ_ERRORS:
-            return None  # said when the file is read
+        detection = detect(_head_lines(replay_file.path))
         if detection is None or detection.default:
             return None
         if detection.formats not in self._said_formats:
             self._said_formats.add(detection.formats)
             self._warn(f"{replay_file.path}: access format {detection.describe()}")
         return detection.formats
+
+    def _layout(self, replay_file: ReplayFile) -> ErrorLayout | None:
+        """An error log's layout: the one given, else detected from its first lines (each new
+        choice said once)."""
+        if replay_file.kind != "error":
+            return None
+        if self._settings.error_layout is not None:
+            return self._settings.error_layout
+        layout = detect_error_layout(_head_lines(replay_file.path)) or DEFAULT_LAYOUT
+        if layout != DEFAULT_LAYOUT and layout not in self._said_layouts:
+            self._said_layouts.add(layout)
+            self._warn(f"{replay_file.path}: error log layout {layout.describe()}")
+        return layout
+
+    def _record_start(self, layout: ErrorLayout | None) -> Callable[[bytes], bool]:
+        """Whether a line begins an error record (where error chunks may be cut)."""
+        given = self._settings.multiline_pattern
+        if layout is None or given != DEFAULT_START:
+            return self._given_start
+        return Multiline[bytes](layout.start_pattern).is_start
 
     def _file_chunks(
         self, replay_file: ReplayFile, start: int, compressed: bool
@@ -458,6 +482,16 @@ def file_pairs(
             yield from error_batch_pairs(batches, errors, multiline(), path=path)
 
 
+def _head_lines(path: str) -> list[str]:
+    """A log's first lines (decompressed), to detect its layout from; none if unreadable
+    (that is said when the file is read)."""
+    try:
+        with open_log(path) as stream:
+            return head_lines(stream.read(HEAD_BYTES))
+    except READ_ERRORS:
+        return []
+
+
 def replay_events(
     access: Iterable[str | Path] = (),
     error: Iterable[str | Path] = (),
@@ -465,10 +499,19 @@ def replay_events(
     fmt: str | None = None,
 ) -> Iterator[Event]:
     """Library use: the events of archived logs, each series oldest first (no ledger; the
-    caller delivers them). ``fmt`` is gunicorn's ``access_log_format``."""
-    parser, errors = AccessParser(fmt), ErrorParser()
+    caller delivers them). ``fmt`` is gunicorn's ``access_log_format``; without it, each
+    file's format (and each error log's layout) is detected from its first lines."""
     files = [ReplayFile(path, "access") for path in order_series(map(str, access))]
     files += [ReplayFile(path, "error") for path in order_series(map(str, error))]
     for replay_file in files:
-        for event, _ in file_pairs(replay_file, 0, parser, errors, Multiline, MAX_LINE_BYTES):
+        lines = _head_lines(replay_file.path)
+        detection = detect(lines) if fmt is None and replay_file.kind == "access" else None
+        formats = detection.formats if detection is not None else fmt
+        layout = detect_error_layout(lines) or DEFAULT_LAYOUT
+        parser, errors = AccessParser(formats), ErrorParser(layout=layout)
+
+        def multiline(layout: ErrorLayout = layout) -> Multiline[bytes]:
+            return Multiline(layout.start_pattern)
+
+        for event, _ in file_pairs(replay_file, 0, parser, errors, multiline, MAX_LINE_BYTES):
             yield event

@@ -2,7 +2,8 @@
 Dask worker): complete lines in, NDJSON out, with what the summary and the metrics counted.
 
 Everything here crosses a process boundary, so it is plain data: the settings and the lines go
-out, a ``ChunkResult`` comes back. Parsers are built once per process and kept (``_parsers``).
+out, a ``ChunkResult`` comes back. Parsers are built once per process and kept (``_access_parser``,
+``_error_parser``).
 
 When the sink offers parallel appends (an NDJSON file), worker processes write its file
 themselves, each chunk in its turn (``logpipe.sinks.parallel_append``), so that the events do
@@ -27,10 +28,11 @@ from logpipe.lines import LineBatch, read_batches
 from logpipe.metrics.derive import EventMetrics
 from logpipe.metrics.timestamped import BucketedCounts
 from logpipe.parsing.access.parser import AccessParser
+from logpipe.parsing.error.layouts import DEFAULT_LAYOUT, ErrorLayout
 from logpipe.parsing.error.parser import ErrorParser
 from logpipe.pipeline.batch import access_batch_pairs, error_batch_pairs
 from logpipe.sinks.parallel_append import append_in_turn
-from logpipe.sources.multiline import Multiline
+from logpipe.sources.multiline import DEFAULT_START, Multiline
 
 if TYPE_CHECKING:
     from datadog.dogstatsd.base import DogStatsd
@@ -49,6 +51,8 @@ class ReplaySettings:
     oldest_ms: int | None  # events older than this are counted but not sent
     summarize: bool  # count for the summary
     count_metrics: bool  # count the derived metrics, at the events' own times
+    error_layout: ErrorLayout | None = None  # the layout of every error log (None: detected)
+    timezone: str | None = None  # of error-log times written without an offset
 
 
 @dataclass
@@ -64,6 +68,7 @@ class Chunk:
     stop: int = 0
     turn: int = -1  # its place in the output file when workers write it, else -1
     formats: tuple[str, ...] | None = None  # its file's access formats, when detected
+    layout: ErrorLayout | None = None  # its file's error-log layout, when detected
 
     @property
     def end(self) -> int:
@@ -108,7 +113,7 @@ def _parse_chunk(settings: ReplaySettings, chunk: Chunk) -> ChunkResult:
     ends: array[int] = array("q")
     events = too_old = 0
     with _lines(settings, chunk) as batches:
-        for event, end in _pairs(settings, chunk.kind, chunk.path, batches, chunk.formats):
+        for event, end in _pairs(settings, chunk, batches):
             events += 1
             if summary is not None:
                 summary.observe(event)
@@ -128,19 +133,20 @@ def _parse_chunk(settings: ReplaySettings, chunk: Chunk) -> ChunkResult:
 
 def _pairs(
     settings: ReplaySettings,
-    kind: str,
-    path: str,
+    chunk: Chunk,
     batches: Iterable[LineBatch],
-    detected: tuple[str, ...] | None = None,
 ) -> Iterator[tuple[Event, int]]:
-    formats = (settings.access_format,) if settings.access_format is not None else None
-    access, errors = _parsers(
-        detected or formats, settings.max_line_bytes, tuple(settings.attributes.items())
-    )
-    if kind == "access":
-        return access_batch_pairs(batches, access, path=path)
-    multiline = Multiline[bytes](settings.multiline_pattern, max_bytes=settings.max_line_bytes)
-    return error_batch_pairs(batches, errors, multiline, path=path)
+    attributes = tuple(settings.attributes.items())
+    if chunk.kind == "access":
+        fixed = (settings.access_format,) if settings.access_format is not None else None
+        access = _access_parser(chunk.formats or fixed, settings.max_line_bytes, attributes)
+        return access_batch_pairs(batches, access, path=chunk.path)
+    layout = settings.error_layout or chunk.layout or DEFAULT_LAYOUT
+    errors = _error_parser(layout, settings.timezone, settings.max_line_bytes, attributes)
+    given = settings.multiline_pattern  # overrides the layout's record start when not default
+    pattern = given if given != DEFAULT_START else layout.start_pattern
+    multiline = Multiline[bytes](pattern, max_bytes=settings.max_line_bytes)
+    return error_batch_pairs(batches, errors, multiline, path=chunk.path)
 
 
 class _Lines:
@@ -184,11 +190,24 @@ class _Window:
 
 
 @functools.cache
-def _parsers(
+def _access_parser(
     formats: tuple[str, ...] | None, max_line_bytes: int, attributes: tuple[tuple[str, str], ...]
-) -> tuple[AccessParser, ErrorParser]:
-    """This process's parsers for formats (built once: grammar assembly is not free)."""
-    return (
-        AccessParser(formats, max_line_bytes=max_line_bytes, attributes=dict(attributes)),
-        ErrorParser(max_record_bytes=max_line_bytes, attributes=dict(attributes)),
+) -> AccessParser:
+    """This process's parser for formats (built once: grammar assembly is not free)."""
+    return AccessParser(formats, max_line_bytes=max_line_bytes, attributes=dict(attributes))
+
+
+@functools.cache
+def _error_parser(
+    layout: ErrorLayout,
+    timezone: str | None,
+    max_line_bytes: int,
+    attributes: tuple[tuple[str, str], ...],
+) -> ErrorParser:
+    """This process's parser for an error-log layout (built once)."""
+    return ErrorParser(
+        max_record_bytes=max_line_bytes,
+        attributes=dict(attributes),
+        layout=layout,
+        timezone=timezone,
     )

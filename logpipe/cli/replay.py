@@ -26,9 +26,11 @@ from logpipe.cli.options import (
     add_log_options,
     add_parsing_options,
     add_tag_options,
+    error_layout,
     fixed_access_format,
     multiline_pattern,
     tags_from,
+    timezone,
 )
 from logpipe.cli.outputs import open_sink, output_settings
 from logpipe.cli.runtime import relax_gc, warn
@@ -143,6 +145,8 @@ def run_replay(arguments: Sequence[str]) -> int:
                 sink,
                 ledger,
                 access_format=fixed_access_format(args),
+                error_layout=error_layout(args),
+                timezone=timezone(args),
                 multiline_pattern=pattern,
                 max_line_bytes=args.max_line_bytes,
                 attributes=service_tags.attributes,

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+import logpipe
 from logpipe import AccessParser, ErrorParser, Multiline
 from logpipe.lines import head_lines
 from logpipe.parsing.access.detect import detect
@@ -138,3 +139,16 @@ def test_error_records_by_level_with_no_flags(run: str) -> None:
     kinds = [event["error"]["kind"] for event in events if "error" in event]
     assert len(kinds) == wanted["traceback_records"], described
     assert Counter(kinds) == Counter(wanted["exception_classes"]), described
+
+
+@pytest.mark.parametrize("run", ERROR_RUNS)
+def test_the_replay_library_detects_too(run: str) -> None:
+    """``logpipe.replay`` with no format: the only parse errors are gunicorn's own (a record
+    split over two lines; lines printed before the first record, e.g. eventlet's warning)."""
+    access = list(logpipe.replay(access=[LOGS / run / "access.log"]))
+    errors = list(logpipe.replay(error=[LOGS / run / "error.log"]))
+    split = sum(1 for wanted in expected(run) if wanted.get("physical_lines", 1) > 1)
+    assert sum("parse_error" in event["logpipe"] for event in access) == 2 * split
+    data = (LOGS / run / "error.log").read_bytes()
+    before_first = not re.match(rb"[\[{0-9]", data)
+    assert sum("parse_error" in event.get("logpipe", {}) for event in errors) == before_first
