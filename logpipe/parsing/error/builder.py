@@ -44,9 +44,11 @@ LAYOUTS: dict[str, Code] = {
         writes={"level", "status", "timestamp"},
     ),
 }
-# A traceback in the message is split out (most records have none: no call, no copy for them).
+# A traceback in the message is split out (most records have none: no call, no copy for them);
+# under a generic message (``Error handling request /x``) the error's message is the exception's
+# own text (traceback.logged_error).
 TRACEBACK = Code.of(
-    "error = split_traceback(message[:-1]) if MARKER in message else None", writes={"error"}
+    "error = logged_error(message[:-1]) if MARKER in message else None", writes={"error"}
 )
 # The attributes the statements write, in the event's order, each with the test that it has no
 # value (then it is left out of the event; None: it always has one).
@@ -64,10 +66,7 @@ _NAMESPACE = {
     "ERROR_TIMES": ERROR_TIMES,
     "app_time_ms": app_time_ms,
     "MARKER": MARKER,
-    # Datadog's split, but under a generic message (``Error handling request /x``) the error's
-    # message is the exception's own text (traceback.logged_error). The builders' source calls
-    # it by the name it has always had, so that the generated source (tests/golden) is as it was.
-    "split_traceback": logged_error,
+    "logged_error": logged_error,
 }
 
 
