@@ -17,6 +17,7 @@ import pytest
 
 import logpipe
 from logpipe import AccessParser, ErrorParser, Multiline
+from logpipe.cli.detect import run_detect
 from logpipe.lines import head_lines
 from logpipe.parsing.access.detect import detect
 from logpipe.parsing.error.layouts import DEFAULT_LAYOUT, detect_error_layout
@@ -152,3 +153,14 @@ def test_the_replay_library_detects_too(run: str) -> None:
     data = (LOGS / run / "error.log").read_bytes()
     before_first = not re.match(rb"[\[{0-9]", data)
     assert sum("parse_error" in event.get("logpipe", {}) for event in errors) == before_first
+
+
+def test_logpipe_detect_names_each_files_format(capsys: pytest.CaptureFixture[str]) -> None:
+    files = [str(LOGS / "eventlet" / "access.log"), str(LOGS / "jsonlog" / "error.log")]
+    assert run_detect(files) == 0
+    said = capsys.readouterr().out
+    assert 'access_log_format = \'%(h)s %(l)s %(u)s %(t)s "%(r)s"' in said
+    assert "%(L)s %({x-forwarded-for}i)s'" in said
+    assert "error log: JSON lines: --error-format json" in said
+    assert "24 of its first 24 records parse" in said
+    assert run_detect([str(LOGS / "default" / "format.txt")]) == 1
