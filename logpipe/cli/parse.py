@@ -24,7 +24,7 @@ from logpipe.cli.options import (
 from logpipe.cli.runtime import relax_gc, warn
 from logpipe.event import Event
 from logpipe.lines import Prefixed, head_lines
-from logpipe.parsing.access.detect import detect
+from logpipe.parsing.access.detect import detect, unfit
 from logpipe.parsing.error.layouts import DEFAULT_LAYOUT, ErrorLayout, detect_error_layout
 from logpipe.pipeline.batch import access_events, error_events
 from logpipe.problems import Failure, SetupError
@@ -110,10 +110,9 @@ def _detected(head: bytes, name: str) -> tuple[str, ...] | None:
     if not lines:
         return None  # nothing to detect from: gunicorn's default
     detection = detect(lines)
-    if detection is None:
-        warn(f"{name}: no known or inferable access format fits its first lines; parsing "
-             "with gunicorn's default (give --access-format FMT)")  # fmt: skip
-        return None
+    if detection is None or detection.parsed * 2 < detection.sample:
+        warn(f"{name}: {unfit(lines, detection)}")
+        return None if detection is None or detection.default else detection.formats
     warn(f"{name}: access format {detection.describe()}")
     return None if detection.default else detection.formats
 

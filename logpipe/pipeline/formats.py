@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from logpipe.lines import LineBatch, head_lines
-from logpipe.parsing.access.detect import Detection, detect
+from logpipe.parsing.access.detect import detect, unfit
 from logpipe.parsing.access.fast import fast_access
 from logpipe.parsing.access.format import DEFAULT_FORMATS
 from logpipe.parsing.access.parser import AccessParser
@@ -66,7 +66,7 @@ class AccessFormats:
             chosen = before or DEFAULT_FORMATS
             if self._unfit.get(path) != chosen:  # said once, until it changes
                 self._unfit[path] = chosen
-                self._report(_unfit_message(path, detection))
+                self._report(f"{path}: {unfit(texts, detection)}")
         else:
             chosen = detection.formats
             self._unfit.pop(path, None)
@@ -96,14 +96,6 @@ def _texts(lines: LineBatch, count: int) -> list[str]:
         for line in lines.lines[:count]
         if line.strip()
     ]
-
-
-def _unfit_message(path: str, detection: Detection | None) -> str:
-    best = f"; the closest, {detection.describe()}" if detection is not None else ""
-    return (
-        f"{path}: no access format fits its lines{best}; they become events with "
-        "logpipe.parse_error (give --access-format FMT)"
-    )
 
 
 class ErrorLayouts:

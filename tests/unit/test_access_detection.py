@@ -9,7 +9,7 @@ from pathlib import Path
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from logpipe.parsing.access.detect import detect
+from logpipe.parsing.access.detect import detect, unfit
 from logpipe.parsing.access.fast import fast_access
 from logpipe.parsing.access.format import COMMON_FORMAT, DEFAULT_FORMAT, UVICORN_FORMAT
 from tests.unit.test_access_roundtrip import SETTINGS, render, requests
@@ -104,3 +104,11 @@ def test_detection_recovers_a_format_that_splits_lines_the_same(
         got = detected(line)
         assert got is not None, (found.formats, line)
         assert list(got[1]) == list(expected[1])
+
+
+def test_nothing_fits_is_said_with_the_closest_format_and_its_reasons() -> None:
+    lines = ["hello world", "not a log"]
+    said = unfit(lines, detect(lines))
+    assert "the closest, gunicorn's default" in said
+    assert "access line: no match at column" in said and "(1 lines)" in said
+    assert "give --access-format FMT" in said

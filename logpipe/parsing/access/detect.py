@@ -8,6 +8,7 @@ it declines is one the format does not fit.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ from logpipe.parsing.access.format import (
     FormatError,
 )
 from logpipe.parsing.access.infer import infer_formats
+from logpipe.parsing.access.parser import AccessParser
 
 SAMPLE_LINES = 50  # lines a detection looks at
 
@@ -73,6 +75,25 @@ def detect(lines: Sequence[str]) -> Detection | None:
         if best is None or parsed > best.parsed:
             best = Detection((inferred,), "inferred", parsed, len(sample))
     return best if best is not None and best.parsed else None
+
+
+def unfit(lines: Sequence[str], closest: Detection | None) -> str:
+    """Why no format was chosen for ``lines``: the closest one and the commonest reasons its
+    lines fail, and what to do."""
+    formats = closest.formats if closest is not None else DEFAULT_FORMATS
+    parser = AccessParser(formats)
+    reasons = Counter(
+        event["logpipe"]["parse_error"]
+        for event in map(parser.parse, [line for line in lines if line.strip()][:SAMPLE_LINES])
+        if "parse_error" in event.get("logpipe", {})
+    )
+    top = "; ".join(f"{reason} ({count} lines)" for reason, count in reasons.most_common(3))
+    near = closest.describe() if closest is not None else f"gunicorn's default: {formats[0]!r}"
+    return (
+        f"no access format fits its first lines (the closest, {near}; {top}); they become "
+        "events with logpipe.parse_error: give --access-format FMT (logpipe detect FILE shows "
+        "what was tried)"
+    )
 
 
 def _parsed(formats: tuple[str, ...], lines: Sequence[str]) -> int:
