@@ -4,7 +4,8 @@ stops parsing: gunicorn was reconfigured and restarted)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
+from typing import Generic, TypeVar
 
 from logpipe.lines import LineBatch, head_lines
 from logpipe.parsing.access.detect import detect, unfit
@@ -20,9 +21,38 @@ SAMPLE_LINES = 50  # lines a detection looks at
 RETRY_BATCHES = 100
 
 Formats = tuple[str, ...]
+K = TypeVar("K", bound=Hashable)  # what a file's parser is made from
+P = TypeVar("P")  # a parser
 
 
-class AccessFormats:
+class _PerFile(Generic[K, P]):
+    """A parser per file: the fixed one, or one per chosen key (formats, a layout), made once
+    by ``make``; ``report`` says each choice."""
+
+    def __init__(
+        self,
+        fixed: P | None = None,
+        *,
+        make: Callable[[K], P] | None = None,
+        report: Callable[[str], None] = lambda line: None,
+    ) -> None:
+        if (fixed is None) == (make is None):
+            raise ValueError("give a fixed parser or a way to make them")
+        self._fixed = fixed
+        self._make = make
+        self._report = report
+        self._parsers: dict[K, P] = {}
+        self._chosen: dict[str, K] = {}  # path -> its key
+
+    def _parser(self, key: K) -> P:
+        parser = self._parsers.get(key)
+        if parser is None:
+            assert self._make is not None
+            parser = self._parsers[key] = self._make(key)
+        return parser
+
+
+class AccessFormats(_PerFile[Formats, AccessParser]):
     """``parser_for(path, lines)``: the parser for a file's lines; with ``make`` (formats to a
     parser), formats are detected per file and each choice is said through ``report``."""
 
@@ -33,13 +63,7 @@ class AccessFormats:
         make: Callable[[Formats], AccessParser] | None = None,
         report: Callable[[str], None] = lambda line: None,
     ) -> None:
-        if (fixed is None) == (make is None):
-            raise ValueError("give a fixed parser or a way to make them")
-        self._fixed = fixed
-        self._make = make
-        self._report = report
-        self._parsers: dict[Formats, AccessParser] = {}
-        self._chosen: dict[str, Formats] = {}  # path -> its formats
+        super().__init__(fixed, make=make, report=report)
         self._unfit: dict[str, Formats] = {}  # path -> formats kept though its lines do not fit
         self._waited: dict[str, int] = {}  # path -> batches since nothing fitted it
 
@@ -82,13 +106,6 @@ class AccessFormats:
         match = fast_access(formats).match
         return sum(1 for text in texts if match(text) is not None) * 2 >= len(texts)
 
-    def _parser(self, formats: Formats) -> AccessParser:
-        parser = self._parsers.get(formats)
-        if parser is None:
-            assert self._make is not None
-            parser = self._parsers[formats] = self._make(formats)
-        return parser
-
 
 def _texts(lines: LineBatch, count: int) -> list[str]:
     return [
@@ -98,25 +115,10 @@ def _texts(lines: LineBatch, count: int) -> list[str]:
     ]
 
 
-class ErrorLayouts:
+class ErrorLayouts(_PerFile[ErrorLayout, ErrorParser]):
     """``parser_for(path, records)``: the parser for a file's error records; with ``make``
     (a layout to a parser), layouts are detected per file from its first records, each choice
     said through ``report``."""
-
-    def __init__(
-        self,
-        fixed: ErrorParser | None = None,
-        *,
-        make: Callable[[ErrorLayout], ErrorParser] | None = None,
-        report: Callable[[str], None] = lambda line: None,
-    ) -> None:
-        if (fixed is None) == (make is None):
-            raise ValueError("give a fixed parser or a way to make them")
-        self._fixed = fixed
-        self._make = make
-        self._report = report
-        self._parsers: dict[ErrorLayout, ErrorParser] = {}
-        self._chosen: dict[str, ErrorLayout] = {}
 
     def parser_for(self, path: str, records: Sequence[Record[bytes]]) -> ErrorParser:
         if self._fixed is not None:
@@ -128,11 +130,7 @@ class ErrorLayouts:
             layout = self._chosen[path] = found or DEFAULT_LAYOUT
             how = "error log layout" if found else "no known error log layout; using"
             self._report(f"{path}: {how} {layout.describe()}")
-        parser = self._parsers.get(layout)
-        if parser is None:
-            assert self._make is not None
-            parser = self._parsers[layout] = self._make(layout)
-        return parser
+        return self._parser(layout)
 
 
 def error_multiline(

@@ -147,6 +147,22 @@ class _Reader:
     placeholder: str | None = None  # its key while empty (no head to fingerprint yet)
     unterminated: Unterminated = field(default_factory=Unterminated)  # at ``offset``
 
+    @classmethod
+    def of(
+        cls,
+        spec: FollowSpec,
+        file: BinaryIO,
+        status: os.stat_result,
+        fingerprint: Fingerprint | None,
+        offset: int,
+        now: float,
+    ) -> _Reader:
+        """A reader of ``file`` from ``offset``, not quiet until read; an error log's
+        aggregator is made at its first read, from the file's head."""
+        reader = cls(spec, file, status.st_dev, status.st_ino, fingerprint, offset, None, now)
+        reader.size = status.st_size
+        return reader
+
     @property
     def fd(self) -> int:
         assert self.file is not None
@@ -403,17 +419,7 @@ class Follower:
             self._positions.track(fingerprint, spec.path, 0)
         else:
             fingerprint = Fingerprint(drain.key, drain.head_bytes)
-        reader = _Reader(
-            spec,
-            file,
-            status.st_dev,
-            status.st_ino,
-            fingerprint,
-            drain.offset,
-            None,  # an error log's aggregator: made at the first read, from the file's head
-            now,
-        )
-        reader.size = status.st_size
+        reader = _Reader.of(spec, file, status, fingerprint, drain.offset, now)
         self._retired.append(reader)  # read to its end, kept open until quiet
         self._recovering(spec, drain, status.st_size - drain.offset)
 
@@ -585,17 +591,7 @@ class Follower:
         file = os.fdopen(fd, "rb", buffering=0)
         fingerprint = fingerprint_of(file.fileno(), status.st_size)
         offset = self._start_offset(spec.path, file, status.st_size, fingerprint)
-        reader = _Reader(
-            spec,
-            file,
-            status.st_dev,
-            status.st_ino,
-            fingerprint,
-            offset,
-            None,  # an error log's aggregator: made at the first read, from the file's head
-            now,
-        )
-        reader.size = status.st_size  # not quiet until read
+        reader = _Reader.of(spec, file, status, fingerprint, offset, now)
         if fingerprint is None:  # known from now on, by its inode, until it has a head
             fingerprint = Fingerprint(f"{head_key(b'')}:{status.st_dev}:{status.st_ino}", 0)
             reader.placeholder = fingerprint.key

@@ -19,8 +19,8 @@ import orjson
 _FIELD = re.compile(r'"(?:[^"\\]|\\.)*"|\[[^\]]*\]|\S+')
 _TIME = re.compile(r"\[\d{2}/[A-Z][a-z]{2}/\d{4}:\d{2}:\d{2}:\d{2} [+-]\d{4}\]")
 _TOKEN = r"[A-Za-z0-9!#$%&'*+.^_`|~-]+"  # an HTTP method
-_REQUEST = re.compile(rf'"{_TOKEN} \S+ HTTP/\d\.\d"')
-_REQUEST_PARTS = re.compile(rf'"{_TOKEN} \S* \S* HTTP/\d\.\d"')  # "%(m)s %(U)s %(q)s %(H)s"
+_REQUEST = re.compile(rf"{_TOKEN} \S+ HTTP/\d\.\d")
+_REQUEST_PARTS = re.compile(rf"{_TOKEN} \S* \S* HTTP/\d\.\d")  # "%(m)s %(U)s %(q)s %(H)s"
 _ADDRESS = re.compile(r"[0-9a-fA-F.:]*[.:][0-9a-fA-F.:]*|unknown")
 _ADDRESSES = re.compile(r"(?:[0-9a-fA-F.:]+|unknown)(?:, ?(?:[0-9a-fA-F.:]+|unknown))+")
 _STATUS = re.compile(r"[1-5]\d\d")
@@ -75,7 +75,9 @@ def _text_format(line: str, lines: Sequence[str]) -> str | None:
     after_request = after_status = 0  # fields seen since the request line, the status
     rows = [row for row in map(_fields, lines) if len(row) == len(fields)] or [fields]
     for index, field in enumerate(fields):
-        atom = _shape(field)
+        atom = _shape(field[1:-1]) if field.startswith('"') else _shape(field)
+        if atom is not None and field.startswith('"'):
+            atom = f'"{atom}"'
         if atom is None:
             if index == 0 and (_ADDRESS.fullmatch(field) or field == "-"):
                 atom = "%(h)s"
@@ -119,18 +121,20 @@ def _looks(index: int, rows: Sequence[Sequence[str]]) -> str | None:
     return None
 
 
-def _shape(field: str) -> str | None:
-    """The atom a field's shape alone names."""
-    if _TIME.fullmatch(field):
+def _shape(value: str) -> str | None:
+    """The atom a value's shape alone names (a quoted field's value without its quotes)."""
+    if _TIME.fullmatch(value):
         return "%(t)s"
-    if _REQUEST.fullmatch(field):
-        return '"%(r)s"'
-    if _REQUEST_PARTS.fullmatch(field):
-        return '"%(m)s %(U)s %(q)s %(H)s"'
-    if _SECONDS.fullmatch(field):
+    if _REQUEST.fullmatch(value):
+        return "%(r)s"
+    if _REQUEST_PARTS.fullmatch(value):
+        return "%(m)s %(U)s %(q)s %(H)s"
+    if _SECONDS.fullmatch(value):
         return "%(L)s"
-    if _PID.fullmatch(field):
+    if _PID.fullmatch(value):
         return "%(p)s"
+    if _PROTOCOL.fullmatch(value):
+        return "%(H)s"
     return None
 
 
@@ -213,17 +217,8 @@ def _json_format(line: str) -> str | None:
 
 
 def _json_atom(key: str, value: object) -> str | None:
-    if isinstance(value, str):
-        if _TIME.fullmatch(value):
-            return "%(t)s"
-        if _REQUEST.fullmatch(f'"{value}"'):
-            return "%(r)s"
-        if _SECONDS.fullmatch(value):
-            return "%(L)s"
-        if _PID.fullmatch(value):
-            return "%(p)s"
-        if _PROTOCOL.fullmatch(value):
-            return "%(H)s"
+    if isinstance(value, str) and (atom := _shape(value)) is not None:
+        return atom
     lowered = key.lower()
     if "request_id" in lowered or "request-id" in lowered or lowered == "requestid":
         return "%({x-request-id}i)s"
