@@ -107,10 +107,6 @@ def report(path: Path) -> None:
         print(f"| {run} | {described} | {shown} | {tracebacks} |")
 
 
-if __name__ == "__main__":
-    report(LOGS)
-
-
 ERROR_RUNS = ("uvicorn", "jsonlog", "logconf", "jsonaccess", "gunicorn20", "eventlet")
 
 
@@ -164,3 +160,7 @@ def test_logpipe_detect_names_each_files_format(capsys: pytest.CaptureFixture[st
     assert "error log: JSON lines: --error-format json" in said
     assert "24 of its first 24 records parse" in said
     assert run_detect([str(LOGS / "default" / "format.txt")]) == 1
+
+
+if __name__ == "__main__":
+    report(LOGS)
