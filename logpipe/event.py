@@ -25,18 +25,26 @@ def origin(path: str | None, offset: int) -> dict[str, str | int]:
     return {"path": path, "offset": offset} if path is not None else {"offset": offset}
 
 
-UNKNOWN_BOT = "unknown"  # the family of a bot whose user agent names none
+# Datadog's saved view "Bot errors" (gunicorn integration): the one definition of a bot error,
+# used by the metric requests.bot_errors, the replay summary and its report.
+BOT_ERRORS_QUERY = "@http.useragent_details.browser.family:*bot* @http.status_code:[400 TO 599]"
+BOT_WORD = "bot"  # the query's `*bot*`: Datadog's attribute search is case-sensitive
 
 
-def bot_family(http: dict[str, Any]) -> str | None:
-    """The browser family of a bot's user agent (``http.useragent_details.device.category``
-    ``Bot``), else None."""
+def bot_error(http: dict[str, Any]) -> str | None:
+    """The browser family when the saved view "Bot errors" selects this request, else None.
+
+    Exactly the view's query: ``http.status_code`` from 400 to 599 and
+    ``http.useragent_details.browser.family`` containing ``bot``, matched case-sensitively as
+    Datadog matches an attribute value against a wildcard (``Googlebot``, ``bingbot``,
+    ``Applebot``; not ``YandexBot`` or ``AhrefsBot``: those are in ``bot_kind``, not here).
+    """
+    code = http.get("status_code")
+    if type(code) is not int or not 400 <= code <= 599:
+        return None
     details = http.get("useragent_details")
     if not isinstance(details, dict):
         return None
-    device = details.get("device")
-    if not isinstance(device, dict) or device.get("category") != "Bot":
-        return None
     browser = details.get("browser")
     family = browser.get("family") if isinstance(browser, dict) else None
-    return family if isinstance(family, str) and family else UNKNOWN_BOT
+    return family if isinstance(family, str) and BOT_WORD in family else None

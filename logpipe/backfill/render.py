@@ -64,12 +64,23 @@ def sections(summary: Summary, *, top: int = 10) -> list[Section]:
         Section("Status codes", ("Status", "Requests"), _keyed(summary.statuses), "lr"),
         Section(f"Top {top} 4xx paths", ("Requests", "Path"), _top(summary.paths_4xx, top), "rl"),
         Section(f"Top {top} 5xx paths", ("Requests", "Path"), _top(summary.paths_5xx, top), "rl"),
-        Section("Bot errors (4xx/5xx) by bot", ("Errors", "Bot"), _top(summary.bots, top), "rl"),
+        Section(
+            "Bot errors (4xx/5xx, browser family *bot*) by bot",
+            ("Errors", "Bot"),
+            _top(summary.bots, top),
+            "rl",
+        ),
         Section(
             f"Top {top} bot errors by bot and path",
             ("Errors", "Bot", "Path"),
             _top(summary.bot_paths, top),
             "rll",
+        ),
+        Section(
+            "Requests by bot kind",
+            ("Kind", "Requests", "4xx", "5xx"),
+            _bot_kinds(summary),
+            "lrrr",
         ),
         Section("Error log", ("Level", "Records"), _levels(summary), "lr"),
     ]
@@ -88,6 +99,17 @@ def _overview(summary: Summary) -> list[Row]:
     if summary.first is not None and summary.last is not None:
         rows += [("first event", utc(summary.first)), ("last event", utc(summary.last))]
     return rows
+
+
+def _bot_kinds(summary: Summary) -> list[Row]:
+    """Per bot kind, most requests first: requests, then its 4xx and 5xx."""
+    totals: Counter[str] = Counter()
+    for (kind, _), count in summary.bot_kinds.items():
+        totals[kind] += count
+    return [
+        (kind, str(count), str(summary.bot_kinds[kind, "4xx"]), str(summary.bot_kinds[kind, "5xx"]))
+        for kind, count in _by_count(totals)
+    ]
 
 
 def _levels(summary: Summary) -> list[Row]:

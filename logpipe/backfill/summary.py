@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from logpipe.event import ACCESS_LOGGER, ERROR_LOGGER, Event, bot_family
+from logpipe.event import ACCESS_LOGGER, ERROR_LOGGER, Event, bot_error
 
 BUCKET_MS = 30_000  # Datadog's status-code overview steps by 30 s
 NO_PATH = "(none)"
@@ -29,6 +29,9 @@ class Summary:
     ``lines`` counts access-log lines (gunicorn.access events), ``records`` error-log records
     (gunicorn.error events); ``skipped_old`` is set by the caller. ``timeline`` counts requests
     per (30 s bucket start in epoch ms, status class); ``first`` / ``last`` are epoch ms.
+    ``bots`` and ``bot_paths`` count what Datadog's saved view "Bot errors" selects
+    (``logpipe.event.bot_error``), by browser family (and path); ``bot_kinds`` counts requests
+    per (``http.useragent_details.bot_kind``, status class).
     """
 
     def __init__(self) -> None:
@@ -44,6 +47,8 @@ class Summary:
         self.paths_5xx: Counter[str] = Counter()
         self.bots: Counter[str] = Counter()
         self.bot_paths: Counter[tuple[str, str]] = Counter()
+        # requests per (bot kind, status class), for user agents with a bot_kind
+        self.bot_kinds: Counter[tuple[str, str]] = Counter()
         self.levels: Counter[str] = Counter()
         self.tracebacks = 0
         self._first = NO_TIME_YET  # epoch ms; sentinels until an event has a timestamp
@@ -76,6 +81,11 @@ class Summary:
                 key = (code, None if at is None else at - at % BUCKET_MS)
                 requests = self.requests
                 requests[key] = requests.get(key, 0) + 1
+                details = http.get("useragent_details")  # type: ignore[union-attr]
+                if details:
+                    kind = details.get("bot_kind")
+                    if kind is not None:
+                        self.bot_kinds[kind, status_class(code)] += 1
                 if 400 <= code < 600:
                     self._failure(code, http)  # type: ignore[arg-type]
         elif name == ERROR_LOGGER:
@@ -136,7 +146,7 @@ class Summary:
         path = details.get("path") if isinstance(details, dict) else None
         path = path if isinstance(path, str) and path else NO_PATH
         (self.paths_4xx if code < 500 else self.paths_5xx)[path] += 1
-        family = bot_family(http)
+        family = bot_error(http)  # the saved view "Bot errors" (logpipe.event.bot_error)
         if family is not None:
             self.bots[family] += 1
             self.bot_paths[family, path] += 1

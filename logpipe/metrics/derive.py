@@ -14,9 +14,10 @@ Metrics, all carrying the client's constant tags (``service``, ``env``, the user
 
 - access events with ``http.status_code``: ``<ns>.requests`` (tagged ``status_class:2xx`` and
   ``status_code:200``), ``<ns>.requests.4xx`` / ``<ns>.requests.5xx``, ``<ns>.requests.bot_errors``
-  (``http.useragent_details.device.category == "Bot"``, status 400-599, tagged
-  ``bot:<browser family>``), and the distribution ``<ns>.request.duration`` in ms when the event
-  has a ``duration`` (ns);
+  (what Datadog's saved view "Bot errors" selects: ``logpipe.event.bot_error``, tagged
+  ``bot:<browser family>``), ``<ns>.requests.bots`` (requests from a user agent with an
+  ``http.useragent_details.bot_kind``, tagged ``bot_kind:<kind>`` and ``status_class:4xx``),
+  and the distribution ``<ns>.request.duration`` in ms when the event has a ``duration`` (ns);
 - error events with a known ``level``: ``<ns>.log.critical|error|warning|info|debug``, and
   ``<ns>.log.exception`` when the event has ``error.stack``;
 - self-telemetry, never namespaced: ``logpipe.parse_errors`` and ``logpipe.truncations`` from the
@@ -31,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from logpipe.event import ACCESS_LOGGER, ERROR_LOGGER, Event, bot_family
+from logpipe.event import ACCESS_LOGGER, ERROR_LOGGER, Event, bot_error
 from logpipe.metrics.client import SELF_PREFIX, shutdown, twin_without_namespace
 
 if TYPE_CHECKING:  # imported where clients are made: worker processes only count, never send
@@ -73,6 +74,7 @@ class EventMetrics:
         self._extra = list(tags)
         self._status: dict[int, tuple[list[str], str | None]] = {}
         self._bots: dict[str, list[str]] = {}
+        self._kinds: dict[tuple[str, int], list[str]] = {}
         self._closed = False
 
     def observe(self, event: Event) -> Event:
@@ -143,10 +145,15 @@ class EventMetrics:
         tags, errors = entry
         count = self.statsd.count
         count("requests", 1, tags)
+        details = http.get("useragent_details")
+        if details:
+            kind = details.get("bot_kind")
+            if kind is not None:
+                self._bot_kind(kind, code)
         if errors is None:
             return
         count(errors, 1, self._tags)
-        family = bot_family(http)
+        family = bot_error(http)  # the saved view "Bot errors" (logpipe.event.bot_error)
         if family is None:
             return
         bot_tags = self._bots.get(family)
@@ -155,6 +162,16 @@ class EventMetrics:
             if len(self._bots) < _CACHE_LIMIT:
                 self._bots[family] = bot_tags
         count("requests.bot_errors", 1, bot_tags)
+
+    def _bot_kind(self, kind: str, code: int) -> None:
+        """``requests.bots``, tagged ``bot_kind:`` and ``status_class:``."""
+        key = (kind, code // 100)
+        tags = self._kinds.get(key)
+        if tags is None:
+            tags = [f"bot_kind:{kind}", f"status_class:{key[1]}xx", *self._extra]
+            if len(self._kinds) < _CACHE_LIMIT:
+                self._kinds[key] = tags
+        self.statsd.count("requests.bots", 1, tags)
 
     def _status_entry(self, code: int) -> tuple[list[str], str | None]:
         """Tags for ``requests`` with this status, and its 4xx/5xx metric if any."""

@@ -21,9 +21,9 @@ from typing import Any
 
 from logpipe.event import ACCESS_LOGGER, Event
 from logpipe.parsing.attributes import STATUS_CODES, URL_DETAILS, query_map
+from logpipe.parsing.bots import USERAGENT_DETAILS
 from logpipe.parsing.codegen import Code, compile_builder, indented, literal
 from logpipe.parsing.timestamps import ACCESS_TIMES
-from logpipe.parsing.useragent import USER_AGENTS
 
 # (line, its atom values, its bookkeeping: logpipe.*) to the line's event
 Build = Callable[[str, Sequence[str], dict[str, Any] | None], Event]
@@ -95,8 +95,8 @@ def _request_time(v: str, repairs: Repairs) -> Code:
     return Code.of(
         f"stamp_ms = ACCESS_TIMES[{v}]",
         "if stamp_ms is not None:",
-        "    timestamp = stamp_ms",
-        writes={"timestamp"},
+        "    timestamp = date_access = stamp_ms",
+        writes={"timestamp", "date_access"},
     )
 
 
@@ -203,7 +203,7 @@ def _user_agent(v: str, repairs: Repairs) -> Code:
         *indented(repairs.header(v)),
         f'    http["useragent"] = {v}',
         f"    if {v}:",
-        f'        http["useragent_details"] = USER_AGENTS[{v}]',
+        f'        http["useragent_details"] = USERAGENT_DETAILS[{v}]',
         writes={"http"},
     )
 
@@ -284,6 +284,7 @@ def request_parts(
 TOP_LEVEL: dict[str, tuple[str, str | None]] = {
     "status": ('"info"', None),
     "timestamp": ("None", "timestamp is None"),
+    "date_access": ("None", "date_access is None"),  # Datadog's date remapper source, epoch ms
     "http": ("{}", "not http"),
     "network": ("{}", "not network"),
     "duration": ("None", "duration is None"),
@@ -295,7 +296,7 @@ _NAMESPACE = {
     "ACCESS_TIMES": ACCESS_TIMES,
     "STATUS_CODES": STATUS_CODES,
     "URL_DETAILS": URL_DETAILS,
-    "USER_AGENTS": USER_AGENTS,
+    "USERAGENT_DETAILS": USERAGENT_DETAILS,
     "query_map": query_map,
     "repair_mojibake": repair_mojibake,
     "request_parts": request_parts,
