@@ -19,6 +19,7 @@ from logpipe.cli.options import (
     error_layout,
     error_records,
     fixed_access_format,
+    multiline_pattern,
     tags_from,
 )
 from logpipe.cli.runtime import relax_gc, warn
@@ -78,6 +79,7 @@ def run_parse(arguments: Sequence[str]) -> int:
             return access_events(stream, access, path=path)
     else:
         layout = error_layout(args)
+        multiline_pattern(args.multiline_pattern)  # checked before anything is read
 
         def events(stream: BinaryIO) -> Iterator[Event]:
             chosen = layout
@@ -105,7 +107,8 @@ def run_parse(arguments: Sequence[str]) -> int:
 
 
 def _detected(head: bytes, name: str) -> tuple[str, ...] | None:
-    """The formats detected from the first lines (None: gunicorn's defaults), said once."""
+    """The formats detected from the first lines (None: gunicorn's defaults), said once
+    unless they are gunicorn's defaults."""
     lines = head_lines(head)
     if not lines:
         return None  # nothing to detect from: gunicorn's default
@@ -113,17 +116,22 @@ def _detected(head: bytes, name: str) -> tuple[str, ...] | None:
     if detection is None or detection.parsed * 2 < detection.sample:
         warn(f"{name}: {unfit(lines, detection)}")
         return None if detection is None or detection.default else detection.formats
+    if detection.default:
+        return None  # what a user expects: nothing to say
     warn(f"{name}: access format {detection.describe()}")
-    return None if detection.default else detection.formats
+    return detection.formats
 
 
 def _detected_error_layout(head: bytes) -> ErrorLayout:
     """The error-log layout detected from the first lines (gunicorn's default when none
     fits), said once."""
-    detected = detect_error_layout(head_lines(head))
+    lines = head_lines(head)
+    if not lines:
+        return DEFAULT_LAYOUT  # nothing to detect from (and nothing to say)
+    detected = detect_error_layout(lines)
     layout = detected or DEFAULT_LAYOUT
     unknown = " (no known layout fits its first lines: give --error-format FMT)"
-    warn(f"error log layout: {layout.describe()}{unknown if detected is None and head else ''}")
+    warn(f"error log layout: {layout.describe()}{unknown if detected is None else ''}")
     return layout
 
 
