@@ -3,6 +3,10 @@
 ``state-dir = "/var/lib/logpipe"`` (or ``state_dir``), ``tags = "team:web,tier:1"``,
 ``access = ["/var/log/gunicorn/access.log"]``... Options given on the command line win over the
 file; paths given with ``--access``/``--error`` are added to the file's.
+
+``[[log_processing_rules]]`` tables are the Datadog Agent's processing rules, with its names
+(``type``, ``name``, ``pattern``, ``replace_placeholder``), plus ``applies_to`` (access, error or
+both) and ``path`` (a glob of followed paths): see ``logpipe/pipeline/rules.py``.
 """
 
 from __future__ import annotations
@@ -43,11 +47,32 @@ def apply_config(parser: argparse.ArgumentParser, path: str) -> None:
     defaults: dict[str, Any] = {}
     for key, value in values.items():
         dest = key.replace("-", "_")
+        if dest == "log_processing_rules" and parser.get_default(dest) is not None:
+            defaults[dest] = _rules(path, key, value)
+            continue
         action = actions.get(dest)
         if action is None or dest == "config":
             raise ConfigError(f"--config {path}: unknown key {key!r}")
         defaults[dest] = _checked(path, key, action, value)
     parser.set_defaults(**defaults)
+
+
+def _rules(path: str, key: str, value: Any) -> list[Any]:
+    """``[[log_processing_rules]]``: each table checked (its pattern too), in order."""
+    from logpipe.pipeline.rules import RuleError, compile_pattern, spec_from_mapping
+
+    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+        raise ConfigError(f"--config {path}: {key} must be tables ([[{key}]])")
+    specs = []
+    for index, table in enumerate(value, 1):
+        where = f"--config {path}: {key} #{index}"
+        try:
+            spec = spec_from_mapping(table, where)
+            compile_pattern(spec.pattern, f"{where} ({spec.label()})")
+        except RuleError as error:
+            raise ConfigError(str(error)) from None
+        specs.append(spec)
+    return specs
 
 
 def _checked(path: str, key: str, action: argparse.Action, value: Any) -> Any:

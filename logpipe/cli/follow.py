@@ -23,10 +23,12 @@ from logpipe.cli.options import (
     add_error_layout_options,
     add_log_options,
     add_parsing_options,
+    add_rule_options,
     add_tag_options,
     error_layout,
     fixed_access_format,
     multiline_pattern,
+    processing_rules,
     tags_from,
     timezone,
 )
@@ -61,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_log_options(parser, "follow", "PATH")
     add_parsing_options(parser)
+    add_rule_options(parser)
     add_error_layout_options(parser)
     add_delivery_options(
         parser,
@@ -177,6 +180,7 @@ def run_follow(arguments: Sequence[str]) -> int:
     else:
         formats = AccessFormats(access)
     multiline_pattern(args.multiline_pattern)  # checked
+    processing_rules(args)  # checked before anything starts
     return follow(args, formats, error_layouts(args, service_tags), service_tags)
 
 
@@ -311,6 +315,7 @@ def follow(
             telemetry=_telemetry(metrics) if metrics else None,
             exit_idle=args.exit_idle,
             reopen=reopen,
+            rules=processing_rules(args),
         )
         relax_gc()
         try:

@@ -16,6 +16,7 @@ from logpipe.parsing.error.assembly import LayoutError
 from logpipe.parsing.error.layouts import DEFAULT_LAYOUT, ErrorLayout
 from logpipe.parsing.error.parser import ErrorParser
 from logpipe.parsing.timestamps import zone_named
+from logpipe.pipeline.rules import Rules
 from logpipe.problems import SetupError
 from logpipe.service_tags import ServiceTags, split_tags
 from logpipe.sources.multiline import DEFAULT_START, Multiline
@@ -236,3 +237,72 @@ def error_records(
         timezone=timezone(args),
     )
     return multiline, parser
+
+
+class _RuleAction(argparse._AppendAction):
+    """``--exclude-at-match``, ``--include-at-match``, ``--mask``: appended, and their order
+    across the three noted (rules run in the order given)."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[object] | None,
+        option_string: str | None = None,
+    ) -> None:
+        super().__call__(parser, namespace, values, option_string)
+        order = list(getattr(namespace, "rule_order", None) or [])
+        namespace.rule_order = [*order, (self.dest, values)]
+
+
+def add_rule_options(parser: argparse.ArgumentParser) -> None:
+    """Processing rules, as the Datadog Agent's ``log_processing_rules``: ``--exclude-at-match``,
+    ``--include-at-match`` and ``--mask`` (repeatable, for access and error logs alike), and the
+    config file's ``[[log_processing_rules]]`` tables (``processing_rules``)."""
+    group = parser.add_argument_group("processing rules (before parsing, in the order given)")
+    group.add_argument(
+        "--exclude-at-match",
+        action=_RuleAction,
+        default=[],
+        metavar="REGEX",
+        help="drop access lines and error records REGEX matches (repeatable)",
+    )
+    group.add_argument(
+        "--include-at-match",
+        action=_RuleAction,
+        default=[],
+        metavar="REGEX",
+        help="keep only access lines and error records REGEX matches (repeatable)",
+    )
+    group.add_argument(
+        "--mask",
+        action=_RuleAction,
+        default=[],
+        metavar="REGEX=PLACEHOLDER",
+        help="replace what REGEX matches with PLACEHOLDER ($1, ${name}: its groups; split at "
+        "the last =) in lines and records (repeatable)",
+    )
+    parser.set_defaults(log_processing_rules=[], rule_order=[])
+
+
+def processing_rules(args: argparse.Namespace) -> Rules | None:
+    """The rules: the config file's ``[[log_processing_rules]]`` in their order, then the
+    options (those from the config file first), each pattern checked; None when there are
+    none."""
+    from logpipe.pipeline.rules import EXCLUDE, INCLUDE, RuleSpec, build_rules, mask_spec
+
+    kinds = {"exclude_at_match": EXCLUDE, "include_at_match": INCLUDE}
+    given: list[tuple[str, str]] = list(getattr(args, "rule_order", None) or [])
+    ordered: list[tuple[str, str]] = []
+    for dest in ("exclude_at_match", "include_at_match", "mask"):
+        values: list[str] = getattr(args, dest, None) or []
+        on_line = sum(1 for name, _ in given if name == dest)
+        ordered += [(dest, value) for value in values[: len(values) - on_line]]  # config's
+    specs = list(getattr(args, "log_processing_rules", None) or [])
+    for dest, value in [*ordered, *given]:
+        option = "--" + dest.replace("_", "-")
+        if dest == "mask":
+            specs.append(mask_spec(value))
+        else:
+            specs.append(RuleSpec(kinds[dest], value, name=option))
+    return build_rules(specs)

@@ -15,11 +15,13 @@ from logpipe.cli.options import (
     access_parser,
     add_error_layout_options,
     add_parsing_options,
+    add_rule_options,
     add_tag_options,
     error_layout,
     error_records,
     fixed_access_format,
     multiline_pattern,
+    processing_rules,
     tags_from,
 )
 from logpipe.cli.runtime import relax_gc, warn
@@ -50,6 +52,7 @@ def build_parse_parser() -> argparse.ArgumentParser:
         help="access: one event per line; error: one per (multi-line) record",
     )
     add_parsing_options(parse)
+    add_rule_options(parse)
     add_error_layout_options(parse)
     add_tag_options(parse)
     parse.add_argument(
@@ -67,6 +70,8 @@ def run_parse(arguments: Sequence[str]) -> int:
     args = build_parse_parser().parse_args(arguments)
     path = None if args.file == "-" else args.file
     service_tags = tags_from(args)
+    rules = processing_rules(args)
+    ruleset = rules.for_input(args.kind, path) if rules is not None else None
     if args.kind == "access":
 
         def events(stream: BinaryIO) -> Iterator[Event]:
@@ -76,7 +81,7 @@ def run_parse(arguments: Sequence[str]) -> int:
                 formats = _detected(head, args.file)
                 stream = Prefixed(head, stream)  # type: ignore[assignment]
             access = access_parser(args, service_tags, formats)
-            return access_events(stream, access, path=path)
+            return access_events(stream, access, path=path, rules=ruleset)
     else:
         layout = error_layout(args)
         multiline_pattern(args.multiline_pattern)  # checked before anything is read
@@ -89,7 +94,12 @@ def run_parse(arguments: Sequence[str]) -> int:
                 stream = Prefixed(head, stream)  # type: ignore[assignment]
             multiline, errors = error_records(args, chosen, service_tags)
             return error_events(
-                stream, errors, multiline, path=path, max_line_bytes=args.max_line_bytes
+                stream,
+                errors,
+                multiline,
+                path=path,
+                max_line_bytes=args.max_line_bytes,
+                rules=ruleset,
             )
 
     relax_gc()

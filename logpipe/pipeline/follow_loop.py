@@ -27,6 +27,7 @@ from logpipe.parsing.error.parser import ErrorParser
 from logpipe.pipeline.batch import access_batch_pairs, record_pairs
 from logpipe.pipeline.formats import AccessFormats, ErrorLayouts
 from logpipe.pipeline.outage import Outage, passing
+from logpipe.pipeline.rules import Rules, Skips
 from logpipe.sinks import Interrupted, LogSink
 from logpipe.sources.follower import Batch, Follower
 from logpipe.sources.wake import Waker
@@ -58,6 +59,7 @@ class FollowPipeline:
         exit_idle: float = 0,
         reopen: threading.Event | None = None,
         outage: Outage | None = None,
+        rules: Rules | None = None,
     ) -> None:
         self.follower = follower
         self.sink = sink
@@ -79,6 +81,9 @@ class FollowPipeline:
         self._next_checkpoint = 0.0
         self._reopen = reopen  # set (SIGHUP) to reopen the output file
         self._outage = outage or Outage(report)
+        self.rules = rules  # processing rules (exclude, include, mask), if any
+        self._skips = Skips() if rules is not None else None  # batches the rules dropped whole
+        self._kept = 0  # events the rules kept in the batch being sent
 
     def run(self, stop: threading.Event) -> None:
         """Loop until ``stop``; then deliver what is left and store the checkpoints, also when
@@ -192,19 +197,39 @@ class FollowPipeline:
         """Hand each batch's events to the sink as they are made: each is serialised while
         still in the CPU's cache, and few are alive at once."""
         for batch in batches:
+            rules = self.rules.for_input(batch.kind, batch.path) if self.rules else None
             if batch.lines is not None:
                 parser = self._access.parser_for(batch.path, batch.lines)
                 failures = parser.failures
-                pairs = access_batch_pairs((batch.lines,), parser, path=batch.path)
+                pairs = access_batch_pairs((batch.lines,), parser, path=batch.path, rules=rules)
             else:
                 errors = self._errors.parser_for(batch.path, batch.records)
-                pairs = record_pairs(batch.records, errors, path=batch.path)
+                pairs = record_pairs(batch.records, errors, path=batch.path, rules=rules)
             if self._observers:
                 pairs = self._observed(pairs)
+            if rules is not None:
+                pairs = self._counted(pairs)
             self.lines += len(batch)
             self._acknowledge(self.sink.send(pairs, batch.key, batch.end))
+            if rules is not None and self._skips is not None:
+                self._ruled(batch, self._skips)
             if batch.lines is not None and parser.failures != failures:
                 self._parse_failed(batch.path, parser.failures - failures, parser.last_failure)
+
+    def _counted(self, pairs: Iterator[tuple[Event, int]]) -> Iterator[tuple[Event, int]]:
+        """Each pair, counted in ``_kept``."""
+        self._kept = 0
+        for pair in pairs:
+            self._kept += 1
+            yield pair
+
+    def _ruled(self, batch: Batch, skips: Skips) -> None:
+        """After a batch the rules ran on: one they dropped whole sent nothing, so no sink
+        token covers it; its end is acknowledged once what was sent before it is."""
+        if self._kept:
+            skips.sent(batch.key, batch.end)
+        else:
+            self._acknowledge(skips.skipped(batch.key, batch.end))
 
     def _parse_failed(self, path: str, count: int, last: tuple[str, str] | None) -> None:
         """Count lines that did not parse; say so for a file at its 1st, 10th, 100th...,
@@ -233,11 +258,20 @@ class FollowPipeline:
         return (
             f"status: lines/s={rate:.0f} read={self.lines} delivered={self.sink.delivered} "
             f"behind_bytes={self.follower.behind()} unreadable={self.follower.problems} "
-            f"parse_errors={self.parse_errors} {extra}"
+            f"parse_errors={self.parse_errors}{self._rule_counts()} {extra}"
         ).rstrip()
+
+    def _rule_counts(self) -> str:
+        """`` excluded=N masked=N`` when there are processing rules."""
+        if self.rules is None:
+            return ""
+        counts = self.rules.counts
+        return f" excluded={counts.excluded} masked={counts.masked}"
 
     def _acknowledge(self, tokens: list[Token]) -> None:
         """Tokens come in file order: the last one of each file covers the others."""
+        if self._skips is not None and tokens:
+            tokens = [*tokens, *self._skips.acked(tokens)]
         for key, end in dict(tokens).items():
             self.follower.ack(key, end)
 
