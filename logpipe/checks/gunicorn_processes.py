@@ -14,6 +14,11 @@ DogStatsD, with the names, tags and messages the integration uses::
     _sc|gunicorn.is_running|2|#app:<proc_name>,...|m:No gunicorn process with name <proc_name>
         found, skipping worker metrics                      (no gauges then)
 
+As the integration's: no ``service`` tag unless one is configured (:func:`check_tags`), the
+tags of the process name's instance (``--proc-tags NAME:TAG,...``, :func:`proc_tags`), and
+with a hostname given, ``h:<hostname>`` on the service check and ``host:<hostname>`` on the
+gauges (DogStatsD's way to set a metric's host).
+
 When no master is found, :attr:`ProcessStatus.why` says why in one line: no process has that
 title (naming the masters that do run), its workers run on without it (the master exited), or
 gunicorn runs without a title (``setproctitle`` missing in its environment, as the
@@ -26,10 +31,13 @@ mode; :func:`check` runs it once (``logpipe check``).
 from __future__ import annotations
 
 import os
+import re
+import shutil
+import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -164,16 +172,78 @@ def check(
     return results
 
 
-def send(status: ProcessStatus, statsd: DogStatsd) -> None:
+def send(
+    status: ProcessStatus,
+    statsd: DogStatsd,
+    *,
+    tags: Sequence[str] = (),
+    hostname: str | None = None,
+) -> None:
     """Send ``status`` as the integration does: the service check, then (when a master was
-    found) the two gauges. ``statsd`` must have no namespace: these names are fixed."""
+    found) the two gauges, with ``tags`` (its name's ``--proc-tags``) and the ``hostname``, if
+    any, on each. ``statsd`` must have no namespace: these names are fixed."""
     if statsd.namespace:
         raise ValueError(f"{WORKERS_METRIC} must be sent without a namespace")
-    tags = status.tags
-    statsd.service_check(SERVICE_CHECK, status.status, tags=tags, message=status.message)
+    common = [*status.tags, *tags]
+    statsd.service_check(
+        SERVICE_CHECK, status.status, tags=common, hostname=hostname, message=status.message
+    )
     if status.masters:
-        statsd.gauge(WORKERS_METRIC, status.working, [*tags, "state:working"])
-        statsd.gauge(WORKERS_METRIC, status.idle, [*tags, "state:idle"])
+        if hostname:
+            common.append(f"host:{hostname}")
+        statsd.gauge(WORKERS_METRIC, status.working, [*common, "state:working"])
+        statsd.gauge(WORKERS_METRIC, status.idle, [*common, "state:idle"])
+
+
+def check_tags(
+    service: str | None, tags: Sequence[str], environ: Mapping[str, str] = os.environ
+) -> list[str]:
+    """The constant tags of the check's metrics: ``service:`` only when one is given (the
+    option, else ``DD_SERVICE``; the integration sends none otherwise), then ``tags`` (env and
+    the user's)."""
+    service = service or environ.get("DD_SERVICE") or None
+    return [f"service:{service}", *tags] if service else list(tags)
+
+
+def proc_tags(values: Iterable[str], names: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """``--proc-tags NAME:TAG,TAG...`` (repeatable; a name's tags add up) to name -> tags.
+
+    ValueError for a name that no ``--proc-name`` gives or a value without tags."""
+    found: dict[str, list[str]] = {}
+    for value in values:
+        name, _, text = value.partition(":")
+        tags = [tag for tag in text.replace(",", " ").split() if tag]
+        if not name or not tags:
+            raise ValueError(f"--proc-tags {value!r}: not NAME:TAG,... (e.g. web:team:shop)")
+        if name not in names:
+            raise ValueError(f"--proc-tags {value!r}: {name!r} is not a --proc-name")
+        mine = found.setdefault(name, [])
+        mine.extend(tag for tag in dict.fromkeys(tags) if tag not in mine)
+    return {name: tuple(tags) for name, tags in found.items()}
+
+
+_VERSION = re.compile(r"\(version ([^)\s]+)\)")
+
+
+def gunicorn_version(binary: str = "gunicorn", *, timeout: float = 10.0) -> tuple[str, str]:
+    """``(version, path)`` from ``<binary> --version`` (``gunicorn (version 23.0.0)``);
+    ``binary`` is a path or a name looked up on ``PATH``. ValueError, in one line, when it
+    cannot be run or says no version."""
+    path = shutil.which(binary)
+    if path is None:
+        where = "on PATH" if os.sep not in binary else "executable"
+        raise ValueError(f"no {binary!r} {where} (--gunicorn PATH chooses the binary)")
+    try:
+        done = subprocess.run(
+            [path, "--version"], capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except (OSError, subprocess.SubprocessError) as error:
+        raise ValueError(f"{path} --version: {error}") from None
+    found = _VERSION.search(done.stdout + done.stderr)
+    if found is None:
+        said = (done.stdout + done.stderr).strip().splitlines()[:1] or ["nothing"]
+        raise ValueError(f"{path} --version said {said[0]!r}, not gunicorn's version")
+    return found[1], path
 
 
 def valid_names(names: Iterable[str]) -> list[str]:
@@ -203,8 +273,12 @@ class ProcessMonitor:
         statsd: DogStatsd | None,
         report: Callable[[str], None],
         quiet: bool = False,
+        tags: Mapping[str, Sequence[str]] | None = None,
+        hostname: str | None = None,
     ) -> None:
         self.names = list(names)
+        self.tags = dict(tags or {})
+        self.hostname = hostname
         self.interval = interval
         self.statsd = statsd
         self.report = report
@@ -248,7 +322,12 @@ class ProcessMonitor:
         self.checks += 1
         for result in results:
             if self.statsd is not None:
-                send(result, self.statsd)
+                send(
+                    result,
+                    self.statsd,
+                    tags=self.tags.get(result.proc_name, ()),
+                    hostname=self.hostname,
+                )
             if self._states.get(result.proc_name) != result.state:
                 self._states[result.proc_name] = result.state
                 if result.status != OK or not self.quiet:
