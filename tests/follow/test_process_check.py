@@ -18,6 +18,7 @@ from typing import Self
 
 import psutil
 import pytest
+from gunicorn import __version__ as GUNICORN_VERSION
 
 from logpipe.checks.gunicorn_processes import (
     CRITICAL,
@@ -208,6 +209,9 @@ def orphaned(name: str, workers: list[int]) -> str:
     )
 
 
+GUNICORN = Path(PYTHON).parent / "gunicorn"
+
+
 def logpipe_check(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [PYTHON, "-m", "logpipe", "check", *args],
@@ -295,11 +299,11 @@ def test_gunicorn_without_setproctitle_is_explained(gunicorn: Start, tmp_path: P
 def test_check_command_exit_codes_and_datagrams(gunicorn: Start, statsd: socket.socket) -> None:
     server = gunicorn(workers=2)
     settled(server.name, ProcessStatus(server.name, (server.pid,), 0, 2))
-    done = logpipe_check("--proc-name", server.name)
+    done = logpipe_check("--proc-name", server.name, "--gunicorn", str(GUNICORN))
     assert (done.returncode, done.stderr) == (0, "")
-    assert (
-        done.stdout
-        == f"gunicorn [{server.name}]: OK: 0 working, 2 idle (master pid {server.pid})\n"
+    assert done.stdout == (
+        f"gunicorn version: {GUNICORN_VERSION} ({GUNICORN})\n"
+        f"gunicorn [{server.name}]: OK: 0 working, 2 idle (master pid {server.pid})\n"
     )
 
     missing = fresh_name()
@@ -307,7 +311,8 @@ def test_check_command_exit_codes_and_datagrams(gunicorn: Start, statsd: socket.
         "--proc-name", server.name, "--proc-name", missing, *to_statsd(statsd), *IDENTITY
     )
     assert done.returncode == 2, done.stderr
-    first, second = done.stdout.splitlines()
+    version, first, second = done.stdout.splitlines()
+    assert version.startswith("gunicorn version: ")
     assert first.startswith(f"gunicorn [{server.name}]: OK: ")
     assert second.startswith(f"gunicorn [{missing}]: CRITICAL: no process is titled ")
     lines = datagrams(statsd, lambda lines: len(lines) >= 4, timeout=10)
