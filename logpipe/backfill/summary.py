@@ -82,7 +82,7 @@ class Summary:
                 requests = self.requests
                 requests[key] = requests.get(key, 0) + 1
                 details = http.get("useragent_details")  # type: ignore[union-attr]
-                if details:
+                if isinstance(details, dict):
                     kind = details.get("bot_kind")
                     if kind is not None:
                         self.bot_kinds[kind, status_class(code)] += 1

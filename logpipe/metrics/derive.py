@@ -146,7 +146,7 @@ class EventMetrics:
         count = self.statsd.count
         count("requests", 1, tags)
         details = http.get("useragent_details")
-        if details:
+        if isinstance(details, dict):
             kind = details.get("bot_kind")
             if kind is not None:
                 self._bot_kind(kind, code)

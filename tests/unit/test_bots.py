@@ -218,3 +218,19 @@ def test_date_access_on_every_fixture_line_and_only_from_the_line() -> None:
         assert event["date_access"] == event["timestamp"]
     no_time = AccessParser('%(h)s "%(r)s" %(s)s').parse('1.2.3.4 "GET / HTTP/1.1" 200')
     assert "timestamp" in no_time and "date_access" not in no_time
+
+
+def test_odd_useragent_details_count_nothing() -> None:
+    statsd = _Statsd()
+    metrics = EventMetrics(statsd)  # type: ignore[arg-type]
+    summary = Summary()
+    for details in ("Googlebot", None, {"bot_kind": None}, {"browser": "Googlebot"}):
+        event = {
+            "logger": {"name": "gunicorn.access"},
+            "http": {"status_code": 404, "useragent_details": details},
+        }
+        metrics.observe(event)
+        summary.observe(event)
+        assert bot_error(event["http"]) is None  # type: ignore[arg-type]
+    assert not summary.bots and not summary.bot_kinds
+    assert {name for name, _ in statsd.counts} == {"requests", "requests.4xx"}
