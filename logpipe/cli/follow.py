@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TextIO
 
 from logpipe.checkpoints import CheckpointStore, CorruptCheckpoints
-from logpipe.checks.gunicorn_processes import ProcessMonitor, valid_names
+from logpipe.checks.gunicorn_processes import ProcessMonitor, check, valid_names
 from logpipe.cli.config import apply_config, config_path
 from logpipe.cli.options import (
     ArgumentParser,
@@ -22,6 +22,7 @@ from logpipe.cli.options import (
     add_delivery_options,
     add_error_layout_options,
     add_log_options,
+    add_metrics_mode_options,
     add_parsing_options,
     add_rule_options,
     add_tag_options,
@@ -36,6 +37,7 @@ from logpipe.cli.outputs import open_sink, output_settings
 from logpipe.cli.runtime import relax_gc, warn
 from logpipe.metrics.client import dogstatsd
 from logpipe.metrics.derive import EventMetrics
+from logpipe.metrics.gunicorn import GunicornMetrics, dogstatsd_tags, own_statsd, refusal
 from logpipe.parsing.error.layouts import ErrorLayout
 from logpipe.parsing.error.parser import ErrorParser
 from logpipe.pipeline.follow_loop import FollowPipeline
@@ -71,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         metrics="where derived metrics go (default: DD_AGENT_HOST:DD_DOGSTATSD_PORT, else "
         "localhost:8125)",
     )
+    add_metrics_mode_options(parser)
     parser.add_argument(
         "--config",
         metavar="FILE",
@@ -347,8 +350,29 @@ def _lock_state_dir(state_dir: Path) -> TextIO:
 
 
 def _metrics(args: argparse.Namespace, service_tags: ServiceTags) -> EventMetrics | None:
-    """Derived metrics to DogStatsD, tagged service/env/user tags (None with ``off``)."""
+    """Derived metrics to DogStatsD, tagged service/env/user tags (None with ``off``); with
+    ``--metrics-mode gunicorn``, gunicorn's own statsd metrics, names and tags instead (refused
+    when a watched master already sends them)."""
+    gunicorn_mode = args.metrics_mode == "gunicorn"
+    if gunicorn_mode and args.proc_name:
+        for status in check(valid_names(args.proc_name), pause=lambda seconds: None):
+            for pid in status.masters:
+                if (why := own_statsd(pid)) is not None:
+                    raise SetupError(refusal(status.proc_name, pid, why))
     try:
+        if gunicorn_mode:
+            client = dogstatsd(
+                args.dogstatsd,
+                namespace="",
+                tags=dogstatsd_tags(args.dogstatsd_tags),
+                env_tags=False,
+                telemetry=False,
+            )
+            if client is None:
+                return None
+            own = dogstatsd(args.dogstatsd, namespace="", tags=service_tags.metric_tags)
+            assert own is not None
+            return GunicornMetrics(client, own, prefix=args.statsd_prefix, report=warn)
         client = dogstatsd(
             args.dogstatsd, namespace=args.metrics_namespace, tags=service_tags.metric_tags
         )

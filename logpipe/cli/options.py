@@ -75,6 +75,37 @@ def add_delivery_options(parser: argparse.ArgumentParser, *, state: str, metrics
     )
 
 
+def add_metrics_mode_options(parser: argparse.ArgumentParser) -> None:
+    """``--metrics-mode`` and, for its ``gunicorn`` mode, gunicorn's own statsd options."""
+    group = parser.add_argument_group(
+        "metrics mode",
+        "gunicorn: derive from the logs what gunicorn's --statsd-host instrumentation sends "
+        "(gunicorn.requests, gunicorn.request.status.<code>, gunicorn.request.duration, "
+        "gunicorn.log.*), for Datadog's stock Gunicorn dashboard",
+    )
+    group.add_argument(
+        "--metrics-mode",
+        choices=("logpipe", "gunicorn"),
+        default="logpipe",
+        help="logpipe: <namespace>.* metrics tagged service/env; gunicorn: gunicorn's own "
+        "statsd metrics, names and tags (default: %(default)s)",
+    )
+    group.add_argument(
+        "--statsd-prefix",
+        metavar="PREFIX",
+        default="",
+        help="gunicorn mode: gunicorn's --statsd-prefix, put in front of gunicorn.* "
+        "(default: none)",
+    )
+    group.add_argument(
+        "--dogstatsd-tags",
+        metavar="K:V,...",
+        default="",
+        help="gunicorn mode: gunicorn's --dogstatsd-tags, the only tags its metrics carry "
+        "(default: none)",
+    )
+
+
 def add_parsing_options(parser: argparse.ArgumentParser) -> None:
     """``--access-format``, ``--multiline-pattern`` and ``--max-line-bytes``."""
     parser.add_argument(

@@ -31,6 +31,8 @@ def dogstatsd(
     namespace: str = DEFAULT_NAMESPACE,
     tags: Sequence[str] = (),
     flush_thread: bool = True,
+    env_tags: bool = True,
+    telemetry: bool = True,
 ) -> DogStatsd | None:
     """The DogStatsD client for ``--dogstatsd`` (None for ``off``).
 
@@ -44,6 +46,10 @@ def dogstatsd(
     Without ``flush_thread``, nothing is sent in the background: the caller flushes (replay and
     ``check`` do). The client's thread sleeps its whole 0.3 s between flushes, and stopping it
     waits for that sleep to end, which cost every replay ~0.3 s at exit.
+
+    Without ``env_tags``, the constant tags are ``tags`` only; without ``telemetry``, the
+    client sends none of the ``datadog.dogstatsd.client.*`` metrics about itself (both for
+    ``--metrics-mode gunicorn``, which sends what gunicorn sends and nothing else).
     """
     if target is not None and target.strip().lower() == "off":
         return None
@@ -59,7 +65,11 @@ def dogstatsd(
         disable_aggregation=False,
         disable_buffering=False,
         flush_interval=FLUSH_SECONDS if flush_thread else 0,
+        disable_telemetry=not telemetry,
     )
+    if not env_tags:
+        client.constant_tags = list(dict.fromkeys(wanted))
+        return client
     # The client put the environment's tags after ours; explicit ones win, key by key.
     added = list(client.constant_tags)[len(wanted) :]
     keys = {tag.partition(":")[0] for tag in wanted}
