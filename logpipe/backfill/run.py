@@ -46,6 +46,7 @@ from logpipe.parsing.access.parser import AccessParser
 from logpipe.parsing.error.layouts import DEFAULT_LAYOUT, ErrorLayout, detect_error_layout
 from logpipe.parsing.error.parser import ErrorParser
 from logpipe.pipeline.batch import access_batch_pairs, error_batch_pairs
+from logpipe.pipeline.rules import Rules
 from logpipe.sinks import Interrupted, LogSink
 from logpipe.sources.multiline import DEFAULT_START, Multiline
 
@@ -113,6 +114,7 @@ class Replay:
         progress: Callable[[Replay], None] = lambda replay: None,
         send_counts: Callable[[Sums], None] = lambda sums: None,
         stop: threading.Event | None = None,
+        rules: Rules | None = None,
     ) -> None:
         self.files = list(files)
         self.sink = sink
@@ -128,6 +130,7 @@ class Replay:
             count_metrics=counts is not None,
             error_layout=error_layout,
             timezone=timezone,
+            rules=rules,
         )
         self._given_start: Callable[[bytes], bool] = Multiline[bytes](multiline_pattern).is_start
         self._is_start: Callable[[bytes], bool] = self._given_start  # the current file's
@@ -147,6 +150,8 @@ class Replay:
         self._saved = time.monotonic()
         self.events = 0
         self.too_old = 0  # events skipped: older than the output accepts
+        self.excluded = 0  # lines or records the processing rules dropped
+        self.masked = 0  # lines or records they masked
         self.files_done = 0
         self.bytes_done = 0  # as stored (compressed for gzip), of the files done
         self._reading: BinaryIO | None = None  # the file being read here, as stored
@@ -339,6 +344,8 @@ class Replay:
         """Send a parsed chunk and acknowledge what the sink delivered."""
         assert state is not None
         self.events += result.events
+        self.excluded += result.excluded
+        self.masked += result.masked
         if result.too_old:
             if not self.too_old:
                 self._warn(

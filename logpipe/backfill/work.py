@@ -31,6 +31,7 @@ from logpipe.parsing.access.parser import AccessParser
 from logpipe.parsing.error.layouts import DEFAULT_LAYOUT, ErrorLayout
 from logpipe.parsing.error.parser import ErrorParser
 from logpipe.pipeline.batch import access_batch_pairs, error_batch_pairs
+from logpipe.pipeline.rules import Rules
 from logpipe.sinks.parallel_append import append_in_turn
 from logpipe.sources.multiline import DEFAULT_START, Multiline
 
@@ -53,6 +54,7 @@ class ReplaySettings:
     count_metrics: bool  # count the derived metrics, at the events' own times
     error_layout: ErrorLayout | None = None  # the layout of every error log (None: detected)
     timezone: str | None = None  # of error-log times written without an offset
+    rules: Rules | None = None  # processing rules (pickled as their specs)
 
 
 @dataclass
@@ -88,6 +90,8 @@ class ChunkResult:
     counts: BucketedCounts | None
     turn: int = -1  # the chunk's turn in the output file, if it has one
     written: bool = False  # ``encoded`` is already in the output file (and left out here)
+    excluded: int = 0  # lines or records the processing rules dropped
+    masked: int = 0  # lines or records they masked
 
 
 def parse_chunk(settings: ReplaySettings, chunk: Chunk) -> ChunkResult:
@@ -112,6 +116,8 @@ def _parse_chunk(settings: ReplaySettings, chunk: Chunk) -> ChunkResult:
     lines: list[bytes] = []
     ends: array[int] = array("q")
     events = too_old = 0
+    rules = settings.rules.counts if settings.rules is not None else None
+    excluded, masked = (rules.excluded, rules.masked) if rules is not None else (0, 0)
     with _lines(settings, chunk) as batches:
         for event, end in _pairs(settings, chunk, batches):
             events += 1
@@ -128,7 +134,10 @@ def _parse_chunk(settings: ReplaySettings, chunk: Chunk) -> ChunkResult:
             ends.append(end)
         if ends:
             ends[-1] = batches.end
-    return ChunkResult(b"".join(lines), ends, events, too_old, summary, counts)
+    result = ChunkResult(b"".join(lines), ends, events, too_old, summary, counts)
+    if rules is not None:
+        result.excluded, result.masked = rules.excluded - excluded, rules.masked - masked
+    return result
 
 
 def _pairs(
@@ -137,16 +146,17 @@ def _pairs(
     batches: Iterable[LineBatch],
 ) -> Iterator[tuple[Event, int]]:
     attributes = tuple(settings.attributes.items())
+    rules = settings.rules.for_input(chunk.kind, chunk.path) if settings.rules else None
     if chunk.kind == "access":
         fixed = (settings.access_format,) if settings.access_format is not None else None
         access = _access_parser(chunk.formats or fixed, settings.max_line_bytes, attributes)
-        return access_batch_pairs(batches, access, path=chunk.path)
+        return access_batch_pairs(batches, access, path=chunk.path, rules=rules)
     layout = settings.error_layout or chunk.layout or DEFAULT_LAYOUT
     errors = _error_parser(layout, settings.timezone, settings.max_line_bytes, attributes)
     given = settings.multiline_pattern  # overrides the layout's record start when not default
     pattern = given if given != DEFAULT_START else layout.start_pattern
     multiline = Multiline[bytes](pattern, max_bytes=settings.max_line_bytes)
-    return error_batch_pairs(batches, errors, multiline, path=chunk.path)
+    return error_batch_pairs(batches, errors, multiline, path=chunk.path, rules=rules)
 
 
 class _Lines:

@@ -25,10 +25,12 @@ from logpipe.cli.options import (
     add_error_layout_options,
     add_log_options,
     add_parsing_options,
+    add_rule_options,
     add_tag_options,
     error_layout,
     fixed_access_format,
     multiline_pattern,
+    processing_rules,
     tags_from,
     timezone,
 )
@@ -51,6 +53,7 @@ def build_replay_parser() -> argparse.ArgumentParser:
     )
     add_log_options(replay, "replay", "FILE|GLOB")
     add_parsing_options(replay)
+    add_rule_options(replay)
     add_error_layout_options(replay)
     add_delivery_options(
         replay,
@@ -111,6 +114,7 @@ def run_replay(arguments: Sequence[str]) -> int:
         raise SetupError("--jobs must be at least 1")
     access_parser(args)  # the format is checked here, once
     pattern = multiline_pattern(args.multiline_pattern)
+    rules = processing_rules(args)  # checked before anything is read
     ledger = CheckpointStore(Path(args.state_dir), file_name=LEDGER)
     try:
         ledger.check_writable()  # before anything is sent
@@ -159,6 +163,7 @@ def run_replay(arguments: Sequence[str]) -> int:
                 progress=ProgressLine() if sys.stderr.isatty() else lambda replay: None,
                 send_counts=send_metrics,
                 stop=stop,
+                rules=rules,
             )
         except CorruptCheckpoints as error:
             raise SetupError(f"{error} (use --force, or move the ledger aside)") from None
@@ -181,7 +186,10 @@ def run_replay(arguments: Sequence[str]) -> int:
         )
         return 128 + signals[-1]
     older = f", {replay.too_old} older than --max-age not sent" if replay.too_old else ""
-    warn(f"replayed {len(files)} files: {replay.events} events{older}")
+    ruled = ""
+    if rules is not None:
+        ruled = f"; processing rules: excluded={replay.excluded} masked={replay.masked}"
+    warn(f"replayed {len(files)} files: {replay.events} events{older}{ruled}")
     summary.skipped_old = replay.too_old
     if not args.quiet:
         print(render.text(summary), file=sys.stderr)

@@ -365,3 +365,41 @@ def test_lines_to_repair_are_ruled_and_keep_their_repair_flags() -> None:
     )
     assert len(events) == 1 and ruleset.counts.excluded == 1
     assert events[0]["logpipe"]["invalid_utf8"] is True  # the kept line went through parse
+
+
+def replay_with_rules(tmp_path: Path, *jobs: str) -> tuple[int, list[bytes]]:
+    out = tmp_path / "out.ndjson"
+    arguments = ["replay", "--access", str(LOGS / "access.log"), "--error", str(LOGS / "error.log")]
+    arguments += ["--output", f"file:{out}", "--state-dir", str(tmp_path / "state")]
+    arguments += ["--dogstatsd", "off", "--max-age", "none", "--quiet", *jobs]
+    arguments += ["--exclude-at-match", HEALTH, "--mask", REFERER_ID + "=${1}[REDACTED]"]
+    status = main(arguments)
+    return status, out.read_bytes().splitlines()
+
+
+def test_replay_takes_the_rules_and_says_their_counts(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    status, lines = replay_with_rules(tmp_path, "--jobs", "1")
+    assert status == 0
+    err = capfd.readouterr().err
+    records = len(errors(None))
+    assert len(lines) == 112 + records
+    assert sum(b"?id=[REDACTED]" in line for line in lines) == 19
+    assert f"{112 + records} events; processing rules: excluded=3 masked=19" in err
+    # the ledger covers the excluded lines: a second run sends nothing
+    state = ["--state-dir", str(tmp_path / "state"), "--dogstatsd", "off", "--quiet"]
+    options = ["--output", "file:/dev/null", "--max-age", "none", "--exclude-at-match", HEALTH]
+    again = main(["replay", "--access", str(LOGS / "access.log"), *state, *options])
+    assert again == 0
+    assert "1 files: 0 events" in capfd.readouterr().err
+
+
+@pytest.mark.integration
+def test_replay_counts_come_back_from_worker_processes(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    status, lines = replay_with_rules(tmp_path, "--jobs", "2")
+    assert status == 0
+    assert "processing rules: excluded=3 masked=19" in capfd.readouterr().err
+    assert sum(b"?id=[REDACTED]" in line for line in lines) == 19
