@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from logpipe.problems import SetupError
 from logpipe.sinks import LogSink
@@ -19,18 +20,72 @@ from logpipe.sinks.ndjson import NdjsonSink
 class OutputSettings:
     """Where events go: ``target`` is ``stdout``, ``file:PATH`` or ``datadog`` as given (not
     checked yet); ``intake_url`` None means DD_SITE's intake; dead letters go in
-    ``state_dir``."""
+    ``state_dir``. ``api_url`` is where DD_API_KEY is checked (None: see ``key_check_url``);
+    ``debug`` says whether debug-level notes are shown."""
 
     target: str
     intake_url: str | None
     state_dir: Path
+    api_url: str | None = None
+    debug: bool = False
 
 
 def output_settings(args: argparse.Namespace) -> OutputSettings:
-    """``--output`` (default: datadog when DD_API_KEY is set, else stdout), ``--intake-url``
-    and ``--state-dir``."""
+    """``--output`` (default: datadog when DD_API_KEY is set, else stdout), ``--intake-url``,
+    ``--state-dir``, and where the API key is checked (``--api-url`` where a command has it,
+    else ``$LOGPIPE_API_URL``)."""
     target = args.output or ("datadog" if os.environ.get("DD_API_KEY") else "stdout")
-    return OutputSettings(target, args.intake_url, Path(args.state_dir))
+    return OutputSettings(
+        target,
+        args.intake_url,
+        Path(args.state_dir),
+        api_url=getattr(args, "api_url", None) or os.environ.get(API_URL_ENV) or None,
+        debug=getattr(args, "log_level", None) == "debug",
+    )
+
+
+API_URL_ENV = "LOGPIPE_API_URL"
+
+
+def key_check_url(settings: OutputSettings) -> str | None:
+    """Where DD_API_KEY is checked: ``api_url`` if given; else the API of DD_SITE when the
+    intake is DD_SITE's, or of the site whose intake ``--intake-url`` names
+    (``http-intake.logs.SITE``); else None (another intake: its API is not known)."""
+    from logpipe.sinks.datadog_logs import api_url, site_of_intake
+
+    if settings.api_url:
+        return settings.api_url
+    if settings.intake_url is None:
+        return api_url(os.environ.get("DD_SITE"))
+    site = site_of_intake(settings.intake_url)
+    return api_url(site) if site else None
+
+
+def check_key(settings: OutputSettings, api_key: str, warn: Callable[[str], None]) -> None:
+    """Ask the Datadog API whether it takes ``api_key`` (through the proxy the environment
+    names for it): refused (401, 403) is a ``SetupError``; no answer, or any other answer,
+    is a warning, and logpipe goes on (the intake decides in the end)."""
+    from logpipe.sinks.datadog_logs import check_api_key
+    from logpipe.sinks.proxy import proxy_for
+
+    api = key_check_url(settings)
+    if api is None:
+        if settings.debug:
+            warn(
+                "debug: DD_API_KEY not checked: --intake-url is not a Datadog intake "
+                f"(set {API_URL_ENV} to the API to check it with)"
+            )
+        return
+    parts = urlsplit(api)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SetupError(f"{API_URL_ENV}: not an http(s) URL")
+    shown = f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    status, reason = check_api_key(api, api_key, proxy_for(parts, os.environ))
+    if status in (401, 403):
+        raise SetupError(f"DD_API_KEY was refused by {shown} (HTTP {status})")
+    if status is None or not 200 <= status < 300:
+        why = reason if status is None else f"HTTP {status}"
+        warn(f"could not check DD_API_KEY with {shown} ({why}); going on")
 
 
 def open_sink(
@@ -58,17 +113,26 @@ def open_sink(
             raise SetupError("--output datadog needs the API key in DD_API_KEY")
         # imported here: its HTTP and TLS modules cost every other output ~5 MB at start
         from logpipe.sinks.datadog_logs import DatadogLogsSink, intake_url
+        from logpipe.sinks.proxy import proxy_for
 
         url = settings.intake_url or intake_url(os.environ.get("DD_SITE"))
+        proxy = proxy_for(url, os.environ)
         try:
-            return DatadogLogsSink(
+            datadog = DatadogLogsSink(
                 url,
                 api_key,
                 dead_letters=settings.state_dir / "dead-letters.ndjson",
                 stop=stop,
                 warn=warn,
                 shutdown_timeout=shutdown_timeout,
+                proxy=proxy,
             )
         except SetupError as error:
             raise SetupError(f"--intake-url: {error}") from None
+        try:
+            check_key(settings, api_key, warn)
+        except BaseException:
+            datadog.close()
+            raise
+        return datadog
     raise SetupError(f"--output must be stdout, file:PATH or datadog, not {target!r}")

@@ -7,7 +7,10 @@ for as long as it takes: while it waits nothing else is read (backpressure) and 
 not acknowledged, so checkpoints stay behind them. Answers that retrying cannot fix (400, 401,
 403, 404, 413) are reported once per kind, counted, and the batch is appended to a dead-letter
 NDJSON file so that nothing vanishes; its events then count as handled. The API key is sent in
-the ``DD-API-KEY`` header and never written anywhere else.
+the ``DD-API-KEY`` header and never written anywhere else. With a ``proxy``
+(``logpipe.sinks.proxy``) every connection is a CONNECT tunnel through it; a proxy that refuses
+the tunnel or cannot be reached is said in one line naming it by ``host:port`` and retried like
+any network error. ``check_api_key`` asks Datadog's validate endpoint about the key at start.
 
 At a shutdown (``stop`` set) with a ``shutdown_timeout``, batches are still sent and retried,
 but only while the next try can end by the deadline (judged by how long the last one took); a
@@ -39,6 +42,8 @@ from logpipe.event import Event, Token
 from logpipe.problems import SetupError
 from logpipe.sinks import Interrupted, nothing_to_sync
 from logpipe.sinks.append import AppendFile
+from logpipe.sinks.proxy import Proxy, describe_failure
+from logpipe.sinks.proxy import connection as open_connection
 
 MAX_EVENTS = 1000
 MAX_BYTES = 5_000_000
@@ -46,11 +51,53 @@ FLUSH_SECONDS = 2.0
 RETRYABLE = frozenset({408, 429})
 FIRST_DELAY, MAX_DELAY = 1.0, 120.0
 TIMEOUT = 30.0
+VALIDATE_TIMEOUT = 10.0
 
 
 def intake_url(site: str | None) -> str:
     """The v2 logs intake for a Datadog site (``DD_SITE``; default datadoghq.com)."""
     return f"https://http-intake.logs.{site or 'datadoghq.com'}/api/v2/logs"
+
+
+def api_url(site: str | None) -> str:
+    """The API of a Datadog site (``DD_SITE``; default datadoghq.com)."""
+    return f"https://api.{site or 'datadoghq.com'}"
+
+
+def site_of_intake(url: str) -> str | None:
+    """The Datadog site whose logs intake ``url`` is (``http-intake.logs.SITE``), else None."""
+    host = urlsplit(url).hostname or ""
+    prefix = "http-intake.logs."
+    return host[len(prefix) :] if host.startswith(prefix) and len(host) > len(prefix) else None
+
+
+def check_api_key(
+    api: str, api_key: str, proxy: Proxy | None, timeout: float = VALIDATE_TIMEOUT
+) -> tuple[int | None, str]:
+    """``GET {api}/api/v1/validate`` with the key: (HTTP status, "") when an answer came,
+    else (None, why not). The key goes in the ``DD-API-KEY`` header only."""
+    url = urlsplit(api.rstrip("/") + "/api/v1/validate")
+    link = open_connection(url, proxy, timeout)
+    try:
+        try:
+            link.connect()
+        except (OSError, http.client.HTTPException) as error:
+            return None, describe_failure(error, proxy, False) or _reason(error)
+        link.request("GET", url.path, headers={"DD-API-KEY": api_key, "Accept": "application/json"})
+        response = link.getresponse()
+        response.read()
+        return response.status, ""
+    except (OSError, http.client.HTTPException) as error:
+        return None, _reason(error)
+    finally:
+        link.close()
+
+
+def _reason(error: BaseException) -> str:
+    """What went wrong, without anything a request carried (the key is only in headers)."""
+    if isinstance(error, TimeoutError):
+        return "timed out"
+    return getattr(error, "strerror", None) or str(error) or type(error).__name__
 
 
 @dataclass
@@ -76,8 +123,10 @@ class DatadogLogsSink:
         max_bytes: int = MAX_BYTES,
         clock: Callable[[], float] = time.monotonic,
         shutdown_timeout: float | None = None,
+        proxy: Proxy | None = None,
     ) -> None:
         self._url = urlsplit(url)
+        self._proxy = proxy
         if self._url.scheme not in ("http", "https") or not self._url.hostname:
             raise SetupError(f"not an http(s) URL: {url}")
         self._api_key = api_key
@@ -103,6 +152,7 @@ class DatadogLogsSink:
         self._post_seconds = 0.0  # how long the last try took
         self._in_flight = False  # a request waits for its answer
         self._cut_off = False  # the deadline cut a request off
+        self._failure: str | None = None  # what the proxy did to the last try, if anything
         if shutdown_timeout is not None:
             threading.Thread(
                 target=self._watch, args=(shutdown_timeout,), name="logpipe-deadline", daemon=True
@@ -231,7 +281,7 @@ class DatadogLogsSink:
             if status is not None and 200 <= status < 300:
                 self.delivered += len(self._events)
                 return self._take()
-            what = f"HTTP {status}" if status is not None else "no answer"
+            what = f"HTTP {status}" if status is not None else self._failure or "no answer"
             if status is not None and status not in RETRYABLE and status < 500:
                 try:
                     self._reject(status, body)
@@ -263,10 +313,19 @@ class DatadogLogsSink:
             "DD-API-KEY": self._api_key,
         }
         path = self._url.path + (f"?{self._url.query}" if self._url.query else "")
+        self._failure = None
+        link = self._connect()
+        if link.sock is None:
+            try:
+                link.connect()  # through the proxy's tunnel, if there is one
+            except (OSError, http.client.HTTPException) as error:
+                self._failure = describe_failure(error, self._proxy, False)
+                self.close()
+                self._connection = None
+                return None, None
         try:
-            connection = self._connect()
-            connection.request("POST", path or "/", body=body, headers=headers)
-            response = connection.getresponse()
+            link.request("POST", path or "/", body=body, headers=headers)
+            response = link.getresponse()
             response.read()
         except (OSError, http.client.HTTPException):
             self.close()
@@ -278,12 +337,7 @@ class DatadogLogsSink:
 
     def _connect(self) -> http.client.HTTPConnection:
         if self._connection is None:
-            kind = (
-                http.client.HTTPSConnection
-                if self._url.scheme == "https"
-                else http.client.HTTPConnection
-            )
-            self._connection = kind(self._url.hostname or "", self._url.port, timeout=TIMEOUT)
+            self._connection = open_connection(self._url, self._proxy, TIMEOUT)
         return self._connection
 
     def _reject(self, status: int, body: bytes) -> None:

@@ -21,6 +21,11 @@ intake does); entries over 1,000,000 bytes serialized are accepted and counted i
 ``service``, ``hostname`` or ``ddtags`` are counted in :attr:`RequestRecord.missing`, and any of
 those present but not a string is a violation.
 
+``GET /api/v1/validate`` answers like Datadog's API: 200 ``{"valid": true}`` for the intake's
+key in ``DD-API-KEY``, else 403 ``{"errors": ["Forbidden"]}`` (or :attr:`Intake.validate_status`
+when set); these calls are kept in :attr:`Intake.validations` (whether the key was right), not
+in :attr:`Intake.requests`, so the logs contract and its faults are unaffected.
+
 Faults (:class:`Status`, :class:`Slow`, :class:`Drop`, :class:`Hang`) come from
 :meth:`Intake.script` (the next requests, in arrival order, one fault each) and then from
 :meth:`Intake.fail_for` windows. A request still has its body read and its contract checked
@@ -47,6 +52,7 @@ from typing import Any, Self
 import orjson
 
 PATH = "/api/v2/logs"
+VALIDATE_PATH = "/api/v1/validate"
 MAX_ENTRIES = 1000
 MAX_PAYLOAD_BYTES = 5_000_000  # uncompressed, per request
 MAX_ENTRY_BYTES = 1_000_000  # serialized, per log; larger ones are truncated by the intake
@@ -259,6 +265,8 @@ class Intake:
         self.events: list[Event] = []
         self.requests: list[RequestRecord] = []
         self.violations: list[str] = []
+        self.validations: list[bool] = []  # GET /api/v1/validate: was the key right?
+        self.validate_status: int | None = None  # answer every validate call with this
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._script: list[Fault] = []
@@ -313,6 +321,11 @@ class Intake:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}{PATH}"
+
+    @property
+    def api_url(self) -> str:
+        """The base of the API (``GET {api_url}/api/v1/validate``)."""
+        return f"http://127.0.0.1:{self.port}"
 
     # -- faults --------------------------------------------------------------------------
 
@@ -479,6 +492,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         intake = self.server.intake
         headers = {k.lower(): v for k, v in self.headers.items()}
+        if self.command == "GET" and self.path.split("?", 1)[0] == VALIDATE_PATH:
+            self._validate(intake, headers)
+            return
         body = self._read_body(headers)
         if body is None:  # the client went away mid-body
             self.close_connection = True
@@ -510,6 +526,23 @@ class _Handler(BaseHTTPRequestHandler):
         if intake._stopping.is_set():
             self.close_connection = True
         intake._finished(record, delivered)
+
+    def _validate(self, intake: Intake, headers: dict[str, str]) -> None:
+        valid = headers.get("dd-api-key") == intake.api_key
+        with intake._changed:
+            intake.validations.append(valid)
+            intake._changed.notify_all()
+        status = intake.validate_status or (200 if valid else 403)
+        payload = b'{"valid":true}' if status == 200 else b'{"errors":["Forbidden"]}'
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(payload)))
+            self.end_headers()
+            self.wfile.write(payload)
+            self.wfile.flush()
+        except OSError:
+            self.close_connection = True
 
     def _read_body(self, headers: dict[str, str]) -> bytes | None:
         try:
