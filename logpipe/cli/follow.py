@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import TextIO
 
 from logpipe.checkpoints import CheckpointStore, CorruptCheckpoints
-from logpipe.checks.gunicorn_processes import ProcessMonitor, check, valid_names
+from logpipe.checks.gunicorn_processes import (
+    ProcessMonitor,
+    check,
+    check_tags,
+    proc_tags,
+    valid_names,
+)
+from logpipe.cli.check import add_proc_tags_option, given_hostname
 from logpipe.cli.config import apply_config, config_path
 from logpipe.cli.options import (
     ArgumentParser,
@@ -35,7 +42,7 @@ from logpipe.cli.options import (
 )
 from logpipe.cli.outputs import open_sink, output_settings
 from logpipe.cli.runtime import relax_gc, warn
-from logpipe.metrics.client import dogstatsd
+from logpipe.metrics.client import dogstatsd, shutdown
 from logpipe.metrics.derive import EventMetrics
 from logpipe.metrics.gunicorn import GunicornMetrics, dogstatsd_tags, own_statsd, refusal
 from logpipe.parsing.error.layouts import ErrorLayout
@@ -155,6 +162,7 @@ def add_process_options(parser: argparse.ArgumentParser) -> None:
         help="gunicorn's proc_name (--name), whose master is titled 'gunicorn: master [NAME]' "
         "(repeatable)",
     )
+    add_proc_tags_option(group)
     group.add_argument(
         "--process-interval",
         metavar="SECONDS",
@@ -247,6 +255,7 @@ def follow(
     """Run follow mode until SIGTERM/SIGINT; exit status 0 after a clean drain."""
     try:
         proc_names = valid_names(args.proc_name)
+        per_name = proc_tags(args.proc_tags, proc_names)
     except ValueError as error:
         raise SetupError(str(error)) from None
     if proc_names and not args.process_interval > 0:
@@ -297,12 +306,24 @@ def follow(
         if metrics is not None:
             resources.callback(metrics.close)
         if proc_names:
+            # its own client: the integration's tags (no service unless one is given)
+            check_statsd = (
+                dogstatsd(
+                    args.dogstatsd, namespace="", tags=check_tags(args.service, service_tags.tags)
+                )
+                if metrics is not None
+                else None
+            )
+            if check_statsd is not None:
+                resources.callback(shutdown, check_statsd)
             monitor = ProcessMonitor(
                 proc_names,
                 args.process_interval,
-                statsd=metrics.self_statsd if metrics is not None else None,
+                statsd=check_statsd,
                 report=warn,
                 quiet=args.log_level in ("warning", "error"),
+                tags=per_name,
+                hostname=given_hostname(args),
             )
             resources.callback(monitor.stop)  # before metrics.close: callbacks run last first
             monitor.start()
