@@ -53,7 +53,10 @@ def access_batch_pairs(
     for batch in batches:
         if rules is not None:  # processing rules (pipeline/rules.py): line by line
             for data, start, end, truncated in rules.lines(batch):
-                yield add_origin(parse(data, truncated=truncated), path, start), end
+                if isinstance(data, str) and not chain and len(data) <= surely_within_cap:
+                    yield parse_text(data, origin(path, start)), end  # decoded, clean
+                else:
+                    yield add_origin(parse(data, truncated=truncated), path, start), end
             continue
         texts = None if chain else batch.texts()
         if texts is None:  # lines to repair (or a chain to run): one by one

@@ -71,6 +71,8 @@ class _Compiled:
     def __init__(self, spec: RuleSpec) -> None:
         self.spec = spec
         self.kind = spec.type
+        if any(char in spec.replace_placeholder for char in "\n\r\x00"):
+            raise RuleError(f"{spec.label()}: the replace_placeholder has a line break or NUL")
         regex = compile_pattern(spec.pattern, spec.label())
         self.search: Callable[[str], object] = regex.search
         self.subn: Callable[..., tuple[str, int]] = regex.subn
@@ -109,10 +111,10 @@ class RuleSet:
         return text
 
     def lines(self, batch: LineBatch) -> Iterator[tuple[str | bytes, int, int, bool]]:
-        """The kept non-empty lines of ``batch``: (data, offset, end, truncated). A line the
-        rules leave alone keeps its bytes (repairs are flagged as without rules); a masked one
-        is its text. The end of a kept line covers the dropped lines after it, the last one's
-        the batch's end."""
+        """The kept non-empty lines of ``batch``: (data, offset, end, truncated). In a batch
+        decoded whole, data is the line's text (masked or not: clean, for ``parse_text``);
+        otherwise bytes, to be repaired by ``parse`` (a masked line re-encoded). The end of a
+        kept line covers the dropped lines after it, the last one's the batch's end."""
         texts = batch.texts()
         kept: tuple[str | bytes, int, int, bool] | None = None
         if texts is not None:
@@ -136,7 +138,9 @@ class RuleSet:
                 continue
             if kept is not None:
                 yield kept
-            kept = (data if after is text else after, start, end, truncated)
+            if after is not text:
+                data = after if texts is not None else after.encode()
+            kept = (data, start, end, truncated)
         if kept is not None:
             yield kept[0], kept[1], max(kept[2], batch.end), kept[3]
 

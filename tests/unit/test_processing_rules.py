@@ -403,3 +403,8 @@ def test_replay_counts_come_back_from_worker_processes(
     assert status == 0
     assert "processing rules: excluded=3 masked=19" in capfd.readouterr().err
     assert sum(b"?id=[REDACTED]" in line for line in lines) == 19
+
+
+def test_a_placeholder_cannot_break_a_line() -> None:
+    with pytest.raises(RuleError, match="line break or NUL"):
+        build_rules([RuleSpec(MASK, "x", replace_placeholder="a\nb")])
