@@ -16,6 +16,7 @@ import pytest
 from tests.follow.harness import REPO_ROOT, Accounting, FollowEnv, create_empty, wait_until
 from tests.support.connect_proxy import ConnectProxy
 from tests.support.intake import Intake
+from tests.support.tls import openssl_available, self_signed, server_context
 
 # Integration tier: logpipe subprocesses, a proxy and an intake on 127.0.0.1.
 pytestmark = pytest.mark.integration
@@ -92,6 +93,7 @@ def test_every_line_once_through_an_authenticating_proxy(
     assert not (acc.lost or acc.duplicated or acc.malformed), acc.summary()
     assert intake.validations == [True]  # the key was checked, through the proxy
     assert len(proxy.tunnels) >= 2 and set(proxy.tunnels) == {("127.0.0.1", intake.port)}
+    assert KEY.encode() in proxy.upstream_bytes  # plain http: the tunnel carries the request
     assert proxy.refused == []
     assert "could not check" not in stderr and "refused" not in stderr
     assert_no_secrets(stderr)
@@ -210,3 +212,33 @@ def test_a_key_check_answering_5xx_warns_and_delivery_goes_on(
     acc, stderr = deliver(follow_env, intake, 200)
     assert not (acc.lost or acc.duplicated or acc.malformed), acc.summary()
     assert f"could not check DD_API_KEY with {intake.api_url} (HTTP 503); going on" in stderr
+
+
+@pytest.mark.skipif(not openssl_available(), reason="needs the openssl command")
+def test_an_https_intake_through_the_proxy(
+    follow_env: FollowEnv,
+    proxy: ConnectProxy,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """HTTPS end to end inside the tunnel: logpipe verifies the intake's certificate (trusted
+    through SSL_CERT_FILE) for the intake's host while connected to the proxy."""
+    cert, key = self_signed(tmp_path)
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    monkeypatch.setenv("DD_API_KEY", KEY)
+    monkeypatch.setenv("HTTPS_PROXY", proxy.url((USER, PASSWORD)))
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # not for an https URL
+    with Intake(api_key=KEY, tls=server_context(cert, key)) as intake:
+        monkeypatch.setenv("LOGPIPE_API_URL", intake.api_url)
+        assert intake.url.startswith("https://")
+        port = intake.port
+        acc, stderr = deliver(follow_env, intake, 500)
+    assert not (acc.lost or acc.duplicated or acc.malformed), acc.summary()
+    assert intake.validations == [True]
+    assert len(proxy.tunnels) >= 2 and set(proxy.tunnels) == {("127.0.0.1", port)}
+    assert proxy.upstream_bytes and KEY.encode() not in proxy.upstream_bytes  # TLS inside
+    assert "could not check" not in stderr
+    assert_no_secrets(stderr)
+    intake.assert_clean()

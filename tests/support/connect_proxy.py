@@ -6,7 +6,8 @@ ways until either side closes. ``ConnectProxy(credentials=("user", "pass"))`` an
 CONNECT without the matching ``Proxy-Authorization: Basic`` header; ``refuse = 403`` refuses
 every tunnel with that status. Other methods get 405. :attr:`ConnectProxy.tunnels` lists the
 targets of the tunnels made, :attr:`ConnectProxy.refused` the statuses of those refused, and
-:attr:`ConnectProxy.authorizations` every ``Proxy-Authorization`` value seen.
+:attr:`ConnectProxy.authorizations` every ``Proxy-Authorization`` value seen and
+:attr:`ConnectProxy.upstream_bytes` what clients sent inside the tunnels.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class ConnectProxy:
         self.tunnels: list[tuple[str, int]] = []
         self.refused: list[int] = []
         self.authorizations: list[str] = []
+        self.upstream_bytes = bytearray()  # client -> target, inside the tunnels
         self._lock = threading.Lock()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -172,4 +174,7 @@ class _Handler(socketserver.StreamRequestHandler):
                 data = sock.recv(65536)
                 if not data:
                     return
+                if sock is client:
+                    with self.server.proxy._lock:
+                        self.server.proxy.upstream_bytes += data
                 pair[sock].sendall(data)

@@ -40,6 +40,7 @@ import contextlib
 import gzip
 import http
 import socket
+import ssl
 import threading
 import time
 import zlib
@@ -260,8 +261,10 @@ class Intake:
     """``with Intake() as intake:`` (or ``Intake().start()`` ... ``stop()``) serves
     ``POST http://127.0.0.1:<port>/api/v2/logs`` from a background thread."""
 
-    def __init__(self, api_key: str = "test-key") -> None:
+    def __init__(self, api_key: str = "test-key", tls: ssl.SSLContext | None = None) -> None:
+        """``tls``: serve HTTPS with this server context (see ``tests/support/tls.py``)."""
         self.api_key = api_key
+        self._tls = tls
         self.events: list[Event] = []
         self.requests: list[RequestRecord] = []
         self.violations: list[str] = []
@@ -282,6 +285,10 @@ class Intake:
         if self._server is not None:
             raise RuntimeError("intake already started")
         server = _Server(("127.0.0.1", 0), _Handler)
+        if self._tls is not None:  # the handshake happens in the handler's thread
+            server.socket = self._tls.wrap_socket(
+                server.socket, server_side=True, do_handshake_on_connect=False
+            )
         server.intake = self
         self._server = server
         self._thread = threading.Thread(
@@ -320,12 +327,16 @@ class Intake:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}{PATH}"
+        return f"{self._scheme}://127.0.0.1:{self.port}{PATH}"
+
+    @property
+    def _scheme(self) -> str:
+        return "https" if self._tls is not None else "http"
 
     @property
     def api_url(self) -> str:
         """The base of the API (``GET {api_url}/api/v1/validate``)."""
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self._scheme}://127.0.0.1:{self.port}"
 
     # -- faults --------------------------------------------------------------------------
 

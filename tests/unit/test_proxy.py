@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import http.client
 import ssl
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -147,3 +148,50 @@ def test_failures_the_proxy_caused_are_said_by_its_name() -> None:
     assert describe_failure(ssl.SSLError("bad cert"), proxy, False) is None
     assert describe_failure(down, proxy, True) is None  # the request failed, not the tunnel
     assert describe_failure(down, None, False) is None
+
+
+@pytest.mark.parametrize(
+    ("intake", "api", "site", "expected"),
+    [
+        (None, None, None, "https://api.datadoghq.com"),
+        (None, None, "datadoghq.eu", "https://api.datadoghq.eu"),
+        (
+            "https://http-intake.logs.us5.datadoghq.com/api/v2/logs",
+            None,
+            "datadoghq.eu",
+            "https://api.us5.datadoghq.com",
+        ),
+        ("http://127.0.0.1:9/api/v2/logs", None, "datadoghq.eu", None),
+        ("http://127.0.0.1:9/api/v2/logs", "http://127.0.0.1:9", None, "http://127.0.0.1:9"),
+        (None, "https://api.example", None, "https://api.example"),
+    ],
+)
+def test_where_the_key_is_checked(
+    intake: str | None,
+    api: str | None,
+    site: str | None,
+    expected: str | None,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """DD_SITE's API; with --intake-url, the API of the site it names, or nothing (another
+    intake: its API is unknown) unless an API URL is given."""
+    from logpipe.cli.outputs import OutputSettings, key_check_url
+
+    if site is None:
+        monkeypatch.delenv("DD_SITE", raising=False)
+    else:
+        monkeypatch.setenv("DD_SITE", site)
+    settings = OutputSettings("datadog", intake, tmp_path, api_url=api)
+    assert key_check_url(settings) == expected
+
+
+def test_a_skipped_check_is_a_debug_note(tmp_path: Path) -> None:
+    from logpipe.cli.outputs import OutputSettings, check_key
+
+    notes: list[str] = []
+    intake = "http://127.0.0.1:9/api/v2/logs"
+    check_key(OutputSettings("datadog", intake, tmp_path), "k", notes.append)
+    assert notes == []
+    check_key(OutputSettings("datadog", intake, tmp_path, debug=True), "k", notes.append)
+    assert len(notes) == 1 and notes[0].startswith("debug: DD_API_KEY not checked")
