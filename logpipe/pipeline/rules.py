@@ -242,6 +242,8 @@ def compile_pattern(pattern: str, label: str) -> Any:
     if _re2 is None:
         check_pattern(pattern, label)
         return re.compile(pattern)
+    if _literal(pattern):  # the same in both engines, linear, and ~10x faster a call in re
+        return re.compile(pattern)
     try:  # RE2's syntax, the Agent's (Go's regexp): \p{L} and \z too
         return _re2.compile(pattern, options=_OPTIONS)
     except Exception as error:  # re2.error, or a pattern RE2 cannot take
@@ -270,6 +272,16 @@ def check_pattern(pattern: str, label: str) -> None:
 
 
 _REPEATS = ("MAX_REPEAT", "MIN_REPEAT", "POSSESSIVE_REPEAT")
+
+
+def _literal(pattern: str) -> bool:
+    """Whether ``pattern`` is plain characters (``GET /healthz``, ``a\\.b``), no flags: it
+    means the same to ``re`` as to RE2, and ``re`` finds it in linear time."""
+    try:
+        parsed = re._parser.parse(pattern)
+    except re.error:
+        return False
+    return parsed.state.flags == re.UNICODE and all(str(op) == "LITERAL" for op, _ in parsed.data)
 
 
 def _backtracking(items: Any, *, repeated: bool) -> str | None:

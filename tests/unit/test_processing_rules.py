@@ -408,3 +408,12 @@ def test_replay_counts_come_back_from_worker_processes(
 def test_a_placeholder_cannot_break_a_line() -> None:
     with pytest.raises(RuleError, match="line break or NUL"):
         build_rules([RuleSpec(MASK, "x", replace_placeholder="a\nb")])
+
+
+def test_plain_patterns_run_on_re_and_mean_the_same() -> None:
+    assert compile_pattern(r"GET /status/200 HTTP", "rule").__class__.__module__ == "re"
+    assert compile_pattern(r"a\.b", "rule").search("xa.by")
+    assert not compile_pattern(r"a\.b", "rule").search("axb")
+    for pattern in [r"(?i)get", r"a|b", r"\d+", r"\Qa.b\E", r"x*"]:  # RE2's
+        assert compile_pattern(pattern, "rule").__class__.__module__ != "re", pattern
+    assert compile_pattern(r"\Qa.b\E", "rule").search("a.b")
