@@ -18,9 +18,9 @@ the kinds are kept on disk between runs as the details are.
 
 from __future__ import annotations
 
-import importlib.metadata
-import importlib.resources
+import importlib.util
 import json
+import os
 import re
 from typing import Any
 
@@ -120,6 +120,8 @@ def _crawler_patterns() -> re.Pattern[str]:
     """The ``crawler-user-agents`` list as one regex (compiled on first use: ~15 ms)."""
     global _crawlers
     if _crawlers is None:
+        import importlib.resources  # (here: it loads zipfile and more, which a warm start skips)
+
         try:
             text = (
                 importlib.resources.files("crawleruseragents") / "crawler-user-agents.json"
@@ -148,11 +150,12 @@ def bot_kind(user_agent: str, details: dict[str, Any] | None = None) -> str | No
 
 
 def _lists_identity() -> str:
-    try:
-        version = importlib.metadata.version("crawler-user-agents")
-    except importlib.metadata.PackageNotFoundError:
-        version = "none"
-    return f"{LISTS_VERSION}:{version}"
+    """What the kinds depend on: our lists, and the installed crawler list (by its file;
+    importlib.metadata would load the email package at every start)."""
+    spec = importlib.util.find_spec("crawleruseragents")
+    origin = spec.origin if spec and spec.origin else ""
+    stat = os.stat(origin) if origin else None
+    return f"{LISTS_VERSION}:{origin}:{stat.st_mtime_ns if stat else 0}"
 
 
 _STORED = StoredTable("botkinds", _lists_identity())

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from logpipe.event import bot_error
 from tests.follow.conftest import Report
 from tests.follow.harness import Accounting, FollowEnv, create_empty, wait_until
 from tests.support.intake import Drop, Intake, Status
@@ -148,12 +149,8 @@ def test_real_gunicorn_logs_to_the_intake_and_dogstatsd(
     assert by_name(totals, "gunicorn.logs.requests") == len(lines)
     assert by_name(totals, "gunicorn.logs.requests.4xx") == sum(400 <= s < 500 for s in statuses)
     assert by_name(totals, "gunicorn.logs.requests.5xx") == sum(500 <= s < 600 for s in statuses)
-    bots = [
-        event
-        for event in access_events(intake)
-        if event["http"].get("useragent_details", {}).get("device", {}).get("category") == "Bot"
-        and event["http"]["status_code"] >= 400
-    ]
+    # what the saved view "Bot errors" selects, by its own query (logpipe.event.bot_error)
+    bots = [event for event in access_events(intake) if bot_error(event["http"])]
     assert by_name(totals, "gunicorn.logs.requests.bot_errors") == len(bots) > 0
     exceptions = sum(1 for event in intake.events if "error" in event and "stack" in event["error"])
     assert by_name(totals, "gunicorn.logs.log.exception") == exceptions == 8
