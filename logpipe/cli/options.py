@@ -60,6 +60,12 @@ def add_delivery_options(parser: argparse.ArgumentParser, *, state: str, metrics
         metavar="URL",
         help="full URL to post logs to (default: the v2 intake for DD_SITE)",
     )
+    parser.add_argument(
+        "--api-url",
+        metavar="URL",
+        help="where DD_API_KEY is checked at start (GET /api/v1/validate; default: the API of "
+        "DD_SITE, or of the --intake-url's site; none for another intake)",
+    )
     parser.add_argument("--dogstatsd", metavar="HOST:PORT|off", help=metrics)
     parser.add_argument(
         "--metrics-namespace",

@@ -39,7 +39,7 @@ def output_settings(args: argparse.Namespace) -> OutputSettings:
         target,
         args.intake_url,
         Path(args.state_dir),
-        api_url=getattr(args, "api_url", None) or os.environ.get(API_URL_ENV) or None,
+        api_url=args.api_url or os.environ.get(API_URL_ENV) or None,
         debug=getattr(args, "log_level", None) == "debug",
     )
 
