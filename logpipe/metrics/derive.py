@@ -90,24 +90,32 @@ class EventMetrics:
             return event
         name = logger.get("name")
         if name == ACCESS_LOGGER:
-            http = event.get("http")
-            if isinstance(http, dict):
-                code = http.get("status_code")
-                if type(code) is int:
-                    self._request(code, http)
-            duration = event.get("duration")
-            if type(duration) is int or type(duration) is float:
-                self.statsd.distribution("request.duration", duration / 1e6, self._tags)
+            self._on_access(event)
         elif name == ERROR_LOGGER:
-            level = event.get("level")
-            if isinstance(level, str):
-                metric = _LEVEL_METRICS.get(level) or _LEVEL_METRICS.get(level.lower())
-                if metric is not None:
-                    self.statsd.count(metric, 1, self._tags)
-            error = event.get("error")
-            if isinstance(error, dict) and error.get("stack"):
-                self.statsd.count("log.exception", 1, self._tags)
+            self._on_error(event)
         return event
+
+    def _on_access(self, event: Event) -> None:
+        """Count an access event: requests by status, 4xx, 5xx, bots, its duration."""
+        http = event.get("http")
+        if isinstance(http, dict):
+            code = http.get("status_code")
+            if type(code) is int:
+                self._request(code, http)
+        duration = event.get("duration")
+        if type(duration) is int or type(duration) is float:
+            self.statsd.distribution("request.duration", duration / 1e6, self._tags)
+
+    def _on_error(self, event: Event) -> None:
+        """Count an error record: its level, and a traceback as an exception."""
+        level = event.get("level")
+        if isinstance(level, str):
+            metric = _LEVEL_METRICS.get(level) or _LEVEL_METRICS.get(level.lower())
+            if metric is not None:
+                self.statsd.count(metric, 1, self._tags)
+        error = event.get("error")
+        if isinstance(error, dict) and error.get("stack"):
+            self.statsd.count("log.exception", 1, self._tags)
 
     def count_self(self, name: str, value: int = 1, tags: Sequence[str] = ()) -> None:
         """Count ``logpipe.<name>`` (self-telemetry; ``name`` may already start with logpipe.)."""

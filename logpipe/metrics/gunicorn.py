@@ -37,7 +37,7 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from logpipe.event import ACCESS_LOGGER, ERROR_LOGGER, Event
+from logpipe.event import ERROR_LOGGER, Event
 from logpipe.metrics.derive import EventMetrics
 
 if TYPE_CHECKING:  # imported where clients are made
@@ -129,27 +129,16 @@ class GunicornMetrics(EventMetrics):
         self._logs["exception"] = pre + "log.exception"
         self._status_names: dict[int, str] = {}
 
-    def observe(self, event: Event) -> Event:
-        flags = event.get("logpipe")
-        if flags:
-            if "parse_error" in flags:
-                self.count_self("parse_errors")
-            if flags.get("truncated"):
-                self.count_self("truncations")
-        logger = event.get("logger")
-        if not isinstance(logger, dict):
-            return event
-        name = logger.get("name")
-        if name == ACCESS_LOGGER:
-            http = event.get("http")
-            code = http.get("status_code") if isinstance(http, dict) else None
-            if type(code) is int:
-                self._access(code, event.get("duration"))
-        elif name == ERROR_LOGGER:
-            metric = log_metric(event)
-            if metric is not None:
-                self.statsd.increment(self._logs[metric], 1)
-        return event
+    def _on_access(self, event: Event) -> None:
+        http = event.get("http")
+        code = http.get("status_code") if isinstance(http, dict) else None
+        if type(code) is int:
+            self._access(code, event.get("duration"))
+
+    def _on_error(self, event: Event) -> None:
+        metric = log_metric(event)
+        if metric is not None:
+            self.statsd.increment(self._logs[metric], 1)
 
     def _access(self, code: int, duration: object) -> None:
         statsd = self.statsd
