@@ -51,7 +51,8 @@ def infer_formats(lines: Sequence[str], tries: int = 10) -> list[str]:
 
 
 def _fields(line: str) -> list[str]:
-    """The line's fields; a list such as ``198.51.100.7, 10.0.0.5`` is one."""
+    """The line's fields; a list such as ``198.51.100.7, 10.0.0.5`` is one, and a line ending
+    in a space ends with an empty one."""
     fields: list[str] = []
     for match in _FIELD.finditer(line):
         field = match.group()
@@ -59,6 +60,8 @@ def _fields(line: str) -> list[str]:
             fields[-1] += " " + field
         else:
             fields.append(field)
+    if line.endswith(" ") and fields:
+        fields.append("")  # an empty last value (a header sent empty)
     return fields
 
 
