@@ -250,10 +250,9 @@ class Replay:
 
     def _record_start(self, layout: ErrorLayout | None) -> Callable[[bytes], bool]:
         """Whether a line begins an error record (where error chunks may be cut)."""
-        given = self._settings.multiline_pattern
-        if layout is None or given != DEFAULT_START:
+        if layout is None:
             return self._given_start
-        return Multiline[bytes](layout.start_pattern).is_start
+        return Multiline[bytes](layout.record_start(self._settings.multiline_pattern)).is_start
 
     def _file_chunks(
         self, replay_file: ReplayFile, start: int, compressed: bool

@@ -33,7 +33,7 @@ from logpipe.parsing.error.parser import ErrorParser
 from logpipe.pipeline.batch import access_batch_pairs, error_batch_pairs
 from logpipe.pipeline.rules import Rules
 from logpipe.sinks.parallel_append import append_in_turn
-from logpipe.sources.multiline import DEFAULT_START, Multiline
+from logpipe.sources.multiline import Multiline
 
 if TYPE_CHECKING:
     from datadog.dogstatsd.base import DogStatsd
@@ -153,8 +153,7 @@ def _pairs(
         return access_batch_pairs(batches, access, path=chunk.path, rules=rules)
     layout = settings.error_layout or chunk.layout or DEFAULT_LAYOUT
     errors = _error_parser(layout, settings.timezone, settings.max_line_bytes, attributes)
-    given = settings.multiline_pattern  # overrides the layout's record start when not default
-    pattern = given if given != DEFAULT_START else layout.start_pattern
+    pattern = layout.record_start(settings.multiline_pattern)
     multiline = Multiline[bytes](pattern, max_bytes=settings.max_line_bytes)
     return error_batch_pairs(batches, errors, multiline, path=chunk.path, rules=rules)
 

@@ -53,7 +53,7 @@ from logpipe.problems import SetupError
 from logpipe.service_tags import ServiceTags
 from logpipe.sinks import Interrupted
 from logpipe.sources.follower import ROTATE_WAIT, Follower, FollowSpec
-from logpipe.sources.multiline import DEFAULT_START, Multiline
+from logpipe.sources.multiline import Multiline
 from logpipe.sources.wake import Waker
 
 QUIET_EVENTS = frozenset(
@@ -185,8 +185,11 @@ def run_follow(arguments: Sequence[str]) -> int:
     service_tags = tags_from(args)
     access = access_parser(args, service_tags)  # checks the options, whatever the format
     if fixed_access_format(args) is None:  # auto: each file's own, detected
-        formats = AccessFormats(
-            make=lambda found: access_parser(args, service_tags, found), report=warn
+        formats = AccessFormats(  # (the parser just made serves gunicorn's defaults)
+            make=lambda found: (
+                access if found == access.formats else access_parser(args, service_tags, found)
+            ),
+            report=warn,
         )
     else:
         formats = AccessFormats(access)
@@ -214,10 +217,11 @@ def error_aggregator(args: argparse.Namespace) -> Callable[[bytes], Multiline[by
     """An error log's aggregator from its first bytes: records start as its layout says
     (``--multiline-pattern``, when given, says instead)."""
     layout = error_layout(args)
-    pattern = None if args.multiline_pattern == DEFAULT_START else args.multiline_pattern
 
     def make(head: bytes) -> Multiline[bytes]:
-        return error_multiline(head, fixed=layout, pattern=pattern, max_bytes=args.max_line_bytes)
+        return error_multiline(
+            head, fixed=layout, given=args.multiline_pattern, max_bytes=args.max_line_bytes
+        )
 
     return make
 

@@ -21,7 +21,7 @@ from logpipe.problems import SetupError
 from logpipe.service_tags import ServiceTags, split_tags
 from logpipe.sources.multiline import DEFAULT_START, Multiline
 
-AUTO = "auto"  # --access-format: detect each file's format
+AUTO = "auto"  # --access-format, --error-format: detect each file's format
 
 
 class UsageError(SetupError):
@@ -203,15 +203,12 @@ def multiline_pattern(pattern: str) -> str:
     return pattern
 
 
-ERROR_AUTO = "auto"  # --error-format: detect each error log's layout from its first lines
-
-
 def add_error_layout_options(parser: argparse.ArgumentParser) -> None:
     """``--error-format``, ``--error-datefmt`` and ``--timezone`` (error-log layouts)."""
     parser.add_argument(
         "--error-format",
         metavar="FMT|json|auto",
-        default=ERROR_AUTO,
+        default=AUTO,
         help="the layout of error logs: a Python logging format (%%(asctime)s [%%(process)d] "
         "...), json (one object per line), or auto (the default): detected from each file's "
         "first lines (gunicorn's default, logging.conf, basicConfig, JSON...)",
@@ -235,7 +232,7 @@ def error_layout(args: argparse.Namespace) -> ErrorLayout | None:
     file). The time zone is checked too."""
     timezone(args)
     fmt: str | None = args.error_format
-    if fmt in (None, ERROR_AUTO):
+    if fmt in (None, AUTO):
         if args.error_datefmt is not None:
             raise SetupError("--error-datefmt needs --error-format FMT")
         return None
@@ -261,9 +258,7 @@ def error_records(
     """The aggregator and parser for error records of ``layout`` (None: gunicorn's default);
     ``--multiline-pattern``, when given, starts records instead of the layout's pattern."""
     chosen = layout or DEFAULT_LAYOUT
-    pattern = args.multiline_pattern
-    if pattern == DEFAULT_START:  # not given: the layout's own
-        pattern = chosen.start_pattern
+    pattern = chosen.record_start(args.multiline_pattern)
     multiline: Multiline[bytes] = Multiline(
         multiline_pattern(pattern), max_bytes=args.max_line_bytes
     )

@@ -134,11 +134,10 @@ class ErrorLayouts(_PerFile[ErrorLayout, ErrorParser]):
 
 
 def error_multiline(
-    head: bytes, *, fixed: ErrorLayout | None, pattern: str | None, max_bytes: int
+    head: bytes, *, fixed: ErrorLayout | None, given: str, max_bytes: int
 ) -> Multiline[bytes]:
     """The aggregator of an error log whose first bytes are ``head``: records start as its
-    layout (``fixed``, else detected from ``head``) says, unless ``pattern`` overrides it."""
-    if pattern is None:
-        layout = fixed or detect_error_layout(head_lines(head)) or DEFAULT_LAYOUT
-        pattern = layout.start_pattern
-    return Multiline(pattern, max_bytes=max_bytes)
+    layout (``fixed``, else detected from ``head``) says, unless ``given``
+    (``--multiline-pattern``) overrides it."""
+    layout = fixed or detect_error_layout(head_lines(head)) or DEFAULT_LAYOUT
+    return Multiline(layout.record_start(given), max_bytes=max_bytes)

@@ -90,6 +90,11 @@ class ErrorLayout:
             return ""
         return starts[0] if len(starts) == 1 else "(?:" + "|".join(starts) + ")"
 
+    def record_start(self, given: str) -> str:
+        """The record start to aggregate with: ``given`` (``--multiline-pattern``) when it was
+        given, i.e. is not the default, else this layout's own."""
+        return given if given != DEFAULT_START else self.start_pattern
+
     def describe(self) -> str:
         """The layout, with the options (or logging config values) that name it."""
         if self.json:
