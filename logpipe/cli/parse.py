@@ -6,6 +6,7 @@ import argparse
 import errno
 import gzip
 import sys
+import zlib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import BinaryIO
@@ -107,8 +108,10 @@ def run_parse(arguments: Sequence[str]) -> int:
         # whole events only: stdout redirected to a file that fills up keeps no half event
         writer = NdjsonWriter(AppendFile(sys.stdout.fileno(), STDOUT))
         try:
-            writer.write_all(events(stream))
-            writer.flush()
+            try:
+                writer.write_all(events(stream))
+            finally:  # (also what came before a damaged archive's damage)
+                writer.flush()
         except OSError as error:
             if error.filename != STDOUT or error.errno == errno.EPIPE:
                 raise  # a read error, or the reader went away (`| head`)
@@ -147,11 +150,14 @@ def _detected_error_layout(head: bytes) -> ErrorLayout:
 
 @contextmanager
 def open_input(name: str) -> Iterator[BinaryIO]:
-    """The file (or stdin) to read, decompressed when it is gzip (by its magic bytes)."""
+    """The file (or stdin) to read, decompressed when it is gzip (by its magic bytes); a
+    damaged archive ends the run with one line (``Failure``), after what came before it."""
     if name == "-":
         stdin = sys.stdin.buffer
-        gzipped = stdin.peek(2)[:2] == GZIP_MAGIC  # type: ignore[union-attr]
-        yield gzip.GzipFile(fileobj=stdin) if gzipped else stdin  # type: ignore[misc]
+        if stdin.peek(2)[:2] == GZIP_MAGIC:  # type: ignore[union-attr]
+            yield _Archive(gzip.GzipFile(fileobj=stdin), "stdin")  # type: ignore[misc]
+        else:
+            yield stdin
         return
     try:
         stream = open(name, "rb")  # noqa: SIM115 - closed below
@@ -161,7 +167,24 @@ def open_input(name: str) -> Iterator[BinaryIO]:
         if stream.read(2) == GZIP_MAGIC:
             stream.seek(0)
             with gzip.GzipFile(fileobj=stream) as archive:
-                yield archive  # type: ignore[misc]
+                yield _Archive(archive, name)  # type: ignore[misc]
             return
         stream.seek(0)
         yield stream
+
+
+class _Archive:
+    """A gzip stream whose damage (a bad header, a cut end) is one line for the user."""
+
+    def __init__(self, archive: gzip.GzipFile, name: str) -> None:
+        self._archive = archive
+        self._name = name
+
+    def read(self, size: int = -1, /) -> bytes:
+        try:
+            return self._archive.read(size)
+        except (OSError, EOFError, zlib.error) as error:
+            raise Failure(
+                f"cannot read {self._name} past its damage ({error or type(error).__name__}); "
+                "what came before it was parsed"
+            ) from None

@@ -107,7 +107,10 @@ def compressed_key(path: str) -> str | None:
     head = compressed_head(path)
     if not head:
         return None
-    status = os.stat(path)
+    try:
+        status = os.stat(path)
+    except OSError:  # gone since
+        return None
     return f"{head_key(head)}:{status.st_dev}:{status.st_ino}"
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import subprocess
 import sys
 import zipfile
@@ -225,3 +226,15 @@ def test_replay_workers_do_not_load_the_datadog_package() -> None:
     code = "import sys, logpipe.backfill.work; print('datadog' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stdout.splitlines() == ["False"], result.stderr
+
+
+@pytest.mark.parametrize("damage", [b"\x1f\x8bnot gzip at all", "cut"])
+def test_a_damaged_gzip_input_is_one_line_and_exit_1(tmp_path: Path, damage: bytes | str) -> None:
+    data = gzip.compress((LOGS / "default" / "access.log").read_bytes())
+    archive = tmp_path / "access.log.gz"
+    archive.write_bytes(data[: len(data) // 2] if damage == "cut" else damage)  # type: ignore[arg-type]
+    for args in (["parse", "--kind", "access", str(archive)], ["detect", str(archive)]):
+        result = logpipe(*args)
+        assert result.returncode == 1
+        assert result.stderr.decode().startswith(f"logpipe: error: cannot read {archive} past its")
+        assert b"Traceback" not in result.stderr and result.stderr.count(b"\n") == 1
