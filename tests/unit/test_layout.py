@@ -23,7 +23,9 @@ ALLOWED = {
     "checks": {"event", "problems"},
     "pipeline": BASE | {"parsing", "sources", "sinks"},
     "backfill": BASE | {"parsing", "sources", "sinks", "metrics", "pipeline"},
-    "cli": BASE | {"parsing", "sources", "sinks", "metrics", "checks", "pipeline", "backfill"},
+    "ops": {"event", "problems", "pipeline"},
+    "cli": BASE
+    | {"parsing", "sources", "sinks", "metrics", "checks", "pipeline", "backfill", "ops"},
     "__init__": BASE | {"parsing", "sources", "backfill"},
     "__main__": {"cli"},
 }

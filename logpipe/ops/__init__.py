@@ -1,0 +1,1 @@
+"""Operating a running follower: its HTTP endpoint (health, metrics, status)."""
