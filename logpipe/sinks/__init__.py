@@ -5,6 +5,7 @@ later when its own batch is sent), so that the checkpoints only ever cover deliv
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Protocol
 
 from logpipe.event import Event, Token
@@ -18,6 +19,18 @@ class Interrupted(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.delivered: list[Token] = []
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One request to an intake, as it ended (shown to a sink's ``on_attempt`` hooks: the
+    intake latency histogram, ``--log-level debug``)."""
+
+    events: int  # events in the batch
+    body_bytes: int  # the request's body, as sent (gzipped)
+    status: int | None  # the HTTP status; None when no answer came
+    seconds: float  # from the request's start to its answer or failure
+    failure: str | None  # one line naming the host and the cause, when it failed
 
 
 def nothing_to_sync() -> None:

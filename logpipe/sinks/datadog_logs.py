@@ -40,7 +40,7 @@ import orjson
 
 from logpipe.event import Event, Token
 from logpipe.problems import SetupError
-from logpipe.sinks import Interrupted, nothing_to_sync
+from logpipe.sinks import Attempt, Interrupted, nothing_to_sync
 from logpipe.sinks.append import AppendFile
 from logpipe.sinks.proxy import Proxy, describe_failure
 from logpipe.sinks.proxy import connection as open_connection
@@ -124,8 +124,10 @@ class DatadogLogsSink:
         clock: Callable[[], float] = time.monotonic,
         shutdown_timeout: float | None = None,
         proxy: Proxy | None = None,
+        on_attempt: Callable[[Attempt], None] | None = None,
     ) -> None:
         self._url = urlsplit(url)
+        self._on_attempt = on_attempt
         self._proxy = proxy
         if self._url.scheme not in ("http", "https") or not self._url.hostname:
             raise SetupError(f"not an http(s) URL: {url}")
@@ -278,6 +280,11 @@ class DatadogLogsSink:
         while True:
             self._check_time(0.0)
             status, retry_after = self._timed_post(compressed)
+            if self._on_attempt is not None:
+                failure = None if status is not None else self._failure or "no answer"
+                self._on_attempt(
+                    Attempt(len(self._events), len(compressed), status, self._post_seconds, failure)
+                )
             if status is not None and 200 <= status < 300:
                 self.delivered += len(self._events)
                 return self._take()
