@@ -541,10 +541,18 @@ def _one_line(answer: bytes) -> str:
     with contextlib.suppress(ValueError):
         parsed = orjson.loads(answer)
         if isinstance(parsed, dict) and isinstance(parsed.get("errors"), list):
-            answer = "; ".join(str(error) for error in parsed["errors"]).encode()
+            answer = "; ".join(map(_error_text, parsed["errors"])).encode()
     text = " ".join(answer.decode("utf-8", "replace").split())
     text = "".join(char for char in text if char.isprintable())
     return text if len(text) <= ANSWER_CHARS else text[: ANSWER_CHARS - 3] + "..."
+
+
+def _error_text(error: object) -> str:
+    """One entry of an error answer's ``errors``: a string, or an object's title and detail."""
+    if isinstance(error, dict):
+        parts = (error.get(name) for name in ("title", "detail"))
+        return ": ".join(str(part) for part in parts if part) or str(error)
+    return str(error)
 
 
 def _gzip_with() -> Callable[[bytes], bytes]:
