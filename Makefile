@@ -43,6 +43,7 @@ bench: $(READY)
 	$(BIN)/python bench/follow_bench.py
 	$(BIN)/python bench/replay_bench.py
 	$(BIN)/python bench/sidecar_bench.py
+	$(BIN)/python bench/outage_bench.py
 
 # Regenerate tests/fixtures/logs/ from real gunicorn (commit the result); ONLY="uvicorn eventlet"
 # redoes just those runs. Older gunicorn/eventlet get venvs of their own in ~/.cache (needs PyPI).

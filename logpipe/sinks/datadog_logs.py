@@ -1,22 +1,32 @@
-"""Datadog's HTTP logs intake (v2): batches, gzip, retries forever, dead letters, acks.
+"""Datadog's HTTP logs intake (v2): batches, gzip, delivery on its own thread, retries
+forever, dead letters, acks.
 
-Events are gathered into batches of at most 1,000 events and 5 MB of JSON, sent when full or
-``flush_seconds`` after their first event. A batch is retried on 408, 429, 5xx and network
-errors with exponential backoff and jitter (1 s doubling to 120 s, ``Retry-After`` honoured),
-for as long as it takes: while it waits nothing else is read (backpressure) and its events are
-not acknowledged, so checkpoints stay behind them. Answers that retrying cannot fix (400, 401,
-403, 404, 413) are reported once per kind, counted, and the batch is appended to a dead-letter
-NDJSON file so that nothing vanishes; its events then count as handled. The API key is sent in
-the ``DD-API-KEY`` header and never written anywhere else. With a ``proxy``
-(``logpipe.sinks.proxy``) every connection is a CONNECT tunnel through it; a proxy that refuses
-the tunnel or cannot be reached is said in one line naming it by ``host:port`` and retried like
-any network error. ``check_api_key`` asks Datadog's validate endpoint about the key at start.
+Events are gathered into batches of at most 1,000 events and 5 MB of JSON on the caller's
+thread, and sealed when full or ``flush_seconds`` after their first event. A thread of its own
+(``logpipe-delivery``) delivers sealed batches in order, so that the caller (the follow loop)
+keeps its pace while the intake is slow or down: ``send``, ``tick`` and ``drain`` hand back the
+tokens of what was delivered meanwhile, and ``congested`` tells when the intake fails and
+batches pile up. With ``MAX_READY_BATCHES`` sealed, sending waits (backpressure).
+
+A batch is retried on 408, 429, 5xx and network errors with exponential backoff and jitter
+(1 s doubling to 8 s, ``Retry-After`` honoured up to 120 s), for as long as it takes; after a
+try that got no answer, the intake is probed (a connection opened) every second meanwhile, so
+delivery resumes within seconds of a recovery. Its events are not acknowledged until accepted,
+so checkpoints stay behind them. Answers that retrying cannot fix (400, 401, 403, 404, 413) are
+reported once per kind, counted, and the batch is appended to a dead-letter NDJSON file so that
+nothing vanishes; its events then count as handled. Messages name the intake (``host:port``)
+and the cause, with a refusal's error body cut to one line; each request is shown to the
+``on_attempt`` hook. The API key is sent in the ``DD-API-KEY`` header and never written anywhere
+else. With a ``proxy`` (``logpipe.sinks.proxy``) every connection is a CONNECT tunnel through
+it; a proxy that refuses the tunnel or cannot be reached is said in one line naming it by
+``host:port`` and retried like any network error. ``check_api_key`` asks Datadog's validate
+endpoint about the key at start.
 
 At a shutdown (``stop`` set) with a ``shutdown_timeout``, batches are still sent and retried,
 but only while the next try can end by the deadline (judged by how long the last one took); a
-request still unanswered at the deadline is cut off. Either way ``Interrupted`` is raised and
-the batch stays unacknowledged, so the process exits in time and the checkpoints stay behind
-what the intake did not accept.
+request still unanswered at the deadline is cut off. Either way ``Interrupted`` is raised (by
+``drain``, or any call after) and the batch stays unacknowledged, so the process exits in time
+and the checkpoints stay behind what the intake did not accept.
 """
 
 from __future__ import annotations
