@@ -130,7 +130,7 @@ class DogStatsdAddress:
         def attempt() -> None:
             try:
                 outcome.append(self._lookup(self.host, self.port))
-            except (OSError, UnicodeError) as error:
+            except (OSError, UnicodeError, ValueError) as error:  # what getaddrinfo raises
                 outcome.append(error)
             finally:
                 done.set()
