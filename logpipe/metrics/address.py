@@ -159,9 +159,8 @@ class DogStatsdAddress:
             return
         self._failing = True
         if self.current is None:
-            self._report(
-                f"DogStatsD: cannot resolve {self.host} ({reason}); metrics wait, logs go on"
-            )
+            fate = "metrics wait" if self._clock() < self._hold_until else "metrics are dropped"
+            self._report(f"DogStatsD: cannot resolve {self.host} ({reason}); {fate}, logs go on")
         else:
             self._report(
                 f"DogStatsD: cannot resolve {self.host} ({reason}); metrics still go to "
