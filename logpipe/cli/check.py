@@ -16,6 +16,7 @@ from logpipe.checks.gunicorn_processes import (
     valid_names,
 )
 from logpipe.cli.options import ArgumentParser, add_tag_options, tags_from
+from logpipe.cli.runtime import warn
 from logpipe.metrics.client import dogstatsd, shutdown
 from logpipe.problems import SetupError
 
@@ -89,7 +90,7 @@ def run_check(arguments: Sequence[str]) -> int:
     tags = check_tags(args.service, tags_from(args).tags)
     hostname = given_hostname(args)
     try:
-        client = dogstatsd(args.dogstatsd, namespace="", tags=tags, flush_thread=False)
+        client = dogstatsd(args.dogstatsd, namespace="", tags=tags, flush_thread=False, report=warn)
     except ValueError as error:
         raise SetupError(f"--dogstatsd: {error}") from None
     results = check(names)

@@ -42,7 +42,8 @@ from logpipe.cli.options import (
 )
 from logpipe.cli.outputs import open_sink, output_settings
 from logpipe.cli.runtime import relax_gc, warn
-from logpipe.metrics.client import dogstatsd, shutdown
+from logpipe.metrics.address import DogStatsdAddress
+from logpipe.metrics.client import dogstatsd, dogstatsd_address, shutdown
 from logpipe.metrics.derive import EventMetrics
 from logpipe.metrics.gunicorn import GunicornMetrics, dogstatsd_tags, own_statsd, refusal
 from logpipe.parsing.error.layouts import ErrorLayout
@@ -313,16 +314,17 @@ def follow(
     with ExitStack() as resources:
         sink = open_sink(output_settings(args), stop, warn, shutdown_timeout=args.shutdown_timeout)
         resources.callback(sink.close)
-        metrics = _metrics(args, service_tags)
+        address = _statsd_address(args)
+        if address is not None:
+            resources.callback(address.stop)  # after the clients' close: callbacks run last first
+        metrics = _metrics(args, service_tags, address)
         if metrics is not None:
             resources.callback(metrics.close)
         if proc_names:
             # its own client: the integration's tags (no service unless one is given)
             check_statsd = (
-                dogstatsd(
-                    args.dogstatsd, namespace="", tags=check_tags(args.service, service_tags.tags)
-                )
-                if metrics is not None
+                dogstatsd(address, namespace="", tags=check_tags(args.service, service_tags.tags))
+                if address is not None
                 else None
             )
             if check_statsd is not None:
@@ -385,36 +387,43 @@ def _lock_state_dir(state_dir: Path) -> TextIO:
     return lock
 
 
-def _metrics(args: argparse.Namespace, service_tags: ServiceTags) -> EventMetrics | None:
-    """Derived metrics to DogStatsD, tagged service/env/user tags (None with ``off``); with
-    ``--metrics-mode gunicorn``, gunicorn's own statsd metrics, names and tags instead (refused
-    when a watched master already sends them)."""
+def _statsd_address(args: argparse.Namespace) -> DogStatsdAddress | None:
+    """Where ``--dogstatsd`` sends (None with ``off``), looked up off the pipeline's thread;
+    what the lookups find wrong is one line on stderr."""
+    try:
+        return dogstatsd_address(args.dogstatsd, report=warn)
+    except ValueError as error:
+        raise SetupError(f"--dogstatsd: {error}") from None
+
+
+def _metrics(
+    args: argparse.Namespace, service_tags: ServiceTags, address: DogStatsdAddress | None
+) -> EventMetrics | None:
+    """Derived metrics to DogStatsD at ``address``, tagged service/env/user tags (None with
+    ``off``); with ``--metrics-mode gunicorn``, gunicorn's own statsd metrics, names and tags
+    instead (refused when a watched master already sends them)."""
     gunicorn_mode = args.metrics_mode == "gunicorn"
     if gunicorn_mode and args.proc_name:
         for status in check(valid_names(args.proc_name), pause=lambda seconds: None):
             for pid in status.masters:
                 if (why := own_statsd(pid)) is not None:
                     raise SetupError(refusal(status.proc_name, pid, why))
-    try:
-        if gunicorn_mode:
-            client = dogstatsd(
-                args.dogstatsd,
-                namespace="",
-                tags=dogstatsd_tags(args.dogstatsd_tags),
-                env_tags=False,
-                telemetry=False,
-            )
-            if client is None:
-                return None
-            own = dogstatsd(args.dogstatsd, namespace="", tags=service_tags.metric_tags)
-            assert own is not None
-            return GunicornMetrics(client, own, prefix=args.statsd_prefix, report=warn)
+    if address is None:
+        return None
+    if gunicorn_mode:
         client = dogstatsd(
-            args.dogstatsd, namespace=args.metrics_namespace, tags=service_tags.metric_tags
+            address,
+            namespace="",
+            tags=dogstatsd_tags(args.dogstatsd_tags),
+            env_tags=False,
+            telemetry=False,
         )
-    except ValueError as error:
-        raise SetupError(f"--dogstatsd: {error}") from None
-    return EventMetrics(client) if client is not None else None
+        own = dogstatsd(address, namespace="", tags=service_tags.metric_tags)
+        assert client is not None and own is not None
+        return GunicornMetrics(client, own, prefix=args.statsd_prefix, report=warn)
+    client = dogstatsd(address, namespace=args.metrics_namespace, tags=service_tags.metric_tags)
+    assert client is not None
+    return EventMetrics(client)
 
 
 def _telemetry(metrics: EventMetrics) -> Callable[[FollowPipeline], None]:

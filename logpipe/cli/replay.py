@@ -231,6 +231,7 @@ def timestamped_metrics(
             namespace=namespace,
             tags=service_tags.metric_tags,
             flush_thread=False,
+            report=warn,
         )
     except ValueError as error:
         raise SetupError(f"--dogstatsd: {error}") from None

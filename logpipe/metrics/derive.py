@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from logpipe.event import ACCESS_LOGGER, ERROR_LOGGER, Event, bot_error
-from logpipe.metrics.client import SELF_PREFIX, shutdown, twin_without_namespace
+from logpipe.metrics.client import SELF_PREFIX, flush_soon, shutdown, twin_without_namespace
 
 if TYPE_CHECKING:  # imported where clients are made: worker processes only count, never send
     from datadog.dogstatsd.base import DogStatsd
@@ -128,10 +128,10 @@ class EventMetrics:
         self.self_statsd.gauge(SELF_PREFIX + name, value, self._tags)
 
     def flush(self) -> None:
-        """Send the aggregated and buffered metrics now (at checkpoints and shutdown)."""
+        """Have the aggregated and buffered metrics sent now (at checkpoints): the clients'
+        threads are woken, so the caller never waits on DNS or the network."""
         for client in self._clients():
-            client.flush_aggregated_metrics()
-            client.flush()  # the datagram buffer, which aggregated metrics went into
+            flush_soon(client)
 
     def close(self) -> None:
         """Flush, then stop the clients' flush threads and close their sockets (idempotent)."""
