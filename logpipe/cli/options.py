@@ -6,8 +6,9 @@ import argparse
 import os
 import re
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
+from logpipe import __version__
 from logpipe.lines import MAX_LINE_BYTES
 from logpipe.metrics.client import DEFAULT_NAMESPACE
 from logpipe.parsing.access.format import FormatError
@@ -29,7 +30,14 @@ class UsageError(SetupError):
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """An argument parser that raises ``UsageError`` instead of printing usage and exiting."""
+    """An argument parser that raises ``UsageError`` instead of printing usage and exiting,
+    with ``--version`` (every command has it)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_argument(
+            "--version", action="version", version=f"logpipe {__version__}", help=argparse.SUPPRESS
+        )
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
@@ -45,6 +53,17 @@ def add_log_options(parser: argparse.ArgumentParser, verb: str, metavar: str) ->
             metavar=metavar,
             help=f"gunicorn {kind} log to {verb} (repeatable)",
         )
+
+
+def add_log_format_option(parser: argparse.ArgumentParser) -> None:
+    """``--log-format``: how logpipe says things on stderr (see ``runtime.set_log_format``)."""
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="logpipe's own messages on stderr: text ('logpipe: ...') or json (one object per "
+        "line: timestamp, level, logger, message) (default: %(default)s)",
+    )
 
 
 def add_delivery_options(parser: argparse.ArgumentParser, *, state: str, metrics: str) -> None:

@@ -42,7 +42,8 @@ from logpipe.event import Event, Token
 from logpipe.problems import SetupError
 from logpipe.sinks import Attempt, Interrupted, nothing_to_sync
 from logpipe.sinks.append import AppendFile
-from logpipe.sinks.proxy import Proxy, describe_failure
+from logpipe.sinks.failures import explain, http_failure
+from logpipe.sinks.proxy import Proxy
 from logpipe.sinks.proxy import connection as open_connection
 
 MAX_EVENTS = 1000
@@ -74,30 +75,27 @@ def site_of_intake(url: str) -> str | None:
 def check_api_key(
     api: str, api_key: str, proxy: Proxy | None, timeout: float = VALIDATE_TIMEOUT
 ) -> tuple[int | None, str]:
-    """``GET {api}/api/v1/validate`` with the key: (HTTP status, "") when an answer came,
-    else (None, why not). The key goes in the ``DD-API-KEY`` header only."""
+    """``GET {api}/api/v1/validate`` with the key: (HTTP status, "") for a 2xx answer,
+    (HTTP status, ``http_failure``'s line) for another, else (None, ``explain``'s line). The
+    key goes in the ``DD-API-KEY`` header only."""
     url = urlsplit(api.rstrip("/") + "/api/v1/validate")
+    host = url.hostname or ""
+    port = url.port or (443 if url.scheme == "https" else 80)
     link = open_connection(url, proxy, timeout)
     try:
         try:
             link.connect()
         except (OSError, http.client.HTTPException) as error:
-            return None, describe_failure(error, proxy, False) or _reason(error)
+            return None, explain(error, host, port, proxy, timeout=timeout)
         link.request("GET", url.path, headers={"DD-API-KEY": api_key, "Accept": "application/json"})
         response = link.getresponse()
-        response.read()
-        return response.status, ""
+        body = response.read()
+        ok = 200 <= response.status < 300
+        return response.status, "" if ok else http_failure(response.status, host, body)
     except (OSError, http.client.HTTPException) as error:
-        return None, _reason(error)
+        return None, explain(error, host, port, timeout=timeout)
     finally:
         link.close()
-
-
-def _reason(error: BaseException) -> str:
-    """What went wrong, without anything a request carried (the key is only in headers)."""
-    if isinstance(error, TimeoutError):
-        return "timed out"
-    return getattr(error, "strerror", None) or str(error) or type(error).__name__
 
 
 @dataclass
@@ -131,6 +129,11 @@ class DatadogLogsSink:
         self._proxy = proxy
         if self._url.scheme not in ("http", "https") or not self._url.hostname:
             raise SetupError(f"not an http(s) URL: {url}")
+        try:
+            port = self._url.port or (443 if self._url.scheme == "https" else 80)
+        except ValueError:
+            raise SetupError(f"not an http(s) URL: {url}") from None
+        self._address = (self._url.hostname, port)  # for messages
         self._api_key = api_key
         self._dead_letters = dead_letters
         self._stop = stop
@@ -154,7 +157,7 @@ class DatadogLogsSink:
         self._post_seconds = 0.0  # how long the last try took
         self._in_flight = False  # a request waits for its answer
         self._cut_off = False  # the deadline cut a request off
-        self._failure: str | None = None  # what the proxy did to the last try, if anything
+        self._failure: str | None = None  # why the last try got no answer
         if shutdown_timeout is not None:
             threading.Thread(
                 target=self._watch, args=(shutdown_timeout,), name="logpipe-deadline", daemon=True
@@ -326,7 +329,7 @@ class DatadogLogsSink:
             try:
                 link.connect()  # through the proxy's tunnel, if there is one
             except (OSError, http.client.HTTPException) as error:
-                self._failure = describe_failure(error, self._proxy, False)
+                self._failure = explain(error, *self._address, self._proxy)
                 self.close()
                 self._connection = None
                 return None, None
@@ -334,7 +337,8 @@ class DatadogLogsSink:
             link.request("POST", path or "/", body=body, headers=headers)
             response = link.getresponse()
             response.read()
-        except (OSError, http.client.HTTPException):
+        except (OSError, http.client.HTTPException) as error:
+            self._failure = explain(error, *self._address)
             self.close()
             self._connection = None
             return None, None
