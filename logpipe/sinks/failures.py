@@ -105,7 +105,8 @@ def _network_cause(error: BaseException, host: str) -> str:
 
 def _ssl_text(error: ssl.SSLError) -> str:
     """What OpenSSL said, without its ``[SSL: CODE]`` prefix and source position."""
-    text = error.strerror if isinstance(error.strerror, str) else str(error)
+    said = [arg for arg in (error.strerror, *error.args[::-1]) if isinstance(arg, str)]
+    text = said[0] if said else str(error)
     return _one_line(_SSL_NOISE.sub("", text)) or (error.reason or type(error).__name__).lower()
 
 

@@ -199,7 +199,7 @@ def test_an_unreachable_key_check_warns_and_delivery_goes_on(
     assert not (acc.lost or acc.duplicated or acc.malformed), acc.summary()
     assert (
         f"logpipe: could not check DD_API_KEY with http://127.0.0.1:{port} "
-        "(Connection refused); going on\n"
+        f"(127.0.0.1:{port}: connection refused); going on\n"
     ) in stderr
     assert intake.validations == []
     assert_no_secrets(stderr)
