@@ -8,7 +8,6 @@ import re
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from logpipe import __version__
 from logpipe.lines import MAX_LINE_BYTES
 from logpipe.metrics.client import DEFAULT_NAMESPACE
 from logpipe.parsing.access.format import FormatError
@@ -35,9 +34,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.add_argument(
-            "--version", action="version", version=f"logpipe {__version__}", help=argparse.SUPPRESS
-        )
+        self.add_argument("--version", action=_Version, help=argparse.SUPPRESS)
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
@@ -53,6 +50,27 @@ def add_log_options(parser: argparse.ArgumentParser, verb: str, metavar: str) ->
             metavar=metavar,
             help=f"gunicorn {kind} log to {verb} (repeatable)",
         )
+
+
+class _Version(argparse.Action):
+    """``--version``: ``logpipe 0.1.0`` on stdout, exit status 0. The number is the installed
+    distribution's (``logpipe.__version__`` is the same; the command line does not import the
+    library API)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[object] | None,
+        option_string: str | None = None,
+    ) -> None:
+        from importlib.metadata import version
+
+        print(f"logpipe {version('logpipe')}")
+        parser.exit(0)
 
 
 def add_log_format_option(parser: argparse.ArgumentParser) -> None:
