@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from logpipe.cli.validate import network, run_validate
+from tests.support.connect_proxy import ConnectProxy
 from tests.support.intake import Intake
 
 LOGS = Path(__file__).resolve().parents[1] / "fixtures" / "logs"
@@ -405,3 +406,27 @@ def test_an_unreadable_input_and_an_unwritable_state_dir_fail(tmp_path: Path) ->
     assert lines[4] == f"FAIL  state dir {state_dir}: not writable: permission denied"
     assert lines[-1] == "5 checks: 3 ok, 0 warnings, 2 failed: fix the FAIL lines"
     assert (done.returncode, done.stderr) == (2, "")
+
+
+@pytest.mark.integration
+def test_the_intake_is_reached_through_the_proxy_and_a_refusal_names_it(
+    intake: Intake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with ConnectProxy(("user", "s3cret")) as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url(("user", "s3cret")))
+        status, lines = datadog_lines(intake.url, intake.api_url, tmp_path, monkeypatch, KEY)
+        assert lines == [
+            f"ok    intake http://127.0.0.1:{intake.port}: reachable through proxy "
+            f"127.0.0.1:{proxy.port}",
+            f"ok    DD_API_KEY: accepted by {intake.api_url}",
+        ]
+        assert status == 0 and len(proxy.tunnels) == 2
+        monkeypatch.setenv("HTTP_PROXY", proxy.url(("user", "wrong")))
+        status, lines = datadog_lines(intake.url, intake.api_url, tmp_path, monkeypatch, KEY)
+        port = proxy.port
+    assert lines == [
+        f"FAIL  intake http://127.0.0.1:{intake.port}: proxy 127.0.0.1:{port} refused the "
+        "tunnel (HTTP 407)"
+    ]
+    assert status == 2
+    assert all("s3cret" not in line for line in lines)
