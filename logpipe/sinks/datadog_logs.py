@@ -329,7 +329,7 @@ class DatadogLogsSink:
             try:
                 link.connect()  # through the proxy's tunnel, if there is one
             except (OSError, http.client.HTTPException) as error:
-                self._failure = explain(error, *self._address, self._proxy)
+                self._failure = explain(error, *self._address, self._proxy, timeout=TIMEOUT)
                 self.close()
                 self._connection = None
                 return None, None
@@ -338,7 +338,7 @@ class DatadogLogsSink:
             response = link.getresponse()
             response.read()
         except (OSError, http.client.HTTPException) as error:
-            self._failure = explain(error, *self._address)
+            self._failure = explain(error, *self._address, timeout=TIMEOUT)
             self.close()
             self._connection = None
             return None, None

@@ -19,7 +19,7 @@ import orjson
 
 from logpipe.sinks.proxy import Proxy
 
-TIMEOUT = 30.0  # seconds a request waits for an answer (the Datadog sink's)
+TIMEOUT = 30.0  # seconds a request waits for an answer, unless told
 MAX_DETAIL = 200  # characters of an error body shown
 _TUNNEL_REFUSED = re.compile(r"Tunnel connection failed: (\d{3})")
 _SSL_NOISE = re.compile(r"^\[[A-Z0-9_: ]+\]\s*|\s*\(_ssl\.c:\d+\)$")

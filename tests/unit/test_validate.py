@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from logpipe.cli.validate import network, run_validate
+from logpipe.cli.validate.report import Report
 from tests.support.connect_proxy import ConnectProxy
 from tests.support.intake import Intake
 
@@ -123,7 +124,7 @@ def test_a_command_line_argparse_refuses_is_one_failed_line() -> None:
     status, lines = validate("--no-such-option")
     assert lines == [
         "FAIL  options: unrecognized arguments: --no-such-option",
-        "1 checks: 0 ok, 0 warnings, 1 failed: fix the FAIL lines",
+        "1 check: 0 ok, 0 warnings, 1 failed: fix the FAIL lines",
     ]
     assert status == 2
 
@@ -277,7 +278,7 @@ def test_a_resolver_that_never_answers_does_not_hang_validate(
 
     monkeypatch.setattr(network, "RESOLVE_SECONDS", 0.1)
     monkeypatch.setattr(socket, "getaddrinfo", stuck)
-    report = network.Report(io.StringIO())
+    report = Report(io.StringIO())
     network.check_dogstatsd(report, "agent.example:8125")
     never.set()
     assert report._out.getvalue() == (  # type: ignore[attr-defined]
@@ -355,7 +356,7 @@ def test_dogstatsd_reachable_unresolvable_and_unix(tmp_path: Path) -> None:
         agent.bind(("127.0.0.1", 0))
         agent.settimeout(5)
         port = agent.getsockname()[1]
-        report = network.Report(io.StringIO())
+        report = Report(io.StringIO())
         network.check_dogstatsd(report, f"localhost:{port}")
         assert agent.recv(100) == b""  # an empty datagram, nothing DogStatsD would count
     network.check_dogstatsd(report, "agent.invalid:8125")

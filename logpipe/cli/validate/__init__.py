@@ -26,13 +26,11 @@ from logpipe.cli.options import (
     processing_rules,
     tags_from,
 )
-from logpipe.cli.validate.inputs import check_input
+from logpipe.cli.validate.inputs import Parsers, check_input
 from logpipe.cli.validate.network import check_dogstatsd, check_output
 from logpipe.cli.validate.report import Report, lower_first
-from logpipe.parsing.access.parser import AccessParser
 from logpipe.parsing.error.layouts import ErrorLayout
 from logpipe.problems import SetupError
-from logpipe.service_tags import ServiceTags
 
 SETUP_ERROR = 2
 T = TypeVar("T")
@@ -85,25 +83,21 @@ def _check_config(
 
 
 def _check_all(args: argparse.Namespace, report: Report) -> None:
-    tags, access, layout = _check_options(args, report)
+    parsers = _check_options(args, report)
     if not args.access and not args.error:
         report.fail("inputs", "nothing to follow: give --access PATH and/or --error PATH")
     for path in args.access:
-        check_input(report, path, "access", args, access=access, tags=tags)
+        check_input(report, path, "access", args, parsers)
     for path in args.error:
-        check_input(report, path, "error", args, layout=layout, tags=tags)
+        check_input(report, path, "error", args, parsers)
     check_output(report, args)
     check_dogstatsd(report, args.dogstatsd)
     _check_state_dir(report, Path(args.state_dir))
 
 
-Checked = tuple[ServiceTags | None, AccessParser | None, ErrorLayout | bool | None]
-
-
-def _check_options(args: argparse.Namespace, report: Report) -> Checked:
-    """What follow mode checks before it starts, each failure a line: (the service tags, the
-    access parser of a fixed ``--access-format``, the ``--error-format`` layout: None for auto,
-    False when the options are unusable)."""
+def _check_options(args: argparse.Namespace, report: Report) -> Parsers:
+    """What follow mode checks before it starts, each failure a line; what the inputs are
+    to be tried with."""
     failures: list[str] = []
 
     def attempt(check: Callable[[], T]) -> T | None:
@@ -115,11 +109,13 @@ def _check_options(args: argparse.Namespace, report: Report) -> Checked:
 
     tags = attempt(lambda: tags_from(args))
     access = attempt(lambda: access_parser(args, tags))
-    layout: ErrorLayout | bool | None = False
+    layout: ErrorLayout | None = None
+    layout_usable = True
     try:
         layout = error_layout(args)
     except SetupError as error:
         failures.append(str(error))
+        layout_usable = False
     attempt(lambda: multiline_pattern(args.multiline_pattern))
     rules = attempt(lambda: processing_rules(args))
     names = attempt(lambda: valid_names(args.proc_name))
@@ -131,18 +127,18 @@ def _check_options(args: argparse.Namespace, report: Report) -> Checked:
         failures.append("--process-interval must be positive")
     for failure in failures:
         report.fail("options", failure)
+    fixed = fixed_access_format(args)
     if not failures:
-        fixed = fixed_access_format(args)
+        count = len(rules.specs) if rules else 0
         described = [
             f"access format {fixed!r}" if fixed else "access formats detected per file",
-            "error layout "
-            + (layout.describe() if isinstance(layout, ErrorLayout) else "detected per file"),
-            f"{len(rules.specs) if rules else 0} processing rules",
+            f"error layout {layout.describe() if layout else 'detected per file'}",
+            f"{count} processing rule{'' if count == 1 else 's'}",
         ]
         if tags is not None:
             described.append(f"service {tags.service}, host {tags.hostname}")
         report.ok("options", "; ".join(described))
-    return tags, access if fixed_access_format(args) else None, layout
+    return Parsers(tags, access if fixed else None, layout, layout_usable)
 
 
 def _check_state_dir(report: Report, state_dir: Path) -> None:

@@ -9,6 +9,7 @@ import io
 import os
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from logpipe.cli.options import access_parser
 from logpipe.cli.validate.report import Report, lower_first
@@ -28,19 +29,23 @@ SAMPLE = 200  # first lines (access) or records (error) each file is tried on
 HEAD_BYTES = 1 << 20  # at most this much of a file is read for them
 
 
+@dataclass(frozen=True)
+class Parsers:
+    """What the inputs are tried with: the events' service tags, the parser of a given
+    ``--access-format`` (None: detected per file), the given error layout (None: detected per
+    file); with ``layout_usable`` False the error options are wrong, and no record is tried."""
+
+    tags: ServiceTags | None
+    access: AccessParser | None
+    layout: ErrorLayout | None
+    layout_usable: bool = True
+
+
 def check_input(
-    report: Report,
-    path: str,
-    kind: str,
-    args: argparse.Namespace,
-    *,
-    tags: ServiceTags | None,
-    access: AccessParser | None = None,
-    layout: ErrorLayout | bool | None = None,
+    report: Report, path: str, kind: str, args: argparse.Namespace, parsers: Parsers
 ) -> None:
-    """One line per file ``path`` names: readable, and its format's fit. ``access``: the
-    parser of a given ``--access-format`` (None: detect); ``layout``: the given error layout
-    (None: detect; False: the options are unusable, so no records are tried)."""
+    """One line per file ``path`` names (``kind``: access or error): readable, and how well
+    its format parses its first lines or records."""
     if is_pattern(path):
         found = matches(path, args.exclude)
         if not found:
@@ -48,19 +53,13 @@ def check_input(
                 f"input {path}", "no file matches yet (follow mode waits for one to appear)"
             )
         for name in found:
-            _check_file(report, name, kind, args, tags, access, layout)
+            _check_file(report, name, kind, args, parsers)
         return
-    _check_file(report, path, kind, args, tags, access, layout)
+    _check_file(report, path, kind, args, parsers)
 
 
 def _check_file(
-    report: Report,
-    path: str,
-    kind: str,
-    args: argparse.Namespace,
-    tags: ServiceTags | None,
-    access: AccessParser | None,
-    layout: ErrorLayout | bool | None,
+    report: Report, path: str, kind: str, args: argparse.Namespace, parsers: Parsers
 ) -> None:
     subject = f"input {path}"
     try:
@@ -81,10 +80,9 @@ def _check_file(
         report.ok(subject, f"{kind} log, empty (its format is detected once lines arrive)")
         return
     if kind == "access":
-        _access_fit(report, subject, head, args, tags, access)
-    elif layout is not False:
-        assert layout is None or isinstance(layout, ErrorLayout)
-        _error_fit(report, subject, head, args, layout)
+        _access_fit(report, subject, head, args, parsers.tags, parsers.access)
+    elif parsers.layout_usable:
+        _error_fit(report, subject, head, args, parsers.layout)
 
 
 def _access_fit(

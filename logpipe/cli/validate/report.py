@@ -38,7 +38,7 @@ class Report:
         warnings = self.counts[WARN]
         verdict = "logpipe can start" if not self.counts[FAIL] else "fix the FAIL lines"
         return (
-            f"{total} checks: {self.counts[OK]} ok, {warnings} warning"
+            f"{total} check{'' if total == 1 else 's'}: {self.counts[OK]} ok, {warnings} warning"
             f"{'' if warnings == 1 else 's'}, {self.counts[FAIL]} failed: {verdict}"
         )
 
