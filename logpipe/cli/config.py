@@ -43,7 +43,9 @@ def apply_config(parser: argparse.ArgumentParser, path: str) -> None:
         raise ConfigError(f"--config {path}: {error.strerror}") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"--config {path}: {error}") from None
-    actions = {action.dest: action for action in parser._actions if action.dest != "help"}
+    actions = {
+        action.dest: action for action in parser._actions if action.dest not in ("help", "version")
+    }
     defaults: dict[str, Any] = {}
     for key, value in values.items():
         dest = key.replace("-", "_")

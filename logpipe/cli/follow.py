@@ -28,6 +28,7 @@ from logpipe.cli.options import (
     access_parser,
     add_delivery_options,
     add_error_layout_options,
+    add_log_format_option,
     add_log_options,
     add_metrics_mode_options,
     add_parsing_options,
@@ -41,7 +42,7 @@ from logpipe.cli.options import (
     timezone,
 )
 from logpipe.cli.outputs import open_sink, output_settings
-from logpipe.cli.runtime import relax_gc, warn
+from logpipe.cli.runtime import INFO, WARNING, relax_gc, set_log_format, warn
 from logpipe.metrics.address import DogStatsdAddress
 from logpipe.metrics.client import dogstatsd, dogstatsd_address, shutdown
 from logpipe.metrics.derive import EventMetrics
@@ -95,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="info: also what happens to followed files (opened, rotated...); "
         "warning: problems only (default: %(default)s)",
     )
+    add_log_format_option(parser)
     parser.add_argument(
         "--exit-idle",
         metavar="SECONDS",
@@ -182,6 +184,7 @@ def run_follow(arguments: Sequence[str]) -> int:
     if config:
         apply_config(parser, config)
     args = parser.parse_args(arguments)
+    set_log_format(args.log_format)
     if not args.access and not args.error:
         raise SetupError("nothing to follow: give --access PATH and/or --error PATH")
     service_tags = tags_from(args)
@@ -249,7 +252,7 @@ class StderrObserver:
         else:
             extra = " ".join(f"{key}={value}" for key, value in details.items())
             message = f"{event} {path} {extra}".rstrip()
-        warn(message)
+        warn(message, level=INFO if event in QUIET_EVENTS else WARNING)
 
 
 def follow(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from logpipe.cli.runtime import say_error
 from logpipe.problems import Failure, SetupError
 
 FAILURE, SETUP_ERROR = 1, 2
@@ -18,10 +19,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(arguments)
     except SetupError as error:
-        print(f"logpipe: error: {error}", file=sys.stderr)
+        say_error(str(error))
         return SETUP_ERROR
     except Failure as error:
-        print(f"logpipe: error: {error}", file=sys.stderr)
+        say_error(str(error))
         return FAILURE
     except BrokenPipeError:
         sys.stderr.close()  # the reader went away (e.g. `| head`); nothing left to say
@@ -51,6 +52,10 @@ def _run(arguments: list[str]) -> int:
         from logpipe.cli.check import run_check
 
         return run_check(rest)
+    if command == ["validate"]:
+        from logpipe.cli.validate import run_validate
+
+        return run_validate(rest)
     from logpipe.cli.follow import run_follow
 
     return run_follow(arguments)

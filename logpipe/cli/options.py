@@ -6,7 +6,7 @@ import argparse
 import os
 import re
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from logpipe.lines import MAX_LINE_BYTES
 from logpipe.metrics.client import DEFAULT_NAMESPACE
@@ -29,7 +29,12 @@ class UsageError(SetupError):
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """An argument parser that raises ``UsageError`` instead of printing usage and exiting."""
+    """An argument parser that raises ``UsageError`` instead of printing usage and exiting,
+    with ``--version`` (every command has it)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.add_argument("--version", action=_Version, help=argparse.SUPPRESS)
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(message)
@@ -45,6 +50,38 @@ def add_log_options(parser: argparse.ArgumentParser, verb: str, metavar: str) ->
             metavar=metavar,
             help=f"gunicorn {kind} log to {verb} (repeatable)",
         )
+
+
+class _Version(argparse.Action):
+    """``--version``: ``logpipe 0.1.0`` on stdout, exit status 0. The number is the installed
+    distribution's (``logpipe.__version__`` is the same; the command line does not import the
+    library API)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[object] | None,
+        option_string: str | None = None,
+    ) -> None:
+        from importlib.metadata import version
+
+        print(f"logpipe {version('logpipe')}")
+        parser.exit(0)
+
+
+def add_log_format_option(parser: argparse.ArgumentParser) -> None:
+    """``--log-format``: how logpipe says things on stderr (see ``runtime.set_log_format``)."""
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="logpipe's own messages on stderr: text ('logpipe: ...') or json (one object per "
+        "line: timestamp, level, logger, message) (default: %(default)s)",
+    )
 
 
 def add_delivery_options(parser: argparse.ArgumentParser, *, state: str, metrics: str) -> None:

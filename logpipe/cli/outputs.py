@@ -6,13 +6,13 @@ import argparse
 import os
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from logpipe.problems import SetupError
-from logpipe.sinks import LogSink
+from logpipe.sinks import Attempt, LogSink
 from logpipe.sinks.ndjson import NdjsonSink
 
 
@@ -94,10 +94,13 @@ def open_sink(
     warn: Callable[[str], None],
     *,
     shutdown_timeout: float | None = None,
+    on_attempt: Sequence[Callable[[Attempt], None]] = (),
 ) -> LogSink:
     """The log sink ``settings`` name (the caller closes it). A file is cut back to its last
     whole line first. Once ``stop`` is set, the Datadog sink delivers for at most
-    ``shutdown_timeout`` seconds (None: it sends what it holds, but retries nothing)."""
+    ``shutdown_timeout`` seconds (None: it sends what it holds, but retries nothing). The
+    Datadog sink shows each request to the ``on_attempt`` hooks, and with ``settings.debug``
+    says it in one ``debug:`` line through ``warn``."""
     target = settings.target
     if target == "stdout":
         return NdjsonSink(sys.stdout.buffer, fsync=False)
@@ -126,6 +129,9 @@ def open_sink(
                 warn=warn,
                 shutdown_timeout=shutdown_timeout,
                 proxy=proxy,
+                on_attempt=_each(
+                    [*on_attempt, _debug_line(warn)] if settings.debug else list(on_attempt)
+                ),
             )
         except SetupError as error:
             raise SetupError(f"--intake-url: {error}") from None
@@ -136,3 +142,40 @@ def open_sink(
             raise
         return datadog
     raise SetupError(f"--output must be stdout, file:PATH or datadog, not {target!r}")
+
+
+def _each(hooks: list[Callable[[Attempt], None]]) -> Callable[[Attempt], None] | None:
+    """One hook calling each of ``hooks`` in turn (None when there are none)."""
+    if not hooks:
+        return None
+    if len(hooks) == 1:
+        return hooks[0]
+
+    def call_each(attempt: Attempt) -> None:
+        for hook in hooks:
+            hook(attempt)
+
+    return call_each
+
+
+def _debug_line(warn: Callable[[str], None]) -> Callable[[Attempt], None]:
+    """A hook saying each intake request in one ``debug:`` line."""
+
+    def say(attempt: Attempt) -> None:
+        warn(f"debug: {describe_attempt(attempt)}")
+
+    return say
+
+
+def describe_attempt(attempt: Attempt) -> str:
+    """``intake request: 1000 events, 48213 bytes gzipped: HTTP 202 in 0.041 s`` (or the
+    failure, when no answer came)."""
+    outcome = (
+        f"HTTP {attempt.status}"
+        if attempt.status is not None
+        else f"failed ({attempt.failure or 'no answer'})"
+    )
+    return (
+        f"intake request: {attempt.events} events, {attempt.body_bytes} bytes gzipped: "
+        f"{outcome} in {attempt.seconds:.3f} s"
+    )

@@ -15,6 +15,7 @@ from logpipe.cli.options import (
     ArgumentParser,
     access_parser,
     add_error_layout_options,
+    add_log_format_option,
     add_parsing_options,
     add_rule_options,
     add_tag_options,
@@ -25,7 +26,7 @@ from logpipe.cli.options import (
     processing_rules,
     tags_from,
 )
-from logpipe.cli.runtime import relax_gc, warn
+from logpipe.cli.runtime import relax_gc, set_log_format, warn
 from logpipe.event import Event
 from logpipe.lines import Prefixed, head_lines
 from logpipe.parsing.access.detect import detect, unfit
@@ -56,6 +57,7 @@ def build_parse_parser() -> argparse.ArgumentParser:
     add_rule_options(parse)
     add_error_layout_options(parse)
     add_tag_options(parse)
+    add_log_format_option(parse)
     parse.add_argument(
         "file",
         nargs="?",
@@ -69,6 +71,7 @@ def build_parse_parser() -> argparse.ArgumentParser:
 def run_parse(arguments: Sequence[str]) -> int:
     """``logpipe parse``: events of a whole file to NDJSON on stdout."""
     args = build_parse_parser().parse_args(arguments)
+    set_log_format(args.log_format)
     path = None if args.file == "-" else args.file
     service_tags = tags_from(args)
     rules = processing_rules(args)

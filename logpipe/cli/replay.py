@@ -23,6 +23,7 @@ from logpipe.cli.options import (
     access_parser,
     add_delivery_options,
     add_error_layout_options,
+    add_log_format_option,
     add_log_options,
     add_parsing_options,
     add_rule_options,
@@ -35,7 +36,7 @@ from logpipe.cli.options import (
     timezone,
 )
 from logpipe.cli.outputs import open_sink, output_settings
-from logpipe.cli.runtime import relax_gc, warn
+from logpipe.cli.runtime import relax_gc, set_log_format, warn
 from logpipe.metrics.client import dogstatsd
 from logpipe.metrics.timestamped import Sums, TimestampedCounts
 from logpipe.pipeline.outage import describe
@@ -79,6 +80,7 @@ def build_replay_parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--quiet", action="store_true", help="no summary table on stderr at the end"
     )
+    add_log_format_option(replay)
     work = replay.add_argument_group("where the parsing runs")
     work.add_argument(
         "--jobs",
@@ -104,6 +106,7 @@ def build_replay_parser() -> argparse.ArgumentParser:
 def run_replay(arguments: Sequence[str]) -> int:
     """``logpipe replay``: send archived files once, oldest first; exit 0 when delivered."""
     args = build_replay_parser().parse_args(arguments)
+    set_log_format(args.log_format)
     files = [ReplayFile(path, "access") for path in order_series(expand(args.access))]
     files += [ReplayFile(path, "error") for path in order_series(expand(args.error))]
     if not files:

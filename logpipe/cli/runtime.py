@@ -1,9 +1,18 @@
-"""What every command does in its own process: pace the cycle collector, note on stderr."""
+"""What every command does in its own process: pace the cycle collector, say things on
+stderr (as text, or as JSON lines for a log shipper: ``--log-format``)."""
 
 from __future__ import annotations
 
+import datetime
 import gc
 import sys
+
+LOG_FORMATS = ("text", "json")
+DEBUG, INFO, WARNING, ERROR = "debug", "info", "warning", "error"
+# A message starting with one of these says its own level (text shows it as it is).
+_PREFIXES = ((f"{DEBUG}: ", DEBUG), ("status: ", INFO))
+
+_log_format = "text"
 
 
 def relax_gc() -> None:
@@ -14,6 +23,46 @@ def relax_gc() -> None:
     gc.set_threshold(100_000, 50, 100)
 
 
-def warn(message: str) -> None:
-    """One line on stderr, ``logpipe: message``."""
-    print(f"logpipe: {message}", file=sys.stderr, flush=True)
+def set_log_format(log_format: str) -> None:
+    """How this process says things from now on: ``text`` (``logpipe: message``) or ``json``
+    (one object per line: timestamp, level, logger, message)."""
+    global _log_format
+    if log_format not in LOG_FORMATS:
+        raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}")
+    _log_format = log_format
+
+
+def warn(message: str, *, level: str | None = None) -> None:
+    """One line on stderr: ``logpipe: message``, or its JSON object. The level is ``level``,
+    else the one a ``debug:`` or ``status:`` prefix says, else warning."""
+    sys.stderr.write(message_line(message, level))
+    sys.stderr.flush()
+
+
+def say_error(message: str) -> None:
+    """A problem that ends the command: ``logpipe: error: message``, or its JSON object."""
+    warn(f"error: {message}", level=ERROR)
+
+
+def message_line(message: str, level: str | None = None) -> str:
+    """The line ``warn`` writes, newline included."""
+    if _log_format == "text":
+        return f"logpipe: {message}\n"
+    if level is None:
+        level = WARNING
+        for prefix, said in _PREFIXES:
+            if message.startswith(prefix):
+                level = said
+                break
+    if level in (DEBUG, ERROR):
+        message = message.removeprefix(f"{level}: ")
+    import orjson  # here: a text run does not need it
+
+    now = datetime.datetime.now(datetime.UTC)
+    line = {
+        "timestamp": now.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "level": level,
+        "logger": "logpipe",
+        "message": message,
+    }
+    return orjson.dumps(line).decode() + "\n"

@@ -53,7 +53,8 @@ from logpipe.event import Event, Token
 from logpipe.problems import SetupError
 from logpipe.sinks import Attempt, Interrupted, SinkState, nothing_to_sync
 from logpipe.sinks.append import AppendFile
-from logpipe.sinks.proxy import Proxy, describe_failure
+from logpipe.sinks.failures import explain, http_failure
+from logpipe.sinks.proxy import Proxy
 from logpipe.sinks.proxy import connection as open_connection
 
 MAX_EVENTS = 1000
@@ -65,7 +66,7 @@ MAX_RETRY_AFTER = 120.0
 PROBE_SECONDS = 1.0  # while waiting after a try got no answer, try to connect this often
 CONGESTED_BATCHES = 2  # sealed batches waiting: the follower reads for metrics only
 MAX_READY_BATCHES = 8  # sealed batches waiting: sending waits (replay's backpressure)
-ANSWER_BYTES, ANSWER_CHARS = 4096, 200  # of an error answer's body, kept and shown
+ANSWER_BYTES = 4096  # of an error answer's body, kept for its reason
 TIMEOUT = 30.0
 VALIDATE_TIMEOUT = 10.0
 
@@ -90,30 +91,27 @@ def site_of_intake(url: str) -> str | None:
 def check_api_key(
     api: str, api_key: str, proxy: Proxy | None, timeout: float = VALIDATE_TIMEOUT
 ) -> tuple[int | None, str]:
-    """``GET {api}/api/v1/validate`` with the key: (HTTP status, "") when an answer came,
-    else (None, why not). The key goes in the ``DD-API-KEY`` header only."""
+    """``GET {api}/api/v1/validate`` with the key: (HTTP status, "") for a 2xx answer,
+    (HTTP status, ``http_failure``'s line) for another, else (None, ``explain``'s line). The
+    key goes in the ``DD-API-KEY`` header only."""
     url = urlsplit(api.rstrip("/") + "/api/v1/validate")
+    host = url.hostname or ""
+    port = url.port or (443 if url.scheme == "https" else 80)
     link = open_connection(url, proxy, timeout)
     try:
         try:
             link.connect()
         except (OSError, http.client.HTTPException) as error:
-            return None, describe_failure(error, proxy, False) or _reason(error)
+            return None, explain(error, host, port, proxy, timeout=timeout)
         link.request("GET", url.path, headers={"DD-API-KEY": api_key, "Accept": "application/json"})
         response = link.getresponse()
-        response.read()
-        return response.status, ""
+        body = response.read()
+        ok = 200 <= response.status < 300
+        return response.status, "" if ok else http_failure(response.status, host, body)
     except (OSError, http.client.HTTPException) as error:
-        return None, _reason(error)
+        return None, explain(error, host, port, timeout=timeout)
     finally:
         link.close()
-
-
-def _reason(error: BaseException) -> str:
-    """What went wrong, without anything a request carried (the key is only in headers)."""
-    if isinstance(error, TimeoutError):
-        return "timed out"
-    return getattr(error, "strerror", None) or str(error) or type(error).__name__
 
 
 @dataclass
@@ -165,7 +163,11 @@ class DatadogLogsSink:
         self._proxy = proxy
         if self._url.scheme not in ("http", "https") or not self._url.hostname:
             raise SetupError(f"not an http(s) URL: {url}")
-        port = self._url.port or (443 if self._url.scheme == "https" else 80)
+        try:
+            port = self._url.port or (443 if self._url.scheme == "https" else 80)
+        except ValueError:
+            raise SetupError(f"not an http(s) URL: {url}") from None
+        self._address = (self._url.hostname, port)  # for messages
         self.target = f"{self._url.hostname}:{port}"  # how messages name the intake
         self._api_key = api_key
         self._dead_letters = dead_letters
@@ -449,18 +451,19 @@ class DatadogLogsSink:
             self.counters.retries += 1
             delay = retry_after if retry_after is not None else _backoff(attempt)
             if attempt == 0 or attempt % 10 == 0:
-                self._warn(f"logs intake {failure}; retrying in {delay:.1f} s (batch kept)")
+                self._warn(f"logs intake: {failure}; retrying in {delay:.1f} s (batch kept)")
             self._wait_to_retry(delay, probe=status is None)
             attempt += 1
 
     def _describe(self, status: int | None) -> str | None:
         """One line naming the intake and what went wrong with the last try (None: accepted)."""
         if status is None:
-            return f"{self.target}: {self._failure or 'no answer'}"
+            failure = self._failure or f"no answer from {self.target}"
+            named = self.target in failure or f"resolve {self._address[0]}" in failure
+            return failure if named else f"{self.target}: {failure}"
         if 200 <= status < 300:
             return None
-        reason = _one_line(self._answer)
-        return f"{self.target}: HTTP {status}" + (f" ({reason})" if reason else "")
+        return http_failure(status, self._address[0], self._answer)
 
     def _failed(self, failure: str) -> None:
         now = time.time()
@@ -492,7 +495,7 @@ class DatadogLogsSink:
             try:
                 link.connect()  # through the proxy's tunnel, if there is one
             except (OSError, http.client.HTTPException) as error:
-                self._failure = describe_failure(error, self._proxy, False) or _reason(error)
+                self._failure = explain(error, *self._address, self._proxy, timeout=TIMEOUT)
                 self._drop_connection()
                 return None, None
         try:
@@ -500,7 +503,7 @@ class DatadogLogsSink:
             response = link.getresponse()
             answer = response.read()
         except (OSError, http.client.HTTPException) as error:
-            self._failure = _reason(error)
+            self._failure = explain(error, *self._address, timeout=TIMEOUT)
             self._drop_connection()
             return None, None
         if not 200 <= response.status < 300:
@@ -529,7 +532,7 @@ class DatadogLogsSink:
             self._reported.add(status)
             reason = {401: "API key refused", 403: "API key refused", 413: "batch too large"}
             self._warn(
-                f"logs intake {failure} refused a batch ({reason.get(status, 'bad request')}); "
+                f"logs intake refused a batch: {failure} ({reason.get(status, 'bad request')}); "
                 f"not retrying, its {len(batch.events)} events go to {self._dead_letters}"
             )
 
@@ -544,25 +547,6 @@ class DatadogLogsSink:
             raise OSError(error.errno, error.strerror, file.path) from None
         finally:
             file.close()
-
-
-def _one_line(answer: bytes) -> str:
-    """An intake's error body as one short line: JSON ``errors`` joined, else the text."""
-    with contextlib.suppress(ValueError):
-        parsed = orjson.loads(answer)
-        if isinstance(parsed, dict) and isinstance(parsed.get("errors"), list):
-            answer = "; ".join(map(_error_text, parsed["errors"])).encode()
-    text = " ".join(answer.decode("utf-8", "replace").split())
-    text = "".join(char for char in text if char.isprintable())
-    return text if len(text) <= ANSWER_CHARS else text[: ANSWER_CHARS - 3] + "..."
-
-
-def _error_text(error: object) -> str:
-    """One entry of an error answer's ``errors``: a string, or an object's title and detail."""
-    if isinstance(error, dict):
-        parts = (error.get(name) for name in ("title", "detail"))
-        return ": ".join(str(part) for part in parts if part) or str(error)
-    return str(error)
 
 
 def _gzip_with() -> Callable[[bytes], bytes]:

@@ -21,7 +21,6 @@ import base64
 import http.client
 import ipaddress
 import re
-import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import SplitResult, unquote, urlsplit
@@ -145,18 +144,3 @@ def connection(url: SplitResult, proxy: Proxy | None, timeout: float) -> http.cl
     headers = {"Proxy-Authorization": proxy.authorization} if proxy.authorization else None
     through.set_tunnel(url.hostname or "", port, headers=headers)
     return through
-
-
-def describe_failure(error: BaseException, proxy: Proxy | None, connected: bool) -> str | None:
-    """One clause for a failure that the proxy caused (refused tunnel, proxy unreachable), or
-    None when it is not the proxy's (or there is none). ``connected`` says whether the
-    connection was open before the failing request."""
-    if proxy is None or connected:
-        return None
-    refused = re.match(r"Tunnel connection failed: (\d{3})", str(error))
-    if refused:
-        return f"proxy {proxy.name} refused the tunnel (HTTP {refused[1]})"
-    if isinstance(error, ssl.SSLError | http.client.HTTPException):
-        return None  # the tunnel was made: the far end's TLS or HTTP failed
-    reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
-    return f"proxy {proxy.name} unreachable ({reason})"

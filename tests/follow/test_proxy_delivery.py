@@ -114,7 +114,7 @@ def test_a_refusing_proxy_is_one_line_then_delivery_goes_on(
     stream = follow_env.writer(access, rate=2000, count=1000).wait()
     named = f"proxy 127.0.0.1:{proxy.port} refused the tunnel (HTTP 407)"
     wait_until(
-        lambda: f"logs intake 127.0.0.1:{intake.port}: {named}" in run.stderr_text(),
+        lambda: f"logs intake: 127.0.0.1:{intake.port}: {named}" in run.stderr_text(),
         30,
         what="the refusal",
     )
@@ -203,7 +203,7 @@ def test_an_unreachable_key_check_warns_and_delivery_goes_on(
     assert not (acc.lost or acc.duplicated or acc.malformed), acc.summary()
     assert (
         f"logpipe: could not check DD_API_KEY with http://127.0.0.1:{port} "
-        "(Connection refused); going on\n"
+        f"(127.0.0.1:{port}: connection refused); going on\n"
     ) in stderr
     assert intake.validations == []
     assert_no_secrets(stderr)

@@ -11,7 +11,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from logpipe.problems import SetupError
-from logpipe.sinks.proxy import Proxy, bypassed, connection, describe_failure, proxy_for
+from logpipe.sinks.failures import explain
+from logpipe.sinks.proxy import Proxy, bypassed, connection, proxy_for
 
 INTAKE = "https://http-intake.logs.datadoghq.com/api/v2/logs"
 
@@ -138,16 +139,15 @@ def test_connections_tunnel_through_the_proxy() -> None:
 def test_failures_the_proxy_caused_are_said_by_its_name() -> None:
     proxy = Proxy("proxy", 3128, "Basic c2VjcmV0")
     refused = OSError("Tunnel connection failed: 407 Proxy Authentication Required")
-    assert (
-        describe_failure(refused, proxy, False) == "proxy proxy:3128 refused the tunnel (HTTP 407)"
-    )
+    refusal = "proxy proxy:3128 refused the tunnel (HTTP 407)"
+    assert explain(refused, "intake", 443, proxy) == refusal
     down = ConnectionRefusedError(111, "Connection refused")
-    assert (
-        describe_failure(down, proxy, False) == "proxy proxy:3128 unreachable (Connection refused)"
+    unreachable = "proxy proxy:3128 unreachable (connection refused)"
+    assert explain(down, "intake", 443, proxy) == unreachable
+    assert explain(ssl.SSLError("bad cert"), "intake", 443, proxy) == (
+        "TLS with intake:443 failed: bad cert (through proxy proxy:3128)"
     )
-    assert describe_failure(ssl.SSLError("bad cert"), proxy, False) is None
-    assert describe_failure(down, proxy, True) is None  # the request failed, not the tunnel
-    assert describe_failure(down, None, False) is None
+    assert explain(down, "intake", 443) == "intake:443: connection refused"  # no tunnel involved
 
 
 @pytest.mark.parametrize(

@@ -107,7 +107,7 @@ def test_a_refusing_proxy_is_one_line_and_retried(
         logs.close()
     assert proxy.refused[0] == refusal
     assert warnings[0].startswith(
-        f"logs intake 127.0.0.1:{intake.port}: proxy 127.0.0.1:{proxy.port} refused the tunnel "
+        f"logs intake: 127.0.0.1:{intake.port}: proxy 127.0.0.1:{proxy.port} refused the tunnel "
         f"(HTTP {refusal}); "
         "retrying in "
     )
@@ -128,8 +128,8 @@ def test_an_unreachable_proxy_is_one_line(intake: Intake, tmp_path: Path) -> Non
         logs.drain()
     logs.close()
     assert warnings == [
-        f"logs intake 127.0.0.1:{intake.port}: proxy 127.0.0.1:{port} unreachable "
-        "(Connection refused); " + warnings[0].split("; ", 1)[1]
+        f"logs intake: 127.0.0.1:{intake.port}: proxy 127.0.0.1:{port} unreachable "
+        "(connection refused); " + warnings[0].split("; ", 1)[1]
     ]
     assert_no_secrets("\n".join(warnings) + str(raised.value) + repr(raised.value))
     assert intake.events == []
@@ -138,12 +138,15 @@ def test_an_unreachable_proxy_is_one_line(intake: Intake, tmp_path: Path) -> Non
 def test_the_key_check_goes_through_the_proxy(intake: Intake, proxy: ConnectProxy) -> None:
     via = proxy_for(intake.api_url, {"HTTP_PROXY": proxy.url((USER, PASSWORD))})
     assert check_api_key(intake.api_url, KEY, via) == (200, "")
-    assert check_api_key(intake.api_url, "not-the-key", via) == (403, "")
+    assert check_api_key(intake.api_url, "not-the-key", via) == (
+        403,
+        "HTTP 403 from 127.0.0.1: Forbidden",
+    )
     assert intake.validations == [True, False]
     assert len(proxy.tunnels) == 2
     wrong = proxy_for(intake.api_url, {"HTTP_PROXY": proxy.url((USER, "nope"))})
     status, reason = check_api_key(intake.api_url, KEY, wrong)
     assert (status, reason) == (None, f"proxy 127.0.0.1:{proxy.port} refused the tunnel (HTTP 407)")
     intake.validate_status = 503
-    assert check_api_key(intake.api_url, KEY, via) == (503, "")
+    assert check_api_key(intake.api_url, KEY, via) == (503, "HTTP 503 from 127.0.0.1: Forbidden")
     assert intake.requests == []  # validate calls are not logs requests
