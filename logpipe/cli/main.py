@@ -51,6 +51,10 @@ def _run(arguments: list[str]) -> int:
         from logpipe.cli.check import run_check
 
         return run_check(rest)
+    if command == ["status"]:
+        from logpipe.cli.status import run_status
+
+        return run_status(rest)
     from logpipe.cli.follow import run_follow
 
     return run_follow(arguments)
