@@ -6,13 +6,13 @@ import argparse
 import os
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from logpipe.problems import SetupError
-from logpipe.sinks import LogSink
+from logpipe.sinks import Attempt, LogSink
 from logpipe.sinks.ndjson import NdjsonSink
 
 
@@ -94,10 +94,12 @@ def open_sink(
     warn: Callable[[str], None],
     *,
     shutdown_timeout: float | None = None,
+    on_attempt: Sequence[Callable[[Attempt], None]] = (),
 ) -> LogSink:
     """The log sink ``settings`` name (the caller closes it). A file is cut back to its last
     whole line first. Once ``stop`` is set, the Datadog sink delivers for at most
-    ``shutdown_timeout`` seconds (None: it sends what it holds, but retries nothing)."""
+    ``shutdown_timeout`` seconds (None: it sends what it holds, but retries nothing). The
+    Datadog sink shows each request to the intake to the ``on_attempt`` hooks."""
     target = settings.target
     if target == "stdout":
         return NdjsonSink(sys.stdout.buffer, fsync=False)
@@ -126,6 +128,7 @@ def open_sink(
                 warn=warn,
                 shutdown_timeout=shutdown_timeout,
                 proxy=proxy,
+                on_attempt=_each(on_attempt),
             )
         except SetupError as error:
             raise SetupError(f"--intake-url: {error}") from None
@@ -136,3 +139,15 @@ def open_sink(
             raise
         return datadog
     raise SetupError(f"--output must be stdout, file:PATH or datadog, not {target!r}")
+
+
+def _each(hooks: Sequence[Callable[[Attempt], None]]) -> Callable[[Attempt], None] | None:
+    """One hook that calls ``hooks`` in turn (None when there are none)."""
+    if len(hooks) <= 1:
+        return hooks[0] if hooks else None
+
+    def call_each(attempt: Attempt) -> None:
+        for hook in hooks:
+            hook(attempt)
+
+    return call_each
