@@ -154,7 +154,9 @@ class _Handler(BaseHTTPRequestHandler):
         """Quiet: nothing on stderr per request."""
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """One line (status and reason); an unknown method is 405."""
+        """One line (status and reason), after a status line and headers even when the
+        request line was too broken to say its version; an unknown method is 405."""
+        self.request_version = self.protocol_version
         if code == HTTPStatus.NOT_IMPLEMENTED:
             self._refuse_method()
             return
