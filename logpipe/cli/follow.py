@@ -57,6 +57,7 @@ from logpipe.sources.follower import ROTATE_WAIT, Follower, FollowSpec
 from logpipe.sources.multiline import Multiline
 from logpipe.sources.wake import Waker
 
+COUNTED_FILE = "counted.json"  # each file's position in the metrics (beside the checkpoints)
 QUIET_EVENTS = frozenset(
     {"opened", "rotated", "closed", "truncated", "recovering", "recovered", "readable"}
 )
@@ -272,17 +273,23 @@ def follow(
     specs += [FollowSpec(path, "error") for path in args.error]
     lock = _lock_state_dir(Path(args.state_dir))
     store = CheckpointStore(Path(args.state_dir), on_problem=warn)
-    try:
-        follower = Follower(
+
+    def make_follower(start_at: str) -> Follower:
+        return Follower(
             specs,
             store,
-            start_at=args.start_at,
+            start_at=start_at,
             multiline=error_aggregator(args),
             max_line_bytes=args.max_line_bytes,
             observer=StderrObserver(quiet=args.log_level in ("warning", "error")),
             rotate_wait=args.rotate_wait,
             exclude=args.exclude,
         )
+
+    counted = CheckpointStore(Path(args.state_dir), on_problem=warn, file_name=COUNTED_FILE)
+    try:
+        follower = make_follower(args.start_at)
+        counted.load()
     except CorruptCheckpoints as error:
         raise SetupError(f"{error} (move the state dir aside to start over)") from None
     except OSError as error:
@@ -355,6 +362,10 @@ def follow(
             exit_idle=args.exit_idle,
             reopen=reopen,
             rules=processing_rules(args),
+            # after a logs outage: every file the follower had is in its checkpoints, so a
+            # file they do not know is new since, and read from its beginning
+            refollow=lambda: make_follower("beginning"),
+            counted=counted if metrics is not None else None,
         )
         if endpoint is not None:
             endpoint.serve(lambda: pipeline.latest)

@@ -12,6 +12,15 @@ runs on a thread of its own (``Checkpointing``): reading and parsing go on meanw
 A write that fails for a reason that can pass (a full disk, a read-only state dir) starts an
 ``Outage``: reading pauses, and the writes and the checkpoint are retried on this thread with
 backoff until they work; the checkpoints stay behind what was not written meanwhile.
+
+The Datadog sink delivers on a thread of its own. When the intake fails and batches pile up
+(``sink.congested``), logs are paused, not reading: lines are still read and parsed for the
+metrics (and the status, the snapshot and self-telemetry keep their pace), but no event goes to
+the sink, so the checkpoints stay at the last delivered event and the files keep the logs. Once
+the sink has delivered all it held, the follower is made again from its checkpoints
+(``refollow``, as at a restart: rotated files are found again) and the logs are read again from
+there; their metrics are not counted twice, since each file's counted position (``counted``,
+stored beside the checkpoints) says which events the metrics have seen.
 """
 
 from __future__ import annotations
@@ -20,7 +29,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 
+from logpipe.checkpoints import Checkpoint, CheckpointStore
 from logpipe.event import Event, Token
 from logpipe.parsing.access.parser import AccessParser
 from logpipe.parsing.error.parser import ErrorParser
@@ -28,6 +39,7 @@ from logpipe.pipeline.batch import access_batch_pairs, record_pairs
 from logpipe.pipeline.formats import AccessFormats, ErrorLayouts
 from logpipe.pipeline.outage import Outage, passing
 from logpipe.pipeline.rules import Rules, Skips
+from logpipe.pipeline.snapshot import FileState, Snapshot, logpipe_version
 from logpipe.sinks import Interrupted, LogSink
 from logpipe.sources.follower import Batch, Follower
 from logpipe.sources.wake import Waker
@@ -60,6 +72,8 @@ class FollowPipeline:
         reopen: threading.Event | None = None,
         outage: Outage | None = None,
         rules: Rules | None = None,
+        refollow: Callable[[], Follower] | None = None,
+        counted: CheckpointStore | None = None,
     ) -> None:
         self.follower = follower
         self.sink = sink
@@ -84,6 +98,19 @@ class FollowPipeline:
         self.rules = rules  # processing rules (exclude, include, mask), if any
         self._skips = Skips() if rules is not None else None  # batches the rules dropped whole
         self._kept = 0  # events the rules kept in the batch being sent
+        # Logs paused while the sink is congested (needs ``refollow``: how to make the follower
+        # again from its checkpoints); the metrics' position per file key, stored in ``counted``.
+        self._refollow = refollow
+        self.logs_paused = False
+        self._counted_store = counted
+        self._counted: dict[str, int] = {}
+        if counted is not None:
+            self._counted = {key: entry.offset for key, entry in counted.load().items()}
+        self._counted_saved: list[Checkpoint] | None = None
+        self.latest: Snapshot | None = None  # published about once a second (``_publish``)
+        self._started_at = time.time()
+        self._checkpoint_at: float | None = None
+        self._version = logpipe_version()
 
     def run(self, stop: threading.Event) -> None:
         """Loop until ``stop``; then deliver what is left and store the checkpoints, also when
@@ -105,6 +132,7 @@ class FollowPipeline:
             self._last_checkpoint()
 
     def _loop(self, stop: threading.Event) -> None:
+        self._publish()
         self._next_checkpoint = self._clock() + CHECKPOINT_INTERVAL
         last_status, lines_then = self._clock(), 0
         last_item = self._clock()
@@ -147,10 +175,13 @@ class FollowPipeline:
                 return
             self._reopen_when_asked()
             self._acknowledge(self.sink.tick())
+            if self.logs_paused:
+                self._resume_logs_when_delivered()
             due = now >= self._next_checkpoint or self.follower.unsaved_files  # new files at once
             if due and self._checkpointing.idle():
                 self._checkpoint()
                 self._next_checkpoint = now + CHECKPOINT_INTERVAL
+                self._publish()
         except OSError as error:
             self._durable = -1  # the next checkpoint syncs the output again
             self._outage.failed(error, self._clock())
@@ -195,8 +226,17 @@ class FollowPipeline:
 
     def _send(self, batches: list[Batch]) -> None:
         """Hand each batch's events to the sink as they are made: each is serialised while
-        still in the CPU's cache, and few are alive at once."""
+        still in the CPU's cache, and few are alive at once. While logs are paused, only the
+        observers see them."""
         for batch in batches:
+            if not self.logs_paused and self._refollow is not None and self.sink.congested:
+                self._pause_logs()
+            floor = self._counted.get(batch.key, -1)
+            if batch.end > floor:
+                self.lines += len(batch)
+            if self.logs_paused:
+                self._count_only(batch, floor)
+                continue
             rules = self.rules.for_input(batch.kind, batch.path) if self.rules else None
             if batch.lines is not None:
                 parser = self._access.parser_for(batch.path, batch.lines)
@@ -205,18 +245,62 @@ class FollowPipeline:
             else:
                 errors = self._errors.parser_for(batch.path, batch.records)
                 pairs = record_pairs(batch.records, errors, path=batch.path, rules=rules)
-            if self._observers:
-                pairs = self._observed(pairs)
+            if self._observers and batch.end > floor:
+                pairs = self._observed(pairs, floor)
+                self._counted[batch.key] = batch.end
             if rules is not None:
-                pairs = self._counted(pairs)
-            self.lines += len(batch)
+                pairs = self._kept_count(pairs)
             self._acknowledge(self.sink.send(pairs, batch.key, batch.end))
             if rules is not None and self._skips is not None:
                 self._ruled(batch, self._skips)
             if batch.lines is not None and parser.failures != failures:
                 self._parse_failed(batch.path, parser.failures - failures, parser.last_failure)
 
-    def _counted(self, pairs: Iterator[tuple[Event, int]]) -> Iterator[tuple[Event, int]]:
+    def _count_only(self, batch: Batch, floor: int) -> None:
+        """Logs paused: show the batch's events past ``floor`` to the observers, send none."""
+        if not self._observers or batch.end <= floor:
+            return
+        rules = self.rules.for_input(batch.kind, batch.path) if self.rules else None
+        if batch.lines is not None:
+            parser = self._access.parser_for(batch.path, batch.lines)
+            pairs = access_batch_pairs((batch.lines,), parser, path=batch.path, rules=rules)
+        else:
+            errors = self._errors.parser_for(batch.path, batch.records)
+            pairs = record_pairs(batch.records, errors, path=batch.path, rules=rules)
+        for _ in self._observed(pairs, floor):
+            pass
+        self._counted[batch.key] = batch.end
+
+    def _pause_logs(self) -> None:
+        """The sink is congested: read for the metrics only until it delivered what it holds."""
+        self.logs_paused = True
+        why = self.sink.state()["last_error"] or "delivery is failing"
+        self._report(
+            f"logs paused ({why}): lines are read for metrics only; the logs stay in the files "
+            "and are read again from the last delivered event once the intake takes them"
+        )
+
+    def _resume_logs_when_delivered(self) -> None:
+        """Once the sink delivered everything it held, store the checkpoints, make the
+        follower again from them and read the logs again from there."""
+        state = self.sink.state()
+        if state["pending"] or state["failing_since"] is not None or self._refollow is None:
+            return
+        self._checkpointing.wait()
+        self._checkpoint(here=True)
+        follower = self._refollow()
+        behind = sum(max(0, file.size - file.acknowledged) for file in self.follower.files())
+        self.follower.close()  # what it read since the pause is read again by the new one
+        self.follower = follower
+        self.logs_paused = False
+        if self._skips is not None:
+            self._skips = Skips()
+        self._report(
+            f"logs intake {self.sink.state()['target']} takes logs again: reading the logs "
+            f"again from the last delivered event (about {behind:,} bytes)"
+        )
+
+    def _kept_count(self, pairs: Iterator[tuple[Event, int]]) -> Iterator[tuple[Event, int]]:
         """Each pair, counted in ``_kept``."""
         self._kept = 0
         for pair in pairs:
@@ -244,12 +328,16 @@ class FollowPipeline:
                 f"are sent with logpipe.parse_error); the last: {reason}: {line[:200]!r}"
             )
 
-    def _observed(self, pairs: Iterator[tuple[Event, int]]) -> Iterator[tuple[Event, int]]:
-        """Each pair, its event shown to the observers first."""
+    def _observed(
+        self, pairs: Iterator[tuple[Event, int]], floor: int
+    ) -> Iterator[tuple[Event, int]]:
+        """Each pair, its event shown to the observers first unless it ends at or before
+        ``floor`` (counted before the logs were read again)."""
         observers = self._observers
         for pair in pairs:
-            for observe in observers:
-                observe(pair[0])
+            if pair[1] > floor:
+                for observe in observers:
+                    observe(pair[0])
             yield pair
 
     def status(self, rate: float) -> str:
@@ -282,13 +370,72 @@ class FollowPipeline:
         if self.sink.delivered != self._durable:
             sync = self.sink.sync_job()
             self._durable = self.sink.delivered
-        store = self.follower.checkpoint_job()
+        store = _both(self.follower.checkpoint_job(), self._counted_job())
+        if store is None:
+            self._checkpoint_at = time.time()  # what is stored is current
+        else:
+            store = _both(store, self._stored_now)
         if here:
             _sync_then_store(sync, store)
         elif sync is not None or store is not None:
             self._checkpointing.run(sync, store)
         if self._telemetry is not None:
             self._telemetry(self)
+
+    def _counted_job(self) -> Callable[[], None] | None:
+        """A job storing the counted positions that are past the files' delivered ones (the
+        others tell nothing a checkpoint does not), or None when they did not change."""
+        if self._counted_store is None:
+            return None
+        acknowledged = self.follower.acknowledged
+        self._counted = {key: end for key, end in self._counted.items() if end > acknowledged(key)}
+        entries = [Checkpoint(key, "", end, 0) for key, end in self._counted.items()]
+        if entries == self._counted_saved:
+            return None
+        return partial(self._save_counted, self._counted_store, entries)
+
+    def _save_counted(self, store: CheckpointStore, entries: list[Checkpoint]) -> None:
+        store.save(entries)
+        self._counted_saved = entries  # only once stored: a failed save is tried again
+
+    def _stored_now(self) -> None:
+        self._checkpoint_at = time.time()
+
+    def _publish(self) -> None:
+        """Replace ``latest`` with a new snapshot (read by other threads, never changed)."""
+        self.latest = Snapshot(
+            version=self._version,
+            started_at=self._started_at,
+            taken_at=time.time(),
+            lines_read=self.lines,
+            parse_errors=self.parse_errors,
+            logs_paused=self.logs_paused,
+            checkpoint_at=self._checkpoint_at,
+            unreadable=self.follower.problems,
+            files=[
+                FileState(
+                    path=file.path,
+                    kind=file.kind,
+                    identity=file.key,
+                    offset=file.offset,
+                    acknowledged=file.acknowledged,
+                    size=file.size,
+                    behind=max(0, file.size - file.offset),
+                    format=self._format_of(file.kind, file.path),
+                    rotated=file.rotated,
+                )
+                for file in self.follower.files()
+            ],
+            sink=self.sink.state(),
+        )
+
+    def _format_of(self, kind: str, path: str) -> str | None:
+        """The access format or error layout ``path`` is read in, once known."""
+        if kind == "access":
+            formats = self._access.chosen(path)
+            return " | ".join(formats) if formats else None
+        layout = self._errors.chosen(path)
+        return layout.name if layout else None
 
 
 class Checkpointing:
@@ -330,6 +477,15 @@ class Checkpointing:
             self._thread.shutdown(wait=True)
             self._thread = None
         self.wait()
+
+
+def _both(
+    first: Callable[[], None] | None, second: Callable[[], None] | None
+) -> Callable[[], None] | None:
+    """One job running ``first`` then ``second`` (either may be None)."""
+    if first is None or second is None:
+        return first or second
+    return partial(_sync_then_store, first, second)
 
 
 def _sync_then_store(sync: Callable[[], None] | None, store: Callable[[], None] | None) -> None:

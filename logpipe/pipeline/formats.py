@@ -44,6 +44,10 @@ class _PerFile(Generic[K, P]):
         self._parsers: dict[K, P] = {}
         self._chosen: dict[str, K] = {}  # path -> its key
 
+    def chosen(self, path: str) -> K | None:
+        """What ``path`` is read in, once detected (None with a fixed parser)."""
+        return self._chosen.get(path)
+
     def _parser(self, key: K) -> P:
         parser = self._parsers.get(key)
         if parser is None:

@@ -5,7 +5,18 @@ whole, and nothing in one changes after it is published."""
 
 from __future__ import annotations
 
+import importlib.metadata
 from typing import TypedDict
+
+from logpipe.sinks import SinkState
+
+
+def logpipe_version() -> str:
+    """The installed logpipe's version ("unknown" when run from a tree not installed)."""
+    try:
+        return importlib.metadata.version("logpipe")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
 
 
 class FileState(TypedDict):
@@ -20,21 +31,6 @@ class FileState(TypedDict):
     behind: int  # bytes written and not read yet (size - offset, at least 0)
     format: str | None  # the access format or error layout it is read in, once known
     rotated: bool  # renamed away and still read until quiet
-
-
-class SinkState(TypedDict):
-    """Where events go."""
-
-    kind: str  # "datadog", "ndjson" (a file) or "stdout"
-    target: str  # the intake's host:port, or the output path
-    delivered: int  # events accepted (2xx) or written
-    refused: int  # events the intake refused for good (kept as dead letters)
-    pending: int  # events taken and not yet delivered nor refused
-    retries: int  # tries that failed and were retried
-    last_success: float | None  # Unix time of the last delivery
-    last_error: str | None  # the last failure, one line (host and cause)
-    last_error_at: float | None  # Unix time of it
-    failing_since: float | None  # Unix time of the first failure since the last success
 
 
 class Snapshot(TypedDict):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypedDict
 
 from logpipe.event import Event, Token
 
@@ -33,6 +33,21 @@ class Attempt:
     failure: str | None  # one line naming the host and the cause, when it failed
 
 
+class SinkState(TypedDict):
+    """Where events go, as a status snapshot shows it."""
+
+    kind: str  # "datadog", "ndjson" (a file) or "stdout"
+    target: str  # the intake's host:port, or the output path
+    delivered: int  # events accepted (2xx) or written
+    refused: int  # events the intake refused for good (kept as dead letters)
+    pending: int  # events taken and not yet delivered nor refused
+    retries: int  # tries that failed and were retried
+    last_success: float | None  # Unix time of the last delivery
+    last_error: str | None  # the last failure, one line (host and cause)
+    last_error_at: float | None  # Unix time of it
+    failing_since: float | None  # Unix time of the first failure since the last success
+
+
 def nothing_to_sync() -> None:
     """The sync job of a sink with nothing to sync (an intake, stdout, a pipe)."""
 
@@ -41,6 +56,16 @@ class LogSink(Protocol):
     @property
     def delivered(self) -> int:
         """Events delivered so far."""
+        ...
+
+    @property
+    def congested(self) -> bool:
+        """Whether delivery is failing and batches pile up (a follower then reads for its
+        metrics only, and reads the logs again from its checkpoints once delivery works)."""
+        ...
+
+    def state(self) -> SinkState:
+        """What a status snapshot shows of this sink."""
         ...
 
     def send(self, events: Iterable[tuple[Event, int]], key: str, end: int) -> list[Token]:

@@ -31,6 +31,7 @@ import random
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +41,7 @@ import orjson
 
 from logpipe.event import Event, Token
 from logpipe.problems import SetupError
-from logpipe.sinks import Attempt, Interrupted, nothing_to_sync
+from logpipe.sinks import Attempt, Interrupted, SinkState, nothing_to_sync
 from logpipe.sinks.append import AppendFile
 from logpipe.sinks.proxy import Proxy, describe_failure
 from logpipe.sinks.proxy import connection as open_connection
@@ -49,7 +50,12 @@ MAX_EVENTS = 1000
 MAX_BYTES = 5_000_000
 FLUSH_SECONDS = 2.0
 RETRYABLE = frozenset({408, 429})
-FIRST_DELAY, MAX_DELAY = 1.0, 120.0
+FIRST_DELAY, MAX_DELAY = 1.0, 8.0  # capped: delivery resumes within seconds of recovery
+MAX_RETRY_AFTER = 120.0
+PROBE_SECONDS = 1.0  # while waiting after a try got no answer, try to connect this often
+CONGESTED_BATCHES = 2  # sealed batches waiting: the follower reads for metrics only
+MAX_READY_BATCHES = 8  # sealed batches waiting: sending waits (replay's backpressure)
+ANSWER_BYTES, ANSWER_CHARS = 4096, 200  # of an error answer's body, kept and shown
 TIMEOUT = 30.0
 VALIDATE_TIMEOUT = 10.0
 
@@ -107,6 +113,24 @@ class Counters:
     rejected: dict[int, int] = field(default_factory=dict)
 
 
+@dataclass
+class _Batch:
+    """Events sealed into one request, and their tokens."""
+
+    events: list[bytes]
+    tokens: list[Token]
+
+
+@dataclass
+class _Health:
+    """How delivery went lately (Unix times), for the status snapshot."""
+
+    last_success: float | None = None
+    last_error: str | None = None
+    last_error_at: float | None = None
+    failing_since: float | None = None
+
+
 class DatadogLogsSink:
     """See the module documentation."""
 
@@ -131,6 +155,8 @@ class DatadogLogsSink:
         self._proxy = proxy
         if self._url.scheme not in ("http", "https") or not self._url.hostname:
             raise SetupError(f"not an http(s) URL: {url}")
+        port = self._url.port or (443 if self._url.scheme == "https" else 80)
+        self.target = f"{self._url.hostname}:{port}"  # how messages name the intake
         self._api_key = api_key
         self._dead_letters = dead_letters
         self._stop = stop
@@ -139,11 +165,18 @@ class DatadogLogsSink:
         self._max_events = max_events
         self._max_bytes = max_bytes
         self._clock = clock
-        self._events: list[bytes] = []
+        self._events: list[bytes] = []  # the open batch, on the caller's thread
         self._tokens: list[Token] = []
-        self.delivered = 0  # events the intake accepted
         self._bytes = 2  # "[" and "]"
         self._opened = 0.0
+        # Sealed batches wait in ``_ready`` for the delivery thread, which hands back the
+        # tokens of what it delivered in ``_done``; all under ``_lock``.
+        self._lock = threading.Condition()
+        self._ready: deque[_Batch] = deque()
+        self._done: list[Token] = []
+        self._ended: BaseException | None = None  # why the delivery thread stopped
+        self.delivered = 0  # events the intake accepted
+        self.health = _Health()
         self._connection: http.client.HTTPConnection | None = None
         self._reported: set[int] = set()
         self.counters = Counters()
@@ -154,16 +187,23 @@ class DatadogLogsSink:
         self._post_seconds = 0.0  # how long the last try took
         self._in_flight = False  # a request waits for its answer
         self._cut_off = False  # the deadline cut a request off
-        self._failure: str | None = None  # what the proxy did to the last try, if anything
+        self._failure: str | None = None  # why the last try got no answer, if it got none
+        self._answer = b""  # the body of the last answer (an error's reason)
         if shutdown_timeout is not None:
             threading.Thread(
                 target=self._watch, args=(shutdown_timeout,), name="logpipe-deadline", daemon=True
             ).start()
+        self._thread = threading.Thread(
+            target=self._deliver_all, name="logpipe-delivery", daemon=True
+        )
+        self._thread.start()
+
+    # -- the caller's side: batches are sealed here and delivered on the delivery thread -------
 
     def send(self, events: Iterable[tuple[Event, int]], key: str, end: int) -> list[Token]:
-        """Queue events; returns the tokens of the events delivered meanwhile (full batches).
-        Each event keeps a token of its own: a batch of the intake may end inside a batch of
-        the file, and a shutdown then acknowledges exactly what was delivered."""
+        """Queue events; returns the tokens of the events delivered meanwhile. Each event keeps
+        a token of its own: a batch of the intake may end inside a batch of the file, and a
+        shutdown then acknowledges exactly what was delivered."""
         encoded: list[bytes] = []
         tokens: list[Token] = []
         for event, offset in events:
@@ -178,33 +218,85 @@ class DatadogLogsSink:
         return self._queue(events, tokens)
 
     def _queue(self, events: list[bytes], tokens: list[Token]) -> list[Token]:
-        delivered: list[Token] = []
         for encoded, token in zip(events, tokens, strict=True):
             if self._events and (
                 len(self._events) >= self._max_events
                 or self._bytes + len(encoded) + 1 > self._max_bytes
             ):
-                try:
-                    delivered += self._send_batch()
-                except Interrupted as interrupted:
-                    interrupted.delivered[:0] = delivered
-                    raise
+                self._seal()
             if not self._events:
                 self._opened = self._clock()
             self._events.append(encoded)
             self._tokens.append(token)
             self._bytes += len(encoded) + 1
-        return delivered
+        return self._take_done()
+
+    @property
+    def congested(self) -> bool:
+        """Whether the intake is failing and sealed batches wait: a follower then reads for
+        its metrics only (``FollowPipeline``). A slow intake that answers is not congested:
+        sending waits for it instead (``_seal``)."""
+        return self.health.failing_since is not None and len(self._ready) >= CONGESTED_BATCHES
+
+    def state(self) -> SinkState:
+        health = self.health
+        return SinkState(
+            kind="datadog",
+            target=self.target,
+            delivered=self.delivered,
+            refused=self.counters.dead_lettered,
+            pending=self.pending,
+            retries=self.counters.retries,
+            last_success=health.last_success,
+            last_error=health.last_error,
+            last_error_at=health.last_error_at,
+            failing_since=health.failing_since,
+        )
+
+    @property
+    def pending(self) -> int:
+        """Events taken and not yet delivered nor refused."""
+        with self._lock:
+            return len(self._events) + sum(len(batch.events) for batch in self._ready)
 
     def tick(self) -> list[Token]:
-        """Send the open batch if it has waited ``flush_seconds``."""
+        """Seal the open batch if it has waited ``flush_seconds``; the tokens delivered since."""
         if self._events and self._clock() - self._opened >= self._flush_seconds:
-            return self._send_batch()
-        return []
+            self._seal()
+        return self._take_done()
 
     def drain(self) -> list[Token]:
-        """Send everything queued (checkpoint time, shutdown)."""
-        return self._send_batch() if self._events else []
+        """Deliver everything queued and wait for it (shutdown, the end of a replayed file)."""
+        if self._events:
+            self._seal()
+        with self._lock:
+            while self._ready and self._ended is None:
+                self._lock.wait()
+        return self._take_done()
+
+    def _seal(self) -> None:
+        """Hand the open batch to the delivery thread; wait while too many batches wait."""
+        batch = _Batch(self._events, self._tokens)
+        self._events, self._tokens, self._bytes = [], [], 2
+        with self._lock:
+            self._ready.append(batch)
+            self._lock.notify_all()
+            while len(self._ready) > MAX_READY_BATCHES and self._ended is None:
+                self._lock.wait()
+
+    def _take_done(self) -> list[Token]:
+        """The tokens delivered since the last call; raise why delivery stopped, if it did
+        (``Interrupted`` at a shutdown, carrying those tokens)."""
+        with self._lock:
+            done, self._done = self._done, []
+            ended = self._ended
+        if ended is None:
+            return done
+        if isinstance(ended, Interrupted):
+            interrupted = Interrupted(str(ended))
+            interrupted.delivered = done
+            raise interrupted
+        raise ended
 
     def sync_job(self) -> Callable[[], None]:
         """Delivered means accepted by the intake: nothing to sync locally."""
@@ -214,7 +306,7 @@ class DatadogLogsSink:
         return {
             "retries": self.counters.retries,
             "dead_lettered": self.counters.dead_lettered,
-            "queued": len(self._events),
+            "queued": self.pending,
         }
 
     def parallel_append_path(self) -> None:
@@ -225,14 +317,20 @@ class DatadogLogsSink:
 
     def close(self) -> None:
         self._closed.set()
-        if self._connection is not None:
-            self._connection.close()
+        with self._lock:
+            if self._ended is None:
+                self._ended = Interrupted("the logs sink was closed")
+            self._lock.notify_all()
+        connection = self._connection
+        if connection is not None:
+            connection.close()
 
     # -- the shutdown deadline -----------------------------------------------------------------
 
     def _watch(self, grace: float) -> None:
         """Once ``stop`` is set, note the deadline; at the deadline, cut off a request still
-        waiting for its answer (on a thread of its own: the loop's thread is the one waiting)."""
+        waiting for its answer (on a thread of its own: the delivery thread is the one
+        waiting)."""
         self._stop.wait()
         self._deadline = self._clock() + grace
         if self._closed.wait(grace):
@@ -257,50 +355,108 @@ class DatadogLogsSink:
         if wait + self._post_seconds > self._deadline - self._clock():
             maybe = " (the intake had not answered for them: they may arrive twice)"
             raise Interrupted(
-                f"shutdown: {len(self._events)} events not delivered within the shutdown "
+                f"shutdown: {self.pending} events not delivered within the shutdown "
                 f"timeout of {self._grace:g} s{maybe if self._cut_off else ''}"
             )
 
-    def _wait_to_retry(self, delay: float) -> None:
-        """Wait ``delay`` seconds before the next try; a shutdown meanwhile ends the wait only
-        when that try could not end by the deadline."""
+    def _wait_to_retry(self, delay: float, probe: bool) -> None:
+        """Wait ``delay`` seconds before the next try; with ``probe`` (no answer came), try to
+        connect every ``PROBE_SECONDS`` meanwhile and end the wait as soon as that works. A
+        shutdown meanwhile ends the wait only when that try could not end by the deadline."""
         self._check_time(delay)
         until = self._clock() + delay
-        if self._stop.wait(delay):
-            left = max(0.0, until - self._clock())
-            self._check_time(left)
-            self._deadline_passed.wait(left)
+        while (left := until - self._clock()) > 0:
+            step = min(left, PROBE_SECONDS) if probe else left
+            if self._stop.wait(step):
+                left = max(0.0, until - self._clock())
+                self._check_time(left)
+                self._deadline_passed.wait(left)
+                return
+            if probe and self._clock() < until and self._reachable():
+                return
 
-    # -- sending -------------------------------------------------------------------------------
+    def _reachable(self) -> bool:
+        """Whether a connection to the intake (through the proxy's tunnel, if any) opens now;
+        an open one is kept for the next try."""
+        link = self._connect()
+        try:
+            link.connect()
+        except (OSError, http.client.HTTPException):
+            link.close()
+            self._connection = None
+            return False
+        return True
 
-    def _send_batch(self) -> list[Token]:
-        body = b"[" + b",".join(self._events) + b"]"
+    # -- the delivery thread -------------------------------------------------------------------
+
+    def _deliver_all(self) -> None:
+        """Deliver sealed batches in order, each until it is accepted or refused for good;
+        stop at a shutdown that cannot wait (``Interrupted``) or when closed."""
+        while True:
+            with self._lock:
+                while not self._ready and self._ended is None:
+                    self._lock.wait()
+                if self._ended is not None:
+                    return
+                batch = self._ready[0]
+            try:
+                tokens = self._deliver(batch)
+            except Exception as error:  # Interrupted, or a bug: said where the caller waits
+                with self._lock:
+                    self._ended = self._ended or error
+                    self._lock.notify_all()
+                return
+            with self._lock:
+                self._ready.popleft()
+                self._done += tokens
+                self._lock.notify_all()
+
+    def _deliver(self, batch: _Batch) -> list[Token]:
+        body = b"[" + b",".join(batch.events) + b"]"
         compressed = _gzip(body)
         attempt = 0
         while True:
             self._check_time(0.0)
             status, retry_after = self._timed_post(compressed)
+            failure = self._describe(status)
             if self._on_attempt is not None:
-                failure = None if status is not None else self._failure or "no answer"
                 self._on_attempt(
-                    Attempt(len(self._events), len(compressed), status, self._post_seconds, failure)
+                    Attempt(len(batch.events), len(compressed), status, self._post_seconds, failure)
                 )
             if status is not None and 200 <= status < 300:
-                self.delivered += len(self._events)
-                return self._take()
-            what = f"HTTP {status}" if status is not None else self._failure or "no answer"
+                self.delivered += len(batch.events)
+                self.health.last_success = time.time()
+                self.health.failing_since = None
+                return batch.tokens
+            assert failure is not None
+            self._failed(failure)
             if status is not None and status not in RETRYABLE and status < 500:
                 try:
-                    self._reject(status, body)
-                    return self._take()
+                    self._reject(status, failure, batch)
+                    return batch.tokens
                 except OSError as error:  # the dead letters cannot be kept: keep the batch
-                    what = f"HTTP {status}, and cannot write {error.filename}: {error.strerror}"
+                    failure += f", and cannot write {error.filename}: {error.strerror}"
             self.counters.retries += 1
             delay = retry_after if retry_after is not None else _backoff(attempt)
             if attempt == 0 or attempt % 10 == 0:
-                self._warn(f"logs intake: {what}; retrying in {delay:.1f} s (batch kept)")
-            self._wait_to_retry(delay)
+                self._warn(f"logs intake {failure}; retrying in {delay:.1f} s (batch kept)")
+            self._wait_to_retry(delay, probe=status is None)
             attempt += 1
+
+    def _describe(self, status: int | None) -> str | None:
+        """One line naming the intake and what went wrong with the last try (None: accepted)."""
+        if status is None:
+            return f"{self.target}: {self._failure or 'no answer'}"
+        if 200 <= status < 300:
+            return None
+        reason = _one_line(self._answer)
+        return f"{self.target}: HTTP {status}" + (f" ({reason})" if reason else "")
+
+    def _failed(self, failure: str) -> None:
+        now = time.time()
+        self.health.last_error, self.health.last_error_at = failure, now
+        if self.health.failing_since is None:
+            self.health.failing_since = now
 
     def _timed_post(self, body: bytes) -> tuple[int | None, float | None]:
         """``_post``, noting how long it took and that it is under way meanwhile."""
@@ -320,64 +476,75 @@ class DatadogLogsSink:
             "DD-API-KEY": self._api_key,
         }
         path = self._url.path + (f"?{self._url.query}" if self._url.query else "")
-        self._failure = None
+        self._failure, self._answer = None, b""
         link = self._connect()
         if link.sock is None:
             try:
                 link.connect()  # through the proxy's tunnel, if there is one
             except (OSError, http.client.HTTPException) as error:
-                self._failure = describe_failure(error, self._proxy, False)
-                self.close()
-                self._connection = None
+                self._failure = describe_failure(error, self._proxy, False) or _reason(error)
+                self._drop_connection()
                 return None, None
         try:
             link.request("POST", path or "/", body=body, headers=headers)
             response = link.getresponse()
-            response.read()
-        except (OSError, http.client.HTTPException):
-            self.close()
-            self._connection = None
+            answer = response.read()
+        except (OSError, http.client.HTTPException) as error:
+            self._failure = _reason(error)
+            self._drop_connection()
             return None, None
+        if not 200 <= response.status < 300:
+            self._answer = answer[:ANSWER_BYTES]
         retry_after = response.getheader("Retry-After")
         seconds = float(retry_after) if retry_after and retry_after.isdigit() else None
-        return response.status, min(seconds, MAX_DELAY) if seconds is not None else None
+        return response.status, min(seconds, MAX_RETRY_AFTER) if seconds is not None else None
 
     def _connect(self) -> http.client.HTTPConnection:
         if self._connection is None:
             self._connection = open_connection(self._url, self._proxy, TIMEOUT)
         return self._connection
 
-    def _reject(self, status: int, body: bytes) -> None:
+    def _drop_connection(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def _reject(self, status: int, failure: str, batch: _Batch) -> None:
         """Keep a refused batch in the dead letters (raising ``OSError`` when it cannot be
         written: the batch is then kept here), then count and report it."""
-        self._keep_dead_letters()
+        self._keep_dead_letters(batch.events)
         self.counters.rejected[status] = self.counters.rejected.get(status, 0) + 1
-        self.counters.dead_lettered += len(self._events)
+        self.counters.dead_lettered += len(batch.events)
         if status not in self._reported:
             self._reported.add(status)
             reason = {401: "API key refused", 403: "API key refused", 413: "batch too large"}
             self._warn(
-                f"logs intake refused a batch with HTTP {status} "
-                f"({reason.get(status, 'bad request')}); not retrying, its "
-                f"{len(self._events)} events go to {self._dead_letters}"
+                f"logs intake {failure} refused a batch ({reason.get(status, 'bad request')}); "
+                f"not retrying, its {len(batch.events)} events go to {self._dead_letters}"
             )
 
-    def _keep_dead_letters(self) -> None:
+    def _keep_dead_letters(self, events: list[bytes]) -> None:
         """Append the batch's events to the dead-letter file, whole, and sync it."""
         self._dead_letters.parent.mkdir(parents=True, exist_ok=True)
         file = AppendFile.open(str(self._dead_letters), self._warn)
         try:
-            file.write(b"\n".join(self._events) + b"\n")
+            file.write(b"\n".join(events) + b"\n")
             os.fsync(file.fileno())
         except OSError as error:
             raise OSError(error.errno, error.strerror, file.path) from None
         finally:
             file.close()
 
-    def _take(self) -> list[Token]:
-        tokens = self._tokens
-        self._events, self._tokens, self._bytes = [], [], 2
-        return tokens
+
+def _one_line(answer: bytes) -> str:
+    """An intake's error body as one short line: JSON ``errors`` joined, else the text."""
+    with contextlib.suppress(ValueError):
+        parsed = orjson.loads(answer)
+        if isinstance(parsed, dict) and isinstance(parsed.get("errors"), list):
+            answer = "; ".join(str(error) for error in parsed["errors"]).encode()
+    text = " ".join(answer.decode("utf-8", "replace").split())
+    text = "".join(char for char in text if char.isprintable())
+    return text if len(text) <= ANSWER_CHARS else text[: ANSWER_CHARS - 3] + "..."
 
 
 def _gzip_with() -> Callable[[bytes], bytes]:

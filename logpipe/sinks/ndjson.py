@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import stat
 import sys
+import time
 from collections.abc import Callable, Iterable
 from functools import partial
 from io import BytesIO
@@ -17,7 +18,7 @@ from typing import Any, Protocol
 import orjson
 
 from logpipe.event import Event, Token
-from logpipe.sinks import nothing_to_sync
+from logpipe.sinks import SinkState, nothing_to_sync
 from logpipe.sinks.append import AppendFile
 from logpipe.sinks.write_behind import write_behind
 
@@ -142,6 +143,7 @@ class NdjsonSink:
         self._wants_fsync = fsync
         self._owned = owned  # the file this sink opened (closed by ``close`` or ``reopen``)
         self._flushed_events = 0  # the writer's event count at the last flush
+        self._written_at: float | None = None  # Unix time of the last flush that wrote events
         self._use(stream)
 
     @classmethod
@@ -160,6 +162,25 @@ class NdjsonSink:
     @property
     def delivered(self) -> int:
         return self._writer.events
+
+    @property
+    def congested(self) -> bool:
+        """Writing waits for nothing but the disk (a failed write is an ``Outage``)."""
+        return False
+
+    def state(self) -> SinkState:
+        return SinkState(
+            kind="ndjson" if self._path is not None else "stdout",
+            target=self._path or "stdout",
+            delivered=self._writer.events,
+            refused=0,
+            pending=0,
+            retries=0,
+            last_success=self._written_at,
+            last_error=None,
+            last_error_at=None,
+            failing_since=None,
+        )
 
     def send(self, events: Iterable[tuple[Event, int]], key: str, end: int) -> list[Token]:
         """Serialise ``events`` into the buffer, written out by ``tick`` (or at a megabyte):
@@ -225,6 +246,8 @@ class NdjsonSink:
 
     def _flush(self) -> None:
         self._writer.flush()
+        if self._flushed_events != self._writer.events:
+            self._written_at = time.time()
         self._flushed_events = self._writer.events
 
 

@@ -119,6 +119,18 @@ def items(batches: Iterable[Batch]) -> list[Item]:
     return [item for batch in batches for item in batch.items()]
 
 
+class FollowedFile(NamedTuple):
+    """What a status snapshot shows of one open file."""
+
+    path: str  # where it was followed (a rotated file keeps it)
+    kind: str
+    key: str  # its fingerprint key ("" while empty and not fingerprinted yet)
+    offset: int  # read up to here (whole lines and records)
+    acknowledged: int  # delivered up to here (what its checkpoint stores)
+    size: int  # as of the last read
+    rotated: bool  # renamed away, read until quiet
+
+
 class Observer(Protocol):
     """Told what happens to the followed files (for logs and metrics)."""
 
@@ -290,6 +302,26 @@ class Follower:
             if reader is not None and reader.file is not None:
                 total += max(0, os.fstat(reader.fd).st_size - reader.offset)
         return total
+
+    def files(self) -> list[FollowedFile]:
+        """The open files, as of the last poll."""
+        return [
+            FollowedFile(
+                reader.spec.path,
+                reader.spec.kind,
+                key := (reader.fingerprint.key if reader.fingerprint else reader.placeholder or ""),
+                reader.offset,
+                self._positions.offsets.get(key, 0),
+                reader.size,
+                reader in self._retired,
+            )
+            for reader in [*self._retired, *self._current.values()]
+            if reader is not None
+        ]
+
+    def acknowledged(self, key: str) -> int:
+        """Where file ``key``'s delivered events end (0: nothing of it delivered yet)."""
+        return self._positions.offsets.get(key, 0)
 
     def ack(self, key: str, end: int) -> None:
         """Everything of file ``key`` before ``end`` was delivered."""

@@ -11,6 +11,7 @@ import pytest
 
 from logpipe.sinks import Interrupted, datadog_logs
 from logpipe.sinks.datadog_logs import DatadogLogsSink
+from tests.follow.harness import wait_until
 from tests.support.intake import Drop, Intake, Status
 
 # Integration tier: every test ships to a local HTTP intake over a socket.
@@ -87,8 +88,11 @@ def test_a_batch_of_the_intake_may_end_inside_a_batch_of_the_file(
 ) -> None:
     logs = sink(intake, tmp_path)
     assert logs.send([(event(n), n + 1) for n in range(600)], "a", 600) == []
-    # the intake's first batch holds a's 600 events and b's first 400
+    # the intake's first batch holds a's 600 events and b's first 400 (delivered meanwhile, on
+    # the delivery thread: their tokens come back with a later call)
     delivered = logs.send([(event(n), n - 599) for n in range(600, 1200)], "b", 601)
+    wait_until(lambda: len(intake.events) == 1000, 10, what="the first batch")
+    delivered += logs.tick()
     assert delivered == [("a", n + 1) for n in range(600)] + [("b", n + 1) for n in range(400)]
     assert logs.drain() == [("b", n + 1) for n in range(400, 600)]
     assert logs.delivered == 1200

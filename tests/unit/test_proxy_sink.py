@@ -107,7 +107,8 @@ def test_a_refusing_proxy_is_one_line_and_retried(
         logs.close()
     assert proxy.refused[0] == refusal
     assert warnings[0].startswith(
-        f"logs intake: proxy 127.0.0.1:{proxy.port} refused the tunnel (HTTP {refusal}); "
+        f"logs intake 127.0.0.1:{intake.port}: proxy 127.0.0.1:{proxy.port} refused the tunnel "
+        f"(HTTP {refusal}); "
         "retrying in "
     )
     assert len(warnings) == 1 and len(intake.events) == 1
@@ -127,8 +128,8 @@ def test_an_unreachable_proxy_is_one_line(intake: Intake, tmp_path: Path) -> Non
         logs.drain()
     logs.close()
     assert warnings == [
-        f"logs intake: proxy 127.0.0.1:{port} unreachable (Connection refused); "
-        + warnings[0].split("; ", 1)[1]
+        f"logs intake 127.0.0.1:{intake.port}: proxy 127.0.0.1:{port} unreachable "
+        "(Connection refused); " + warnings[0].split("; ", 1)[1]
     ]
     assert_no_secrets("\n".join(warnings) + str(raised.value) + repr(raised.value))
     assert intake.events == []
