@@ -48,7 +48,9 @@ def verdict(
     pending = sink["pending"]
     failing_since = sink["failing_since"]
     if pending and failing_since is not None and now - failing_since > threshold:
-        what = sink["last_error"] or f"delivery to {sink['target']} failing"
+        what = sink["last_error"] or f"{sink['target']}: failing"
+        if sink["kind"] == "datadog":
+            what = f"logs intake {what}"
         return Health(
             "stuck", f"{what} for {now - failing_since:.0f} s, {pending:,} events pending"
         )

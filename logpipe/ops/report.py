@@ -12,7 +12,7 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from logpipe.pipeline.snapshot import FileState, SinkState, Snapshot
+from logpipe.pipeline.snapshot import FileState, Snapshot
 
 VERDICT_STYLES = {"ok": "bold green", "starting": "bold yellow", "stuck": "bold red"}
 
@@ -67,7 +67,7 @@ def status_page(body: dict[str, Any]) -> RenderableType:
     parts += [Text(""), Text("Files", style="bold"), Text("=====")]
     parts.append(_files(snapshot["files"]))
     parts += [Text(""), Text("Sink", style="bold"), Text("====")]
-    parts.append(_sink(snapshot["sink"], now))
+    parts.append(_sink(snapshot, now))
     return Group(*parts)
 
 
@@ -106,7 +106,8 @@ def _files(files: list[FileState]) -> RenderableType:
     return _indented(table)
 
 
-def _sink(sink: SinkState, now: float) -> Padding:
+def _sink(snapshot: Snapshot, now: float) -> Padding:
+    sink = snapshot["sink"]
     error: str | Text = "none"
     if sink["last_error"] is not None:
         error = Text(sink["last_error"], style="red" if sink["failing_since"] else "")
