@@ -80,7 +80,7 @@ def file_state(
 
 
 FAILING = {
-    "sink_last_error": "logs intake 127.0.0.1:9: connection refused",
+    "sink_last_error": "127.0.0.1:9: connection refused",
     "sink_last_error_at": NOW - 1,
     "sink_failing_since": NOW - 75,
     "sink_pending": 1234,
@@ -339,7 +339,7 @@ def test_status_page() -> None:
         "  Pending:        1,234\n"
         "  Retries:        9\n"
         "  Last delivery:  3 s ago\n"
-        "  Last error:     logs intake 127.0.0.1:9: connection refused (1 s ago)\n"
+        "  Last error:     127.0.0.1:9: connection refused (1 s ago)\n"
     )
 
 
