@@ -113,7 +113,11 @@ def test_a_refusing_proxy_is_one_line_then_delivery_goes_on(
     run = follow_env.logpipe(access=[access], extra_args=datadog(intake))
     stream = follow_env.writer(access, rate=2000, count=1000).wait()
     named = f"proxy 127.0.0.1:{proxy.port} refused the tunnel (HTTP 407)"
-    wait_until(lambda: f"logs intake 127.0.0.1:{intake.port}: {named}" in run.stderr_text(), 30, what="the refusal")
+    wait_until(
+        lambda: f"logs intake 127.0.0.1:{intake.port}: {named}" in run.stderr_text(),
+        30,
+        what="the refusal",
+    )
     assert intake.events == []
     proxy.credentials = None  # the proxy relents
 
