@@ -15,6 +15,7 @@ from rich.text import Text
 from logpipe.pipeline.snapshot import FileState, Snapshot
 
 VERDICT_STYLES = {"ok": "bold green", "starting": "bold yellow", "stuck": "bold red"}
+FORMAT_WIDTH = 40  # a longer format is cut in the Files table (--json shows it whole)
 
 
 def duration(seconds: float) -> str:
@@ -98,12 +99,20 @@ def _files(files: list[FileState]) -> RenderableType:
         table.add_row(
             state["path"],
             state["kind"] + (", rotated" if state["rotated"] else ""),
-            state["format"] or "(detecting)",
+            _format(state["format"]),
             decimal(state["offset"]),
             decimal(state["size"]),
             behind,
         )
     return _indented(table)
+
+
+def _format(formats: str | None) -> str:
+    """The format a file is read in (the first, when fallbacks follow it), cut to a width."""
+    if formats is None:
+        return "(detecting)"
+    first = formats.split(" | ")[0]
+    return first if len(first) <= FORMAT_WIDTH else first[: FORMAT_WIDTH - 3] + "..."
 
 
 def _sink(snapshot: Snapshot, now: float) -> Padding:

@@ -302,6 +302,9 @@ def test_durations(seconds: float, text: str) -> None:
     assert duration(seconds) == text
 
 
+LONG = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
+
+
 def test_status_page() -> None:
     body: dict[str, Any] = {
         "now": NOW,
@@ -312,6 +315,9 @@ def test_status_page() -> None:
         "snapshot": snapshot(**FAILING),
     }
     body["snapshot"]["files"][1]["rotated"] = True
+    body["snapshot"]["files"].append(
+        file_state("/var/log/app/other.log", offset=5, size=5, fmt=f"{LONG} | %(h)s %(r)s")
+    )
     assert plain(status_page(body)) == (
         "logpipe 0.1.0\n"
         "=============\n"
@@ -326,9 +332,14 @@ def test_status_page() -> None:
         "\n"
         "Files\n"
         "=====\n"
-        "  path                     kind            format            read       size    behind\n"
-        "  /var/log/app/access.log  access          gunicorn        1.2 MB     1.5 MB  300.0 kB\n"
-        "  /var/log/app/error.log   error, rotated  (detecting)  800 bytes  800 bytes   0 bytes\n"
+        "  path                     kind            format                                   "
+        "      read       size    behind\n"
+        "  /var/log/app/access.log  access          gunicorn                                 "
+        "    1.2 MB     1.5 MB  300.0 kB\n"
+        "  /var/log/app/error.log   error, rotated  (detecting)                              "
+        " 800 bytes  800 bytes   0 bytes\n"
+        f"  /var/log/app/other.log   access          {LONG[:37]}...  "
+        "  5 bytes    5 bytes   0 bytes\n"
         "\n"
         "Sink\n"
         "====\n"
