@@ -23,6 +23,7 @@ from logpipe.checks.gunicorn_processes import (
 )
 from logpipe.cli.check import add_proc_tags_option, given_hostname
 from logpipe.cli.config import apply_config, config_path
+from logpipe.cli.http_endpoint import add_http_options, open_endpoint
 from logpipe.cli.options import (
     ArgumentParser,
     access_parser,
@@ -147,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_tag_options(parser)
     add_process_options(parser)
+    add_http_options(parser)
     return parser
 
 
@@ -315,7 +317,16 @@ def follow(
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGHUP, request_reopen)
     with ExitStack() as resources:
-        sink = open_sink(output_settings(args), stop, warn, shutdown_timeout=args.shutdown_timeout)
+        endpoint = open_endpoint(args)  # listening now: a port in use is said before anything
+        if endpoint is not None:
+            resources.callback(endpoint.close)
+        sink = open_sink(
+            output_settings(args),
+            stop,
+            warn,
+            shutdown_timeout=args.shutdown_timeout,
+            on_attempt=[endpoint.metrics.observe_attempt] if endpoint else [],
+        )
         resources.callback(sink.close)
         address = _statsd_address(args)
         if address is not None:
@@ -361,6 +372,10 @@ def follow(
             refollow=lambda: make_follower("beginning"),
             counted=counted if metrics is not None else None,
         )
+        if endpoint is not None:
+            endpoint.serve(lambda: pipeline.latest)
+            if args.log_level in ("debug", "info"):
+                warn(f"serving /health, /metrics and /status on http://{endpoint.address}")
         relax_gc()
         try:
             pipeline.run(stop)

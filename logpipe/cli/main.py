@@ -56,6 +56,10 @@ def _run(arguments: list[str]) -> int:
         from logpipe.cli.validate import run_validate
 
         return run_validate(rest)
+    if command == ["status"]:
+        from logpipe.cli.status import run_status
+
+        return run_status(rest)
     from logpipe.cli.follow import run_follow
 
     return run_follow(arguments)

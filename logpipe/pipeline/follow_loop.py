@@ -233,7 +233,7 @@ class FollowPipeline:
                 self._pause_logs()
             floor = self._counted.get(batch.key, -1)
             if batch.end > floor:
-                self.lines += len(batch)
+                self.lines += _past(batch, floor)
             if self.logs_paused:
                 self._count_only(batch, floor)
                 continue
@@ -436,6 +436,16 @@ class FollowPipeline:
             return " | ".join(formats) if formats else None
         layout = self._errors.chosen(path)
         return layout.name if layout else None
+
+
+def _past(batch: Batch, floor: int) -> int:
+    """The lines or records of ``batch`` that end past ``floor``: all of them, but in the
+    batch that reads across it again after a logs pause."""
+    if batch.lines is None:
+        return sum(1 for record in batch.records if record.end > floor)
+    if batch.lines.offset >= floor:
+        return len(batch)
+    return sum(1 for line in batch.lines if line.end > floor)
 
 
 class Checkpointing:

@@ -463,7 +463,7 @@ class DatadogLogsSink:
             return failure if named else f"{self.target}: {failure}"
         if 200 <= status < 300:
             return None
-        return http_failure(status, self._address[0], self._answer)
+        return http_failure(status, self.target, self._answer)
 
     def _failed(self, failure: str) -> None:
         now = time.time()
