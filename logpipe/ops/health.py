@@ -44,6 +44,9 @@ def verdict(
     age = now - snapshot["taken_at"]
     if age > max(threshold, STALE_AFTER):
         return Health("stuck", f"the follow loop has published no snapshot for {age:.0f} s")
+    outage, outage_since = snapshot.get("write_outage"), snapshot.get("write_outage_since")
+    if outage and outage_since is not None and now - outage_since > threshold:
+        return Health("stuck", f"{outage} for {now - outage_since:.0f} s")
     sink = snapshot["sink"]
     pending = sink["pending"]
     failing_since = sink["failing_since"]
@@ -78,7 +81,7 @@ class HealthCheck:
             if snapshot is None or not snapshot["logs_paused"]:
                 self._paused_since = None
             elif self._paused_since is None:
-                self._paused_since = snapshot["taken_at"]
+                self._paused_since = snapshot.get("logs_paused_since") or snapshot["taken_at"]
             paused_since = self._paused_since
         return verdict(
             snapshot,

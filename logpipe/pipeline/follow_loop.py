@@ -102,6 +102,8 @@ class FollowPipeline:
         # again from its checkpoints); the metrics' position per file key, stored in ``counted``.
         self._refollow = refollow
         self.logs_paused = False
+        self._paused_since: float | None = None  # Unix time
+        self._outage_since: float | None = None  # Unix time a write outage was first seen
         self._counted_store = counted
         self._counted: dict[str, int] = {}
         if counted is not None:
@@ -133,7 +135,7 @@ class FollowPipeline:
 
     def _loop(self, stop: threading.Event) -> None:
         self._publish()
-        self._next_checkpoint = self._clock() + CHECKPOINT_INTERVAL
+        self._next_checkpoint = next_snapshot = self._clock() + CHECKPOINT_INTERVAL
         last_status, lines_then = self._clock(), 0
         last_item = self._clock()
         interval = POLL_INTERVAL
@@ -150,6 +152,9 @@ class FollowPipeline:
             self._send(batches)
             now = self._clock()
             self._write(now)
+            if now >= next_snapshot:  # in a write outage too
+                self._publish()
+                next_snapshot = now + CHECKPOINT_INTERVAL
             if self._status_interval and now - last_status >= self._status_interval:
                 rate = (self.lines - lines_then) / (now - last_status)
                 self._report(self.status(rate))
@@ -181,7 +186,6 @@ class FollowPipeline:
             if due and self._checkpointing.idle():
                 self._checkpoint()
                 self._next_checkpoint = now + CHECKPOINT_INTERVAL
-                self._publish()
         except OSError as error:
             self._durable = -1  # the next checkpoint syncs the output again
             self._outage.failed(error, self._clock())
@@ -274,6 +278,7 @@ class FollowPipeline:
     def _pause_logs(self) -> None:
         """The sink is congested: read for the metrics only until it delivered what it holds."""
         self.logs_paused = True
+        self._paused_since = time.time()
         why = self.sink.state()["last_error"] or "delivery is failing"
         self._report(
             f"logs paused ({why}): lines are read for metrics only; the logs stay in the files "
@@ -293,6 +298,7 @@ class FollowPipeline:
         self.follower.close()  # what it read since the pause is read again by the new one
         self.follower = follower
         self.logs_paused = False
+        self._paused_since = None
         if self._skips is not None:
             self._skips = Skips()
         self._report(
@@ -403,6 +409,10 @@ class FollowPipeline:
 
     def _publish(self) -> None:
         """Replace ``latest`` with a new snapshot (read by other threads, never changed)."""
+        if not self._outage.active:
+            self._outage_since = None
+        elif self._outage_since is None:
+            self._outage_since = time.time()
         self.latest = Snapshot(
             version=self._version,
             started_at=self._started_at,
@@ -410,6 +420,9 @@ class FollowPipeline:
             lines_read=self.lines,
             parse_errors=self.parse_errors,
             logs_paused=self.logs_paused,
+            logs_paused_since=self._paused_since,
+            write_outage=self._outage.cause or None,
+            write_outage_since=self._outage_since,
             checkpoint_at=self._checkpoint_at,
             unreadable=self.follower.problems,
             files=[

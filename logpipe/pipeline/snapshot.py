@@ -10,6 +10,8 @@ from typing import TypedDict
 
 from logpipe.sinks import SinkState
 
+__all__ = ["FileState", "SinkState", "Snapshot", "logpipe_version"]
+
 
 def logpipe_version() -> str:
     """The installed logpipe's version ("unknown" when run from a tree not installed)."""
@@ -42,6 +44,9 @@ class Snapshot(TypedDict):
     lines_read: int  # lines or error records read
     parse_errors: int  # lines that did not parse (sent with logpipe.parse_error)
     logs_paused: bool  # the log sink is congested: lines are read for metrics only
+    logs_paused_since: float | None  # Unix time the logs were paused
+    write_outage: str | None  # a write failing (full disk, read-only state dir): its cause
+    write_outage_since: float | None  # Unix time it started
     checkpoint_at: float | None  # Unix time the last checkpoint was stored
     unreadable: int  # followed paths that exist and cannot be read
     files: list[FileState]

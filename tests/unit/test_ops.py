@@ -30,6 +30,9 @@ def snapshot(**changes: Any) -> Snapshot:
         "lines_read": 12_345,
         "parse_errors": 2,
         "logs_paused": False,
+        "logs_paused_since": None,
+        "write_outage": None,
+        "write_outage_since": None,
         "checkpoint_at": NOW - 1,
         "unreadable": 0,
         "files": [
@@ -154,6 +157,15 @@ def test_a_failing_sink_with_pending_events_is_stuck_past_the_threshold() -> Non
         "stuck", "logs intake: 127.0.0.1:9: connection refused for 75 s, 1,234 events pending"
     )
     assert judge(snapshot(**{**FAILING, "sink_pending": 0})) == Health("ok")
+
+
+def test_a_write_outage_is_stuck_past_the_threshold_with_its_cause() -> None:
+    cause = "cannot write /var/lib/logpipe/out.ndjson: No space left on device"
+    failing = snapshot(write_outage=cause, write_outage_since=NOW - 30)
+    assert verdict(failing, NOW, 60, waiting_since=NOW - 7500) == Health("ok")
+    assert verdict(failing, NOW, 10, waiting_since=NOW - 7500) == Health(
+        "stuck", f"{cause} for 30 s"
+    )
 
 
 def test_a_stale_snapshot_means_the_loop_is_stuck() -> None:
