@@ -2,7 +2,8 @@
 
 ``python -m logpipe.cli.usage --write README.md`` (``make readme``) rewrites what lies between
 ``<!-- options: NAME -->`` and ``<!-- /options -->`` for each command of the registry
-(``logpipe.cli.commands``; a command with no such block gets one after the last), and between
+(``logpipe.cli.commands``; a command with no such block gets one, folded in ``<details>``, after
+the last), and between
 ``<!-- config-keys -->`` and ``<!-- /config-keys -->``: the keys follow mode's ``--config``
 file takes. ``--check README.md`` exits 1 when the file is not what ``--write`` would make.
 """
@@ -20,6 +21,7 @@ from pathlib import Path
 from logpipe.cli.commands import COMMANDS, FOLLOW, Command
 
 END = "<!-- /options -->"
+FOLDED_END = "\n\n</details>"
 CONFIG_START, CONFIG_END = "<!-- config-keys -->", "<!-- /config-keys -->"
 BLOCK = re.compile(r"<!-- options: (?P<name>[\w-]+) -->\n.*?" + re.escape(END), re.DOTALL)
 CONFIG_BLOCK = re.compile(re.escape(CONFIG_START) + r"\n.*?" + re.escape(CONFIG_END), re.DOTALL)
@@ -124,6 +126,12 @@ def config_keys() -> str:
     return "\n".join([CONFIG_START, *lines, CONFIG_END])
 
 
+def folded(command: Command, block: str) -> str:
+    """A new command's block, folded as the others are (``<details>``), after a blank line."""
+    summary = f"<details><summary><code>{invocation(command)}</code></summary>"
+    return f"\n\n{summary}\n\n{block}{FOLDED_END}"
+
+
 def generated(text: str, commands: Sequence[Command] = COMMANDS) -> str:
     """``text`` with every marked block as the parsers say; a command with no block gets one,
     with a heading, after the last block."""
@@ -138,8 +146,9 @@ def generated(text: str, commands: Sequence[Command] = COMMANDS) -> str:
             if END not in text:
                 raise ValueError(f"no {END!r} marker to put the options of {command.name} after")
             at = text.rindex(END) + len(END)
-            added = f"\n\n### {invocation(command)}\n\n{blocks[command.name]}"
-            text = text[:at] + added + text[at:]
+            if text.startswith(FOLDED_END, at):  # after the last block's fold
+                at += len(FOLDED_END)
+            text = text[:at] + folded(command, blocks[command.name]) + text[at:]
     if CONFIG_START in text:
         text = CONFIG_BLOCK.sub(lambda match: config_keys(), text)
     return text
