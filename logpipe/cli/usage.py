@@ -122,7 +122,7 @@ def config_keys() -> str:
             kind = "strings"
         kinds.setdefault(kind, []).append(key)
     lines = [f"- {kind}: {', '.join(keys)}" for kind, keys in kinds.items()]
-    lines.append("- tables: `[[log_processing_rules]]` (below)")
+    lines.append("- tables: `[[log_processing_rules]]`, the Datadog Agent's processing rules")
     return "\n".join([CONFIG_START, *lines, CONFIG_END])
 
 
