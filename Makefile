@@ -3,22 +3,35 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 READY := $(VENV)/.ready
-LOGS := tests/fixtures/logs/default
+RUN_READY := $(VENV)/.ready-run
+DOGSTATSD ?= off
 
-.PHONY: run test test-fast lint bench fixtures clean
+.PHONY: run readme test test-fast lint bench fixtures clean
 
+# logpipe and what running it needs (make run, make readme)
+$(RUN_READY): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(RUN_READY)
+
+# logpipe with its test, lint and benchmark tools (the test extra)
 $(READY): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(READY)
 
-# The main job (follow mode) on the bundled real gunicorn logs, with no Datadog account: events
-# as NDJSON on stdout, metrics to DogStatsD on localhost:8125; exits once the logs are drained.
-run: $(READY)
-	rm -rf $(VENV)/run-state
-	$(BIN)/logpipe --access $(LOGS)/access.log --error $(LOGS)/error.log --output stdout \
-		--state-dir $(VENV)/run-state --start-at beginning --exit-idle 2 --status-interval 1
+# The main job (follow mode), live, with no Datadog account: copies of the bundled real gunicorn
+# logs are followed while lines are appended and the files rotated once; a readable status each
+# second, then a summary. Events go to .venv/run/events.ndjson; metrics nowhere unless
+# DOGSTATSD=HOST:PORT.
+run: $(RUN_READY)
+	$(BIN)/python tests/fixtures/live_demo.py --work $(VENV)/run --dogstatsd $(DOGSTATSD)
+
+# README.md's option tables and config keys, from the commands' parsers (logpipe/cli/usage.py).
+readme: $(RUN_READY)
+	$(BIN)/python -m logpipe.cli.usage --write README.md
 
 # Both test tiers, with Hypothesis's full example counts: the fast one (pure, in-process tests)
 # first, then the integration one (tests that start processes or open sockets; see README.md).

@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from logpipe.cli.commands import command_named, follow_command
 from logpipe.cli.runtime import say_error
 from logpipe.problems import Failure, SetupError
 
@@ -32,34 +33,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(arguments: list[str]) -> int:
-    """The command ``arguments`` name (follow mode when none does). Each command's module is
-    imported when it runs, so that one loads nothing the others need (``logpipe parse`` no
-    network client, no replay workers)."""
-    command, rest = arguments[:1], arguments[1:]
-    if command == ["parse"]:
-        from logpipe.cli.parse import run_parse
-
-        return run_parse(rest)
-    if command == ["replay"]:
-        from logpipe.cli.replay import run_replay
-
-        return run_replay(rest)
-    if command == ["detect"]:
-        from logpipe.cli.detect import run_detect
-
-        return run_detect(rest)
-    if command == ["check"]:
-        from logpipe.cli.check import run_check
-
-        return run_check(rest)
-    if command == ["validate"]:
-        from logpipe.cli.validate import run_validate
-
-        return run_validate(rest)
-    if command == ["status"]:
-        from logpipe.cli.status import run_status
-
-        return run_status(rest)
-    from logpipe.cli.follow import run_follow
-
-    return run_follow(arguments)
+    """The command ``arguments`` name (follow mode when none does), from the registry
+    (``logpipe.cli.commands``), which imports each command's module only when it runs."""
+    command = command_named(arguments[0]) if arguments else None
+    if command is not None:
+        return command.runner()(arguments[1:])
+    return follow_command().runner()(arguments)
