@@ -411,10 +411,11 @@ def _telemetry(metrics: EventMetrics) -> Callable[[FollowPipeline], None]:
     previous: dict[str, int] = {}
 
     def report(pipeline: FollowPipeline) -> None:
+        stats = pipeline.sink.stats()
         totals = {"lines_read": pipeline.lines, "events_sent": pipeline.sink.delivered}
-        totals.update(pipeline.sink.stats())
+        totals.update(retries=stats.get("retries", 0), dead_lettered=stats.get("refused", 0))
         for name, total in totals.items():
-            if name != "queued" and total > previous.get(name, 0):
+            if total > previous.get(name, 0):
                 metrics.count_self(name, total - previous.get(name, 0))
                 previous[name] = total
         metrics.gauge_self("bytes_behind", pipeline.follower.behind())

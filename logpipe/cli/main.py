@@ -47,6 +47,10 @@ def _run(arguments: list[str]) -> int:
         from logpipe.cli.detect import run_detect
 
         return run_detect(rest)
+    if command == ["resend"]:
+        from logpipe.cli.resend import run_resend
+
+        return run_resend(rest)
     if command == ["check"]:
         from logpipe.cli.check import run_check
 

@@ -94,10 +94,13 @@ def open_sink(
     warn: Callable[[str], None],
     *,
     shutdown_timeout: float | None = None,
+    acknowledge_refused: bool = True,
 ) -> LogSink:
     """The log sink ``settings`` name (the caller closes it). A file is cut back to its last
     whole line first. Once ``stop`` is set, the Datadog sink delivers for at most
-    ``shutdown_timeout`` seconds (None: it sends what it holds, but retries nothing)."""
+    ``shutdown_timeout`` seconds (None: it sends what it holds, but retries nothing). Without
+    ``acknowledge_refused``, it raises ``Refused`` at a refused batch instead of keeping it in
+    the dead letters (``DatadogLogsSink``)."""
     target = settings.target
     if target == "stdout":
         return NdjsonSink(sys.stdout.buffer, fsync=False)
@@ -126,6 +129,7 @@ def open_sink(
                 warn=warn,
                 shutdown_timeout=shutdown_timeout,
                 proxy=proxy,
+                acknowledge_refused=acknowledge_refused,
             )
         except SetupError as error:
             raise SetupError(f"--intake-url: {error}") from None

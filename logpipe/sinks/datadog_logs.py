@@ -6,7 +6,10 @@ errors with exponential backoff and jitter (1 s doubling to 120 s, ``Retry-After
 for as long as it takes: while it waits nothing else is read (backpressure) and its events are
 not acknowledged, so checkpoints stay behind them. Answers that retrying cannot fix (400, 401,
 403, 404, 413) are reported once per kind, counted, and the batch is appended to a dead-letter
-NDJSON file so that nothing vanishes; its events then count as handled. The API key is sent in
+NDJSON file so that nothing vanishes (``logpipe resend`` sends it again); its events are then
+acknowledged, but counted as ``refused``, not ``delivered``. With ``acknowledge_refused=False``
+(replay, whose ledger must stay behind them) a refused batch is not kept: ``Refused`` is raised
+and nothing more is sent. The API key is sent in
 the ``DD-API-KEY`` header and never written anywhere else. With a ``proxy``
 (``logpipe.sinks.proxy``) every connection is a CONNECT tunnel through it; a proxy that refuses
 the tunnel or cannot be reached is said in one line naming it by ``host:port`` and retried like
@@ -26,7 +29,6 @@ import functools
 import gzip
 import http.client
 import math
-import os
 import random
 import socket
 import threading
@@ -40,8 +42,8 @@ import orjson
 
 from logpipe.event import Event, Token
 from logpipe.problems import SetupError
-from logpipe.sinks import Attempt, Interrupted, nothing_to_sync
-from logpipe.sinks.append import AppendFile
+from logpipe.sinks import Attempt, Interrupted, Refused, nothing_to_sync
+from logpipe.sinks.dead_letters import append_dead_letters
 from logpipe.sinks.proxy import Proxy, describe_failure
 from logpipe.sinks.proxy import connection as open_connection
 
@@ -125,6 +127,7 @@ class DatadogLogsSink:
         shutdown_timeout: float | None = None,
         proxy: Proxy | None = None,
         on_attempt: Callable[[Attempt], None] | None = None,
+        acknowledge_refused: bool = True,
     ) -> None:
         self._url = urlsplit(url)
         self._on_attempt = on_attempt
@@ -133,6 +136,7 @@ class DatadogLogsSink:
             raise SetupError(f"not an http(s) URL: {url}")
         self._api_key = api_key
         self._dead_letters = dead_letters
+        self._acknowledge_refused = acknowledge_refused
         self._stop = stop
         self._warn = warn
         self._flush_seconds = flush_seconds
@@ -142,6 +146,7 @@ class DatadogLogsSink:
         self._events: list[bytes] = []
         self._tokens: list[Token] = []
         self.delivered = 0  # events the intake accepted
+        self.refused = 0  # events it refused for good (dead letters, or ``Refused``)
         self._bytes = 2  # "[" and "]"
         self._opened = 0.0
         self._connection: http.client.HTTPConnection | None = None
@@ -212,9 +217,9 @@ class DatadogLogsSink:
 
     def stats(self) -> dict[str, int]:
         return {
+            "refused": self.refused,
+            "pending": len(self._events),
             "retries": self.counters.retries,
-            "dead_lettered": self.counters.dead_lettered,
-            "queued": len(self._events),
         }
 
     def parallel_append_path(self) -> None:
@@ -349,30 +354,24 @@ class DatadogLogsSink:
 
     def _reject(self, status: int, body: bytes) -> None:
         """Keep a refused batch in the dead letters (raising ``OSError`` when it cannot be
-        written: the batch is then kept here), then count and report it."""
-        self._keep_dead_letters()
+        written: the batch is then kept here), then count and report it; without
+        ``acknowledge_refused``, raise ``Refused`` instead of keeping it."""
+        if self._acknowledge_refused:
+            append_dead_letters(self._dead_letters, b"\n".join(self._events) + b"\n", self._warn)
+            self.counters.dead_lettered += len(self._events)
         self.counters.rejected[status] = self.counters.rejected.get(status, 0) + 1
-        self.counters.dead_lettered += len(self._events)
+        self.refused += len(self._events)
+        reason = {401: "API key refused", 403: "API key refused", 413: "batch too large"}
+        why = f"HTTP {status} ({reason.get(status, 'bad request')})"
+        if not self._acknowledge_refused:
+            count = len(self._events)
+            raise Refused(f"the logs intake refused {count} events with {why}", self._take())
         if status not in self._reported:
             self._reported.add(status)
-            reason = {401: "API key refused", 403: "API key refused", 413: "batch too large"}
             self._warn(
-                f"logs intake refused a batch with HTTP {status} "
-                f"({reason.get(status, 'bad request')}); not retrying, its "
+                f"logs intake refused a batch with {why}; not retrying, its "
                 f"{len(self._events)} events go to {self._dead_letters}"
             )
-
-    def _keep_dead_letters(self) -> None:
-        """Append the batch's events to the dead-letter file, whole, and sync it."""
-        self._dead_letters.parent.mkdir(parents=True, exist_ok=True)
-        file = AppendFile.open(str(self._dead_letters), self._warn)
-        try:
-            file.write(b"\n".join(self._events) + b"\n")
-            os.fsync(file.fileno())
-        except OSError as error:
-            raise OSError(error.errno, error.strerror, file.path) from None
-        finally:
-            file.close()
 
     def _take(self) -> list[Token]:
         tokens = self._tokens
