@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Follow gunicorn access and error logs through rotation and ship them as "
         "structured events. Runs until SIGTERM/SIGINT.",
         epilog="Other commands: logpipe parse --help (a whole file to NDJSON), logpipe replay "
-        "--help (backfill archives), logpipe check --help (gunicorn's processes, once).",
+        "--help (backfill archives), logpipe check --help (gunicorn's processes, once), "
+        "logpipe resend --help (the intake's refusals, again).",
     )
     add_log_options(parser, "follow", "PATH")
     add_parsing_options(parser)
