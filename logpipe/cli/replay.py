@@ -212,7 +212,9 @@ def run_replay(arguments: Sequence[str]) -> int:
             f"(ledger in {args.state_dir}); --force to send again"
         )
     else:
-        warn(f"replayed {len(files)} files: {replay.events} events: {outcome}{older}{ruled}")
+        warn(
+            f"replayed {len(files)} files: {replay.events} events{older}{ruled}; output: {outcome}"
+        )
     summary.skipped_old = replay.too_old
     summary.accepted, summary.refused, summary.pending = (
         replay.accepted,

@@ -48,7 +48,7 @@ def test_a_refused_batch_stops_the_replay_and_a_rerun_sends_exactly_the_rest(
         again = replay(*args, "--quiet", cwd=series)
         assert again.returncode == 0, again.stderr
         assert again.stderr.decode().splitlines()[-1] == (
-            "logpipe: replayed 4 files: 55 events: 55 accepted, 0 refused, 0 pending"
+            "logpipe: replayed 4 files: 55 events; output: 55 accepted, 0 refused, 0 pending"
         )
         assert [event["message"] for event in intake.events] == text(LINES)  # each once
 
