@@ -106,6 +106,7 @@ def _reason(error: BaseException) -> str:
 class Counters:
     retries: int = 0
     dead_lettered: int = 0
+    refused: int = 0  # events refused for good (dead-lettered, or given back: ``Refused``)
     rejected: dict[int, int] = field(default_factory=dict)
 
 
@@ -146,7 +147,6 @@ class DatadogLogsSink:
         self._events: list[bytes] = []
         self._tokens: list[Token] = []
         self.delivered = 0  # events the intake accepted
-        self.refused = 0  # events it refused for good (dead letters, or ``Refused``)
         self._bytes = 2  # "[" and "]"
         self._opened = 0.0
         self._connection: http.client.HTTPConnection | None = None
@@ -217,7 +217,7 @@ class DatadogLogsSink:
 
     def stats(self) -> dict[str, int]:
         return {
-            "refused": self.refused,
+            "refused": self.counters.refused,
             "pending": len(self._events),
             "retries": self.counters.retries,
         }
@@ -360,7 +360,7 @@ class DatadogLogsSink:
             append_dead_letters(self._dead_letters, b"\n".join(self._events) + b"\n", self._warn)
             self.counters.dead_lettered += len(self._events)
         self.counters.rejected[status] = self.counters.rejected.get(status, 0) + 1
-        self.refused += len(self._events)
+        self.counters.refused += len(self._events)
         reason = {401: "API key refused", 403: "API key refused", 413: "batch too large"}
         why = f"HTTP {status} ({reason.get(status, 'bad request')})"
         if not self._acknowledge_refused:
