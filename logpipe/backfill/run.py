@@ -10,7 +10,9 @@ A ledger in the state dir (``replay-ledger.json``, written like the follow check
 per file *content* (a hash of the first decompressed KB), how many decompressed bytes were
 delivered. So ``access.log.1`` and the later ``access.log.1.gz`` are one file, a file replayed
 while it was still growing, or an interrupted replay, continues where it stopped, and a re-run
-ships nothing twice (``force`` ignores the ledger). Events keep their own timestamps.
+ships nothing twice (``force`` ignores the ledger). Events keep their own timestamps. Events
+the intake refuses are not delivered: the sink raises ``Refused`` (it does not acknowledge
+them), the replay stops there, and the ledger stays behind them, so a re-run sends them.
 """
 
 from __future__ import annotations
@@ -153,6 +155,9 @@ class Replay:
         self.excluded = 0  # lines or records the processing rules dropped
         self.masked = 0  # lines or records they masked
         self.files_done = 0
+        self.written = 0  # events the engine's workers appended to the sink's file themselves
+        self.already_files = 0  # files the ledger says were delivered whole: nothing sent
+        self.already_bytes = 0  # their bytes (decompressed)
         self.bytes_done = 0  # as stored (compressed for gzip), of the files done
         self._reading: BinaryIO | None = None  # the file being read here, as stored
         self._position = 0  # where the ranges of a file read by the engine have got to
@@ -210,6 +215,7 @@ class Replay:
             state = _FileState(replay_file, key, head_bytes, start)
             formats, layout = self._formats(replay_file), self._layout(replay_file)
             self._is_start = self._record_start(layout)
+            sent = False
             for chunk in self._file_chunks(replay_file, start, compressed):
                 if stop.is_set():
                     self.interrupted = True
@@ -218,7 +224,11 @@ class Replay:
                     chunk.turn = turns.number()
                 chunk.formats, chunk.layout = formats, layout
                 state.end = chunk.end
+                sent = True
                 yield (state, False), chunk
+            if done is not None and not sent:
+                self.already_files += 1
+                self.already_bytes += done.offset
             read_to[key] = state.end
             yield (state, True), None
 
@@ -311,6 +321,21 @@ class Replay:
         )
 
     @property
+    def accepted(self) -> int:
+        """Events the output took (the intake answered 2xx, or they were written)."""
+        return self.sink.delivered + self.written
+
+    @property
+    def refused(self) -> int:
+        """Events the intake refused for good (not in the ledger)."""
+        return self.sink.stats().get("refused", 0)
+
+    @property
+    def pending(self) -> int:
+        """Events read and meant for the output, neither accepted nor refused (a stop)."""
+        return max(0, self.events - self.too_old - self.accepted - self.refused)
+
+    @property
     def bytes_read(self) -> int:
         """Bytes read so far, as stored (for an ETA)."""
         reading = self._reading
@@ -358,6 +383,7 @@ class Replay:
             self._counts.merge(result.counts)
         ends = result.ends.tolist()
         if result.written:  # the worker appended its events to the sink's file itself
+            self.written += result.events - result.too_old
             self._acknowledge(ends, state)
         elif self._engine.turns is not None and result.turn >= 0:
             self._engine.turns.take(

@@ -20,6 +20,7 @@ from logpipe.event import ACCESS_LOGGER, ERROR_LOGGER, Event, bot_error
 BUCKET_MS = 30_000  # Datadog's status-code overview steps by 30 s
 NO_PATH = "(none)"
 NO_TIME_YET = 1 << 62
+UNMERGED = ("accepted", "refused", "pending")  # the caller's counts, not a part's
 STATUS_CLASSES = {code: f"{code // 100}xx" for code in range(100, 600)}
 
 
@@ -41,6 +42,10 @@ class Summary:
         self.parse_errors = 0
         self.truncated = 0
         self.skipped_old = 0
+        # events the output accepted, refused, left pending: set by the caller, not merged
+        self.accepted = 0
+        self.refused = 0
+        self.pending = 0
         # requests per (status code, 30 s bucket or None): statuses and timeline, in one count
         self.requests: dict[tuple[int, int | None], int] = {}
         self.paths_4xx: Counter[str] = Counter()
@@ -96,6 +101,8 @@ class Summary:
     def merge(self, other: Summary) -> None:
         """Add what ``other`` counted (a part of the same replay) to this summary."""
         for name, value in vars(other).items():
+            if name in UNMERGED:
+                continue
             mine = getattr(self, name)
             if isinstance(value, Counter):
                 mine.update(value)

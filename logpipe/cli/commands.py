@@ -41,6 +41,7 @@ COMMANDS: tuple[Command, ...] = (
     Command("check", "logpipe.cli.check", "build_check_parser", "run_check"),
     Command("validate", "logpipe.cli.validate", "build_validate_parser", "run_validate"),
     Command("status", "logpipe.cli.status", "build_status_parser", "run_status"),
+    Command("resend", "logpipe.cli.resend", "build_resend_parser", "run_resend"),
 )
 
 

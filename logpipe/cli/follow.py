@@ -72,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Follow gunicorn access and error logs through rotation and ship them as "
         "structured events. Runs until SIGTERM/SIGINT.",
         epilog="Other commands: logpipe parse --help (a whole file to NDJSON), logpipe replay "
-        "--help (backfill archives), logpipe check --help (gunicorn's processes, once).",
+        "--help (backfill archives), logpipe check --help (gunicorn's processes, once), "
+        "logpipe resend --help (the intake's refusals, again).",
     )
     add_log_options(parser, "follow", "PATH")
     add_parsing_options(parser)
@@ -449,10 +450,11 @@ def _telemetry(metrics: EventMetrics) -> Callable[[FollowPipeline], None]:
     previous: dict[str, int] = {}
 
     def report(pipeline: FollowPipeline) -> None:
+        stats = pipeline.sink.stats()
         totals = {"lines_read": pipeline.lines, "events_sent": pipeline.sink.delivered}
-        totals.update(pipeline.sink.stats())
+        totals.update(retries=stats.get("retries", 0), dead_lettered=stats.get("refused", 0))
         for name, total in totals.items():
-            if name != "queued" and total > previous.get(name, 0):
+            if total > previous.get(name, 0):
                 metrics.count_self(name, total - previous.get(name, 0))
                 previous[name] = total
         metrics.gauge_self("bytes_behind", pipeline.follower.behind())

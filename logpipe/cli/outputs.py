@@ -95,12 +95,14 @@ def open_sink(
     *,
     shutdown_timeout: float | None = None,
     on_attempt: Sequence[Callable[[Attempt], None]] = (),
+    acknowledge_refused: bool = True,
 ) -> LogSink:
     """The log sink ``settings`` name (the caller closes it). A file is cut back to its last
     whole line first. Once ``stop`` is set, the Datadog sink delivers for at most
     ``shutdown_timeout`` seconds (None: it sends what it holds, but retries nothing). The
     Datadog sink shows each request to the ``on_attempt`` hooks, and with ``settings.debug``
-    says it in one ``debug:`` line through ``warn``."""
+    says it in one ``debug:`` line through ``warn``. Without ``acknowledge_refused``, it raises
+    ``Refused`` at a refused batch instead of keeping it in the dead letters."""
     target = settings.target
     if target == "stdout":
         return NdjsonSink(sys.stdout.buffer, fsync=False)
@@ -132,6 +134,7 @@ def open_sink(
                 on_attempt=_each(
                     [*on_attempt, _debug_line(warn)] if settings.debug else list(on_attempt)
                 ),
+                acknowledge_refused=acknowledge_refused,
             )
         except SetupError as error:
             raise SetupError(f"--intake-url: {error}") from None

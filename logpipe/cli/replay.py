@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import signal
+import os
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
@@ -36,13 +35,13 @@ from logpipe.cli.options import (
     timezone,
 )
 from logpipe.cli.outputs import open_sink, output_settings
-from logpipe.cli.runtime import relax_gc, set_log_format, warn
+from logpipe.cli.runtime import relax_gc, set_log_format, stop_on_signals, warn
 from logpipe.metrics.client import dogstatsd
 from logpipe.metrics.timestamped import Sums, TimestampedCounts
 from logpipe.pipeline.outage import describe
 from logpipe.problems import Failure, SetupError
 from logpipe.service_tags import ServiceTags
-from logpipe.sinks import Interrupted
+from logpipe.sinks import Interrupted, Refused
 
 
 def build_replay_parser() -> argparse.ArgumentParser:
@@ -107,14 +106,21 @@ def run_replay(arguments: Sequence[str]) -> int:
     """``logpipe replay``: send archived files once, oldest first; exit 0 when delivered."""
     args = build_replay_parser().parse_args(arguments)
     set_log_format(args.log_format)
-    files = [ReplayFile(path, "access") for path in order_series(expand(args.access))]
-    files += [ReplayFile(path, "error") for path in order_series(expand(args.error))]
+    unmatched: list[str] = []
+    files = [ReplayFile(path, "access") for path in order_series(matches(args.access, unmatched))]
+    files += [ReplayFile(path, "error") for path in order_series(matches(args.error, unmatched))]
+    if not files and unmatched:
+        raise SetupError(f"no file matches {' or '.join(map(repr, unmatched))}")
     if not files:
         raise SetupError("nothing to replay: give --access FILE|GLOB and/or --error FILE|GLOB")
+    for pattern in unmatched:
+        warn(f"no file matches {pattern!r}")
     for missing in [file.path for file in files if not is_url(file.path) and not isfile(file.path)]:
         raise SetupError(f"cannot read {missing}: no such file")
     if args.jobs is not None and args.jobs < 1:
         raise SetupError("--jobs must be at least 1")
+    if args.report:
+        check_report_folder(args.report)
     access_parser(args)  # the format is checked here, once
     pattern = multiline_pattern(args.multiline_pattern)
     rules = processing_rules(args)  # checked before anything is read
@@ -133,7 +139,7 @@ def run_replay(arguments: Sequence[str]) -> int:
     oldest_ms = None if max_age is None else int((time.time() - max_age) * 1000)
     stop, signals = stop_on_signals()
     with ExitStack() as resources:
-        sink = open_sink(output, stop, warn)
+        sink = open_sink(output, stop, warn, acknowledge_refused=False)
         resources.callback(sink.close)
         try:
             engine = resources.enter_context(
@@ -171,8 +177,11 @@ def run_replay(arguments: Sequence[str]) -> int:
         except CorruptCheckpoints as error:
             raise SetupError(f"{error} (use --force, or move the ledger aside)") from None
         relax_gc()
+        refusal: str | None = None
         try:
             replay.run()
+        except Refused as refused:
+            refusal = str(refused)  # the ledger stays behind the refused events
         except Interrupted:
             replay.interrupted = True  # while the intake was failing: the ledger has the rest
         except OSError as error:
@@ -182,19 +191,40 @@ def run_replay(arguments: Sequence[str]) -> int:
             ) from None
         finally:
             close_metrics()
+    outcome = f"{replay.accepted} accepted, {replay.refused} refused, {replay.pending} pending"
     if replay.interrupted:
         warn(
-            f"stopped by {signals[-1].name}: {replay.events} events sent; the ledger keeps "
-            "where each file got to, and a re-run goes on from there"
+            f"stopped by {signals[-1].name}: {replay.events} events read: {outcome}; the ledger "
+            "keeps where each file got to, and a re-run goes on from there"
         )
         return 128 + signals[-1]
     older = f", {replay.too_old} older than --max-age not sent" if replay.too_old else ""
     ruled = ""
     if rules is not None:
         ruled = f"; processing rules: excluded={replay.excluded} masked={replay.masked}"
-    warn(f"replayed {len(files)} files: {replay.events} events{older}{ruled}")
+    sent_nothing = not replay.events and replay.already_files and not replay.unreadable
+    if refusal is not None:
+        warn(
+            f"{refusal}; replay stopped: {replay.events} events read: {outcome}{older}; the "
+            "ledger stays behind the refused events: a re-run sends them once the intake "
+            "takes them (DD_API_KEY, --intake-url)"
+        )
+    elif sent_nothing:
+        warn(
+            f"already delivered: {replay.already_files} files, {replay.already_bytes:,} bytes "
+            f"(ledger in {args.state_dir}); --force to send again"
+        )
+    else:
+        warn(
+            f"replayed {len(files)} files: {replay.events} events{older}{ruled}; output: {outcome}"
+        )
     summary.skipped_old = replay.too_old
-    if not args.quiet:
+    summary.accepted, summary.refused, summary.pending = (
+        replay.accepted,
+        replay.refused,
+        replay.pending,
+    )
+    if not args.quiet and not sent_nothing:
         print(render.text(summary), file=sys.stderr)
     if args.report:
         try:
@@ -204,22 +234,28 @@ def run_replay(arguments: Sequence[str]) -> int:
     if replay.unreadable:
         warn(f"not read to the end (damaged): {', '.join(replay.unreadable)}")
         return 1
-    return 0
+    return 0 if refusal is None else 1
 
 
-def stop_on_signals() -> tuple[threading.Event, list[signal.Signals]]:
-    """An event set by SIGINT or SIGTERM, and the signals received (replay finishes what is in
-    flight, then stops)."""
-    stop = threading.Event()
-    received: list[signal.Signals] = []
+def matches(patterns: list[str], unmatched: list[str]) -> list[str]:
+    """The paths ``patterns`` name (``expand``); the globs that match nothing are added to
+    ``unmatched``."""
+    paths: list[str] = []
+    for pattern in patterns:
+        found = expand([pattern])
+        if not found:
+            unmatched.append(pattern)
+        paths += found
+    return paths
 
-    def request_stop(signum: int, frame: object) -> None:
-        received.append(signal.Signals(signum))
-        stop.set()
 
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
-    return stop, received
+def check_report_folder(report: str) -> None:
+    """``--report``'s folder must exist and be writable before anything is replayed."""
+    folder = Path(report).parent
+    if not folder.is_dir():
+        raise SetupError(f"--report {report}: no such folder {folder}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise SetupError(f"--report {report}: cannot write in {folder}")
 
 
 def timestamped_metrics(

@@ -1,11 +1,14 @@
 """What every command does in its own process: pace the cycle collector, say things on
-stderr (as text, or as JSON lines for a log shipper: ``--log-format``)."""
+stderr (as text, or as JSON lines for a log shipper: ``--log-format``), stop on SIGINT and
+SIGTERM."""
 
 from __future__ import annotations
 
 import datetime
 import gc
+import signal
 import sys
+import threading
 
 LOG_FORMATS = ("text", "json")
 DEBUG, INFO, WARNING, ERROR = "debug", "info", "warning", "error"
@@ -66,3 +69,18 @@ def message_line(message: str, level: str | None = None) -> str:
         "message": message,
     }
     return orjson.dumps(line).decode() + "\n"
+
+
+def stop_on_signals() -> tuple[threading.Event, list[signal.Signals]]:
+    """An event set by SIGINT or SIGTERM, and the signals received (the command finishes what is
+    in flight, then stops)."""
+    stop = threading.Event()
+    received: list[signal.Signals] = []
+
+    def request_stop(signum: int, frame: object) -> None:
+        received.append(signal.Signals(signum))
+        stop.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    return stop, received

@@ -347,10 +347,14 @@ class FollowPipeline:
             yield pair
 
     def status(self, rate: float) -> str:
-        """One line: throughput, delivery, backlog, unreadable files, the sink's counters."""
-        extra = " ".join(f"{key}={value}" for key, value in self.sink.stats().items())
+        """One line: throughput, delivery (accepted, refused for good, not yet either), backlog,
+        unreadable files, the sink's other counters."""
+        stats = dict(self.sink.stats())
+        refused, pending = stats.pop("refused", 0), stats.pop("pending", 0)
+        extra = " ".join(f"{key}={value}" for key, value in stats.items())
         return (
             f"status: lines/s={rate:.0f} read={self.lines} delivered={self.sink.delivered} "
+            f"refused={refused} pending={pending} "
             f"behind_bytes={self.follower.behind()} unreadable={self.follower.problems} "
             f"parse_errors={self.parse_errors}{self._rule_counts()} {extra}"
         ).rstrip()

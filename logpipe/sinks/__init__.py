@@ -21,6 +21,16 @@ class Interrupted(Exception):
         self.delivered: list[Token] = []
 
 
+class Refused(Interrupted):
+    """The intake refused a batch for good (a bad key, a bad request) and the sink was told
+    not to acknowledge refused events (replay: its ledger must stay behind them). Nothing more
+    is sent; ``refused``: the batch's tokens; ``delivered``: as for ``Interrupted``."""
+
+    def __init__(self, message: str, refused: list[Token]) -> None:
+        super().__init__(message)
+        self.refused = refused
+
+
 @dataclass(frozen=True)
 class Attempt:
     """One request to an intake, as it ended (shown to a sink's ``on_attempt`` hooks: the
@@ -94,7 +104,8 @@ class LogSink(Protocol):
         ...
 
     def stats(self) -> dict[str, int]:
-        """Counters worth a status line (retries, dead-lettered...)."""
+        """Counters worth a status line: ``refused`` (events refused for good) and ``pending``
+        (taken, neither delivered nor refused yet) when the sink has them, retries..."""
         ...
 
     def parallel_append_path(self) -> str | None:

@@ -9,6 +9,7 @@ events after whole events.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import stat
 from collections.abc import Callable
@@ -26,11 +27,14 @@ class AppendFile:
         self._cut_to: int | None = None  # where a failed write's undo must still cut to
 
     @classmethod
-    def open(cls, path: str, report: Callable[[str], None]) -> AppendFile:
+    def open(cls, path: str, report: Callable[[str], None], *, lock: bool = False) -> AppendFile:
         """Open ``path`` to append to (creating it), cut back to its last whole line; the cut
-        is reported in one line."""
+        is reported in one line. With ``lock``, an exclusive ``flock`` is taken first (held
+        until ``close``), so that writers in other processes never cut each other's lines."""
         fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
+            if lock:
+                fcntl.flock(fd, fcntl.LOCK_EX)
             cut = cut_torn_tail(fd)
         except OSError:
             os.close(fd)

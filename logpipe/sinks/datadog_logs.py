@@ -14,7 +14,10 @@ try that got no answer, the intake is probed (a connection opened) every second 
 delivery resumes within seconds of a recovery. Its events are not acknowledged until accepted,
 so checkpoints stay behind them. Answers that retrying cannot fix (400, 401, 403, 404, 413) are
 reported once per kind, counted, and the batch is appended to a dead-letter NDJSON file so that
-nothing vanishes; its events then count as handled. Messages name the intake (``host:port``)
+nothing vanishes (``logpipe resend`` sends it again); its events are then acknowledged, but
+counted as ``refused``, not ``delivered``. With ``acknowledge_refused=False`` (replay, whose
+ledger must stay behind them) a refused batch is not kept: ``Refused`` is raised and nothing more
+is sent. Messages name the intake (``host:port``)
 and the cause, with a refusal's error body cut to one line; each request is shown to the
 ``on_attempt`` hook. The API key is sent in the ``DD-API-KEY`` header and never written anywhere
 else. With a ``proxy`` (``logpipe.sinks.proxy``) every connection is a CONNECT tunnel through
@@ -36,7 +39,6 @@ import functools
 import gzip
 import http.client
 import math
-import os
 import random
 import socket
 import threading
@@ -51,8 +53,8 @@ import orjson
 
 from logpipe.event import Event, Token
 from logpipe.problems import SetupError
-from logpipe.sinks import Attempt, Interrupted, SinkState, nothing_to_sync
-from logpipe.sinks.append import AppendFile
+from logpipe.sinks import Attempt, Interrupted, Refused, SinkState, nothing_to_sync
+from logpipe.sinks.dead_letters import append_dead_letters
 from logpipe.sinks.failures import explain, http_failure
 from logpipe.sinks.proxy import Proxy
 from logpipe.sinks.proxy import connection as open_connection
@@ -118,6 +120,7 @@ def check_api_key(
 class Counters:
     retries: int = 0
     dead_lettered: int = 0
+    refused: int = 0  # events refused for good (dead-lettered, or given back: ``Refused``)
     rejected: dict[int, int] = field(default_factory=dict)
 
 
@@ -157,6 +160,7 @@ class DatadogLogsSink:
         shutdown_timeout: float | None = None,
         proxy: Proxy | None = None,
         on_attempt: Callable[[Attempt], None] | None = None,
+        acknowledge_refused: bool = True,
     ) -> None:
         self._url = urlsplit(url)
         self._on_attempt = on_attempt
@@ -171,6 +175,7 @@ class DatadogLogsSink:
         self.target = f"{self._url.hostname}:{port}"  # how messages name the intake
         self._api_key = api_key
         self._dead_letters = dead_letters
+        self._acknowledge_refused = acknowledge_refused
         self._stop = stop
         self._warn = warn
         self._flush_seconds = flush_seconds
@@ -256,7 +261,7 @@ class DatadogLogsSink:
             kind="datadog",
             target=self.target,
             delivered=self.delivered,
-            refused=self.counters.dead_lettered,
+            refused=self.counters.refused,
             pending=self.pending,
             retries=self.counters.retries,
             last_success=health.last_success,
@@ -304,6 +309,10 @@ class DatadogLogsSink:
             ended = self._ended
         if ended is None:
             return done
+        if isinstance(ended, Refused):
+            refused = Refused(str(ended), ended.refused)
+            refused.delivered = done
+            raise refused
         if isinstance(ended, Interrupted):
             interrupted = Interrupted(str(ended))
             interrupted.delivered = done
@@ -316,9 +325,9 @@ class DatadogLogsSink:
 
     def stats(self) -> dict[str, int]:
         return {
+            "refused": self.counters.refused,
+            "pending": self.pending,
             "retries": self.counters.retries,
-            "dead_lettered": self.counters.dead_lettered,
-            "queued": self.pending,
         }
 
     def parallel_append_path(self) -> None:
@@ -524,29 +533,24 @@ class DatadogLogsSink:
 
     def _reject(self, status: int, failure: str, batch: _Batch) -> None:
         """Keep a refused batch in the dead letters (raising ``OSError`` when it cannot be
-        written: the batch is then kept here), then count and report it."""
-        self._keep_dead_letters(batch.events)
+        written: the batch is then kept here), then count and report it; without
+        ``acknowledge_refused``, raise ``Refused`` instead of keeping it."""
+        count = len(batch.events)
+        if self._acknowledge_refused:
+            append_dead_letters(self._dead_letters, b"\n".join(batch.events) + b"\n", self._warn)
+            self.counters.dead_lettered += count
         self.counters.rejected[status] = self.counters.rejected.get(status, 0) + 1
-        self.counters.dead_lettered += len(batch.events)
+        self.counters.refused += count
+        reason = {401: "API key refused", 403: "API key refused", 413: "batch too large"}
+        why = f"{failure} ({reason.get(status, 'bad request')})"
+        if not self._acknowledge_refused:
+            raise Refused(f"the logs intake refused {count} events: {why}", batch.tokens)
         if status not in self._reported:
             self._reported.add(status)
-            reason = {401: "API key refused", 403: "API key refused", 413: "batch too large"}
             self._warn(
-                f"logs intake refused a batch: {failure} ({reason.get(status, 'bad request')}); "
-                f"not retrying, its {len(batch.events)} events go to {self._dead_letters}"
+                f"logs intake refused a batch: {why}; not retrying, its {count} events go to "
+                f"{self._dead_letters}"
             )
-
-    def _keep_dead_letters(self, events: list[bytes]) -> None:
-        """Append the batch's events to the dead-letter file, whole, and sync it."""
-        self._dead_letters.parent.mkdir(parents=True, exist_ok=True)
-        file = AppendFile.open(str(self._dead_letters), self._warn)
-        try:
-            file.write(b"\n".join(events) + b"\n")
-            os.fsync(file.fileno())
-        except OSError as error:
-            raise OSError(error.errno, error.strerror, file.path) from None
-        finally:
-            file.close()
 
 
 def _gzip_with() -> Callable[[bytes], bytes]:

@@ -9,10 +9,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from logpipe.sinks import Interrupted, datadog_logs
+from logpipe.sinks import Interrupted, Refused, datadog_logs
 from logpipe.sinks.datadog_logs import DatadogLogsSink
 from tests.follow.harness import wait_until
-from tests.support.intake import Drop, Intake, Status
+from tests.support.intake import Drop, Intake, Slow, Status
 
 # Integration tier: every test ships to a local HTTP intake over a socket.
 pytestmark = pytest.mark.integration
@@ -136,6 +136,37 @@ def test_refused_batches_go_to_dead_letters(intake: Intake, tmp_path: Path, stat
     assert len(warnings) == 1 and f"HTTP {status}" in warnings[0] and KEY not in warnings[0]
     assert logs.counters.rejected == {status: 2}
     assert logs.counters.dead_lettered == 5
+    assert (logs.delivered, logs.counters.refused) == (0, 5)  # acknowledged, not delivered
+    assert logs.stats() == {"refused": 5, "pending": 0, "retries": 0}
+
+
+def test_without_acknowledging_refused_events_a_refusal_ends_the_sending(
+    intake: Intake, tmp_path: Path
+) -> None:
+    warnings: list[str] = []
+    logs = DatadogLogsSink(
+        intake.url,
+        KEY,
+        dead_letters=tmp_path / "dead.ndjson",
+        stop=threading.Event(),
+        warn=warnings.append,
+        flush_seconds=60,
+        max_events=10,
+        acknowledge_refused=False,
+    )
+    intake.script(Slow(0), Status(403))
+    acknowledged: list[int] = []
+    with pytest.raises(Refused) as refused:
+        acknowledged += send_each(logs, range(25))
+        acknowledged += drained(logs)
+    acknowledged += [offset for _, offset in refused.value.delivered]
+    assert acknowledged == list(range(10))
+    assert [offset for _, offset in refused.value.refused] == list(range(10, 20))
+    assert "HTTP 403" in str(refused.value) and "refused 10 events" in str(refused.value)
+    assert messages(intake) == [f"line {n}" for n in range(10)]
+    assert len(intake.requests) == 2  # nothing sent after the refusal
+    assert (logs.delivered, logs.counters.refused) == (10, 10)
+    assert not (tmp_path / "dead.ndjson").exists() and warnings == []
 
 
 def test_shutdown_during_an_outage_keeps_the_batch_unacknowledged(

@@ -54,7 +54,8 @@ def test_config_file_status_line_and_quiet_log_level(tmp_path: Path) -> None:
     assert {(event["service"], event["ddtags"]) for event in events} == {("shop", "team:web")}
     lines = stderr_of(tmp_path).splitlines()
     assert any(
-        "read=3 delivered=3 behind_bytes=0 unreadable=0 parse_errors=0" in line for line in lines
+        "read=3 delivered=3 refused=0 pending=0 behind_bytes=0 unreadable=0 parse_errors=0" in line
+        for line in lines
     ), lines
     assert not any("opened" in line for line in lines), lines  # quiet: no file notices
 

@@ -28,7 +28,15 @@ COMMANDS = [command.name for command in REGISTRY if command.name != FOLLOW]
 
 
 def test_every_command_is_known_here() -> None:
-    assert sorted(COMMANDS) == ["check", "detect", "parse", "replay", "status", "validate"]
+    assert sorted(COMMANDS) == [
+        "check",
+        "detect",
+        "parse",
+        "replay",
+        "resend",
+        "status",
+        "validate",
+    ]
 
 
 @pytest.mark.parametrize("command", [[], *([name] for name in COMMANDS)])

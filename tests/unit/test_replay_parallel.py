@@ -683,8 +683,8 @@ def test_a_stopped_replay_finishes_what_is_in_flight_and_a_rerun_completes_it(
     sent = len(output.read_bytes().splitlines())
     assert 0 < sent < 200_000
     assert stderr.splitlines()[-1] == (
-        f"logpipe: stopped by {stop.name}: {sent} events sent; the ledger keeps where each "
-        "file got to, and a re-run goes on from there"
+        f"logpipe: stopped by {stop.name}: {sent} events read: {sent} accepted, 0 refused, "
+        "0 pending; the ledger keeps where each file got to, and a re-run goes on from there"
     )
     assert start_replay(big_log, output, tmp_path / "state").wait(timeout=60) == 0
     assert output.read_bytes() == full.read_bytes()  # nothing lost, nothing twice

@@ -48,7 +48,7 @@ def test_a_command_new_to_the_registry_gets_a_folded_block_after_the_last() -> N
 
 def test_a_block_for_a_command_not_in_the_registry_is_refused() -> None:
     with pytest.raises(ValueError, match="not in the registry"):
-        generated(f"<!-- options: resend -->\n{END}\n", COMMANDS)
+        generated(f"<!-- options: nosuchcommand -->\n{END}\n", COMMANDS)
 
 
 def test_defaults_are_documented_the_same_on_any_machine(monkeypatch: pytest.MonkeyPatch) -> None:
