@@ -33,6 +33,7 @@ from functools import partial
 
 from logpipe.checkpoints import Checkpoint, CheckpointStore
 from logpipe.event import Event, Token
+from logpipe.parsing.access.format import DEFAULT_FORMATS
 from logpipe.parsing.access.parser import AccessParser
 from logpipe.parsing.error.parser import ErrorParser
 from logpipe.pipeline.batch import access_batch_pairs, record_pairs
@@ -450,7 +451,9 @@ class FollowPipeline:
         """The access format or error layout ``path`` is read in, once known."""
         if kind == "access":
             formats = self._access.chosen(path)
-            return " | ".join(formats) if formats else None
+            if formats == DEFAULT_FORMATS:
+                return "gunicorn default"
+            return formats[0] if formats else None
         layout = self._errors.chosen(path)
         return layout.name if layout else None
 
