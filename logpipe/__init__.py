@@ -29,6 +29,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from logpipe.about import VERSION
 from logpipe.checkpoints import CheckpointStore
 from logpipe.parsing.access.format import DEFAULT_FORMAT, FormatError
 from logpipe.parsing.access.parser import AccessParser
@@ -50,7 +51,7 @@ __all__ = [
     "Record",
     "replay",
 ]
-__version__ = "0.1.0"
+__version__ = VERSION
 
 
 def replay(

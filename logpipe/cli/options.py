@@ -8,6 +8,7 @@ import re
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from logpipe.about import VERSION
 from logpipe.lines import MAX_LINE_BYTES
 from logpipe.metrics.client import DEFAULT_NAMESPACE
 from logpipe.parsing.access.format import FormatError
@@ -53,9 +54,7 @@ def add_log_options(parser: argparse.ArgumentParser, verb: str, metavar: str) ->
 
 
 class _Version(argparse.Action):
-    """``--version``: ``logpipe 0.1.0`` on stdout, exit status 0. The number is the installed
-    distribution's (``logpipe.__version__`` is the same; the command line does not import the
-    library API)."""
+    """``--version``: ``logpipe 0.1.0`` on stdout, exit status 0 (``logpipe.about``)."""
 
     def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
         super().__init__(option_strings, dest, nargs=0, **kwargs)
@@ -67,9 +66,7 @@ class _Version(argparse.Action):
         values: str | Sequence[object] | None,
         option_string: str | None = None,
     ) -> None:
-        from importlib.metadata import version
-
-        print(f"logpipe {version('logpipe')}")
+        print(f"logpipe {VERSION}")
         parser.exit(0)
 
 

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 
+from logpipe.about import VERSION
 from logpipe.checkpoints import Checkpoint, CheckpointStore
 from logpipe.event import Event, Token
 from logpipe.parsing.access.format import DEFAULT_FORMATS
@@ -40,7 +41,7 @@ from logpipe.pipeline.batch import access_batch_pairs, record_pairs
 from logpipe.pipeline.formats import AccessFormats, ErrorLayouts
 from logpipe.pipeline.outage import Outage, passing
 from logpipe.pipeline.rules import Rules, Skips
-from logpipe.pipeline.snapshot import FileState, Snapshot, logpipe_version
+from logpipe.pipeline.snapshot import FileState, Snapshot
 from logpipe.sinks import Interrupted, LogSink
 from logpipe.sources.follower import Batch, Follower
 from logpipe.sources.wake import Waker
@@ -113,7 +114,6 @@ class FollowPipeline:
         self.latest: Snapshot | None = None  # published about once a second (``_publish``)
         self._started_at = time.time()
         self._checkpoint_at: float | None = None
-        self._version = logpipe_version()
 
     def run(self, stop: threading.Event) -> None:
         """Loop until ``stop``; then deliver what is left and store the checkpoints, also when
@@ -419,7 +419,7 @@ class FollowPipeline:
         elif self._outage_since is None:
             self._outage_since = time.time()
         self.latest = Snapshot(
-            version=self._version,
+            version=VERSION,
             started_at=self._started_at,
             taken_at=time.time(),
             lines_read=self.lines,

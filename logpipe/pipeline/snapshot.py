@@ -5,20 +5,11 @@ whole, and nothing in one changes after it is published."""
 
 from __future__ import annotations
 
-import importlib.metadata
 from typing import TypedDict
 
 from logpipe.sinks import SinkState
 
-__all__ = ["FileState", "SinkState", "Snapshot", "logpipe_version"]
-
-
-def logpipe_version() -> str:
-    """The installed logpipe's version ("unknown" when run from a tree not installed)."""
-    try:
-        return importlib.metadata.version("logpipe")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
+__all__ = ["FileState", "SinkState", "Snapshot"]
 
 
 class FileState(TypedDict):

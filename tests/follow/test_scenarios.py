@@ -140,7 +140,10 @@ def gunicorn_with_two_rotations(
     500 and 1,000; the requests sent, and which of their lines are in some file on disk."""
     access, error = env.log("access.log"), env.log("error.log")
     server = env.gunicorn(access, error)
-    env.logpipe(access=[access], error=[error])
+    run = env.logpipe(access=[access], error=[error])
+    # requests start once logpipe has the file open: started after a rotation, it would not
+    # read the rotated file (a first start reads only what is at the path)
+    wait_until(lambda: f"opened {access} " in run.stderr_text(), 30, what="logpipe started")
     client = RequestLoop(server, count=1500, rate=500)
     client.start()
     for target in (500, 1000):

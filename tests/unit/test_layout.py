@@ -13,7 +13,7 @@ import logpipe
 PACKAGE = Path(logpipe.__file__).parent
 
 # What each stage may import, besides itself (a stage is logpipe's top-level module or folder).
-BASE = {"event", "lines", "memo", "problems", "checkpoints", "service_tags"}
+BASE = {"about", "event", "lines", "memo", "problems", "checkpoints", "service_tags"}
 ALLOWED = {
     **{name: {"event", "memo", "problems"} for name in BASE},
     "parsing": {"event", "lines", "memo", "problems"},
@@ -23,7 +23,7 @@ ALLOWED = {
     "checks": {"event", "problems"},
     "pipeline": BASE | {"parsing", "sources", "sinks"},
     "backfill": BASE | {"parsing", "sources", "sinks", "metrics", "pipeline"},
-    "ops": {"event", "problems", "pipeline"},
+    "ops": {"about", "event", "problems", "pipeline"},
     "cli": BASE
     | {"parsing", "sources", "sinks", "metrics", "checks", "pipeline", "backfill", "ops"},
     "__init__": BASE | {"parsing", "sources", "backfill"},
