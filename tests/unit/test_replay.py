@@ -167,7 +167,8 @@ def test_summary_table_and_html_report(series: Path) -> None:
     statuses = [int(line.split(b'" ')[1].split(b" ")[0]) for line in LINES]
     assert str(sum(400 <= status < 500 for status in statuses)) in text
     page = (series / "report.html").read_text()
-    assert page.count("<svg") == 1 and "<script" not in page
+    assert page.count("<svg") >= 3 and "<script" not in page
+    assert 'data-section="top-4xx"' in page and '<dd data-key="inputs">' in page
 
 
 @pytest.mark.integration
