@@ -174,6 +174,25 @@ def over_days(lines: list[str], days: float, seed: int = 17) -> list[str]:
     return result
 
 
+def with_latencies(lines: list[str], seed: int = 23) -> list[str]:
+    """The same lines in ``with_durations``' format, with durations as a server has them:
+    log-normal around 40 ms, slower at busy hours, 5xx often very slow (timeouts)."""
+    rng = random.Random(seed)
+    result = []
+    for line in lines:
+        stamp = time.strptime(ACCESS_STAMP.search(line)[0][1:-7], "%d/%b/%Y:%H:%M:%S")  # type: ignore[index]
+        busy = 1 + 0.8 * max(0.0, math.sin((stamp.tm_hour - 9) / 24 * 2 * math.pi))
+        micros = int(rng.lognormvariate(math.log(40_000 * busy), 0.9))
+        if STATUS.search(line)[0][2] == "5" and rng.random() < 0.5:  # type: ignore[index]
+            micros = rng.randrange(5_000_000, 30_000_000)
+        seconds, rest = divmod(micros, 1_000_000)
+        result.append(
+            f"{line} {seconds} {micros} {micros // 1000} {seconds}.{rest:06d} "
+            f"<{rng.randrange(1000, 9999)}>"
+        )
+    return result
+
+
 def records_over_days(records: list[str], days: float, seed: int = 19) -> list[str]:
     """Error records spread over ``days`` days, their exceptions of a few kinds."""
     stamps = times_over_days(len(records), days, seed)

@@ -32,6 +32,7 @@ from logpipe.backfill.views import (
 )
 
 WIDE = ("request-rate", "latency")  # charts across the whole grid
+UNIT_NOTES = {"%": ", % of requests", "ms": ", log scale"}
 CODE_COLUMNS = {"Route", "Example message", "Reason", "Example"}  # text from the logs: monospace
 CSS = """
 :root { --ink: #1f2430; --muted: #6b7280; --line: #e5e7eb; --card: #fff; --page: #f3f4f6; }
@@ -210,7 +211,7 @@ def _chart(chart: Series) -> str:
         f'<section class="card{" wide" if wide else ""}" data-chart="{chart.id}" '
         f'data-step-ms="{chart.step}" data-bins="{len(chart.starts)}"{total_attribute}>'
         f"<h2>{html_text.escape(chart.title)} <small>per {svg.step_name(chart.step)}"
-        f"{', ' + chart.unit if chart.unit in ('%', 'ms') else ''}</small></h2>"
+        f"{UNIT_NOTES.get(chart.unit, '')}</small></h2>"
         f"{svg.chart(chart, 1200 if wide else 600)}{svg.legend(chart)}</section>"
     )
 

@@ -5,6 +5,7 @@ ticks, a legend. The SVG scales to its container (``viewBox``, width 100 %)."""
 from __future__ import annotations
 
 import html
+import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -59,12 +60,19 @@ class _Frame:
     start: int  # epoch ms at the left edge
     end: int  # epoch ms at the right edge
     top: float  # the value at the top of the plot
+    bottom: float = 0.0  # the value at the bottom; on a log scale, a power of ten
+    log: bool = False  # a log scale (latencies: p50 and p99 apart by orders of magnitude)
 
     def x(self, ms: int) -> float:
         return LEFT + (ms - self.start) * (self.width - LEFT - RIGHT) / (self.end - self.start)
 
     def y(self, value: float) -> float:
-        return HEIGHT - BOTTOM - value * (HEIGHT - TOP - BOTTOM) / self.top
+        if self.log:
+            low, high = math.log10(self.bottom), math.log10(self.top)
+            share = (math.log10(max(value, self.bottom)) - low) / (high - low)
+        else:
+            share = value / self.top
+        return HEIGHT - BOTTOM - share * (HEIGHT - TOP - BOTTOM)
 
 
 def chart(series: Series, width: int = 600) -> str:
@@ -73,14 +81,18 @@ def chart(series: Series, width: int = 600) -> str:
     step = nice_step(peak)
     if series.unit in ("requests", "records"):
         step = max(step, 1.0)  # whole counts
-    frame = _Frame(
-        width, series.starts[0], series.starts[-1] + series.step, step * max(1, -(-peak // step))
-    )
+    start, end = series.starts[0], series.starts[-1] + series.step
+    if series.unit == "ms":
+        frame = _log_frame(width, start, end, series)
+        y_axis = _log_y_axis(frame)
+    else:
+        frame = _Frame(width, start, end, step * max(1, -(-peak // step)))
+        y_axis = _y_axis(frame, step, series.unit)
     label = html.escape(f"{series.title} per {step_name(series.step)}")
     parts = [
         f'<svg viewBox="0 0 {width} {HEIGHT}" role="img" aria-label="{label}" '
         'preserveAspectRatio="xMidYMid meet">',
-        *_y_axis(frame, step, series.unit),
+        *y_axis,
         *_x_axis(frame),
         *(_bars(frame, series) if series.stacked else _lines(frame, series)),
         "</svg>",
@@ -130,8 +142,8 @@ def _peaks(series: Series) -> list[float]:
     return [value for values in series.layers.values() for value in values if value is not None]
 
 
-def _tick_label(value: float, unit: str) -> str:
-    if value == 0:
+def _tick_label(value: float, unit: str, *, zero: bool = True) -> str:
+    if value == 0 and zero:
         return "0"
     if unit == "%":
         return f"{value:g} %"
@@ -154,6 +166,36 @@ def _y_axis(frame: _Frame, step: float, unit: str) -> list[str]:
             f'<line class="grid" x1="{LEFT}" y1="{y:.1f}" x2="{frame.width - RIGHT}" y2="{y:.1f}"/>'
         )
         parts.append(_text(LEFT - 6, y + 4, _tick_label(value, unit), "end"))
+    return parts
+
+
+def _log_frame(width: int, start: int, end: int, series: Series) -> _Frame:
+    """A log scale from the power of ten below the least value to the one above the most."""
+    values = [value for value in _peaks(series) if value > 0] or [1.0]
+    low = 10.0 ** math.floor(math.log10(min(values)))
+    high = 10.0 ** math.ceil(math.log10(max(values)))
+    return _Frame(width, start, end, max(high, low * 10), low, log=True)
+
+
+def _log_y_axis(frame: _Frame) -> list[str]:
+    """Grid lines at 1, 2 and 5 times each power of ten; labels at the powers (and at 2 and 5
+    when the scale spans at most two of them)."""
+    decades = round(math.log10(frame.top / frame.bottom))
+    parts = []
+    power = frame.bottom
+    while power <= frame.top * 1.001:
+        for multiple in (1, 2, 5):
+            value = power * multiple
+            if value > frame.top * 1.001:
+                break
+            y = frame.y(value)
+            parts.append(
+                f'<line class="grid" x1="{LEFT}" y1="{y:.1f}" x2="{frame.width - RIGHT}" '
+                f'y2="{y:.1f}"/>'
+            )
+            if multiple == 1 or decades <= 2:
+                parts.append(_text(LEFT - 6, y + 4, _tick_label(value, "ms", zero=False), "end"))
+        power *= 10
     return parts
 
 

@@ -78,9 +78,13 @@ def percent(part: int, whole: int) -> str:
 
 
 def milliseconds(value: float | None) -> str:
-    """``1,234 ms``, ``12.3 ms``, ``0.584 ms``."""
+    """``14.7 s``, ``1.23 s``, ``234 ms``, ``12.3 ms``, ``0.584 ms``."""
     if value is None:
         return "-"
+    if value >= 10_000:
+        return f"{value / 1000:,.1f} s"
+    if value >= 1000:
+        return f"{value / 1000:.2f} s"
     if value >= 100:
         return f"{value:,.0f} ms"
     if value >= 1:
