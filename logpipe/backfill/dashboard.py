@@ -31,7 +31,7 @@ from logpipe.backfill.views import (
     series,
 )
 
-WIDE = ("request-rate", "latency")  # charts across the whole grid
+WIDE = ("request-rate", "latency", "levels")  # charts across the whole grid
 UNIT_NOTES = {"%": ", % of requests", "ms": ", log scale"}
 CODE_COLUMNS = {"Route", "Example message", "Reason", "Example"}  # text from the logs: monospace
 CSS = """
@@ -59,6 +59,10 @@ main { padding: 18px 28px 28px; }
 .card { background: var(--card); border: 1px solid var(--line); border-radius: 8px;
   padding: 12px 16px 14px; min-width: 0; break-inside: avoid; }
 .card.wide { grid-column: 1 / -1; }
+.grid { margin-bottom: 16px; }
+.tables { columns: 2 440px; column-gap: 16px; }
+.tables .card, main > .card { margin-bottom: 16px; }
+.tables .card { display: inline-block; width: 100%; }
 .card h2 { font-size: 14px; margin: 0 0 8px; font-weight: 600; }
 .card h2 small { color: var(--muted); font-weight: 400; }
 svg { display: block; width: 100%; height: auto; font: 11px system-ui, sans-serif;
@@ -74,7 +78,8 @@ table { border-collapse: collapse; width: 100%; }
 th, td { padding: 4px 8px 4px 0; text-align: left; border-bottom: 1px solid var(--line);
   vertical-align: top; }
 th { color: var(--muted); font-weight: 500; font-size: 12px; }
-td.r, th.r { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.r, th.r { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap;
+  width: 1%; padding-left: 14px; }
 td.code { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 12.5px;
   word-break: break-all; }
 tr:last-child td { border-bottom: 0; }
@@ -91,6 +96,7 @@ footer { color: var(--muted); font-size: 12px; padding: 0 28px 20px; }
   header.top dt { color: #555; }
   main { padding: 8px 0; }
   .grid { grid-template-columns: 1fr 1fr; gap: 10px; }
+  .tables { columns: 2; }
   .card, .kpi { border-color: #bbb; }
   svg .hit { display: none; }
 }
@@ -103,6 +109,9 @@ def html(
     """One self-contained HTML page: header, key figures, charts, tables."""
     about = about or About()
     failed = parsing_failed(summary)
+    shown = [section for section in sections(summary, top=top) if section.rows or not failed]
+    narrow = [section for section in shown if not _wide(section)]
+    wide = [section for section in shown if _wide(section)]
     body = [
         '<header class="top" data-section="header">',
         f"<h1>{html_text.escape(title)}</h1>",
@@ -119,8 +128,11 @@ def html(
         _kpis(summary),
         '<div class="grid">',
         *(_chart(chart) for chart in series(summary)),
-        *(_table(section) for section in sections(summary, top=top) if section.rows or not failed),
         "</div>",
+        '<div class="tables">',
+        *(_table(section) for section in narrow),
+        "</div>",
+        *(_table(section) for section in wide),
         "</main>",
         "<footer>Times are UTC. Routes are request paths with ids collapsed "
         "(<code>{id}</code>, <code>{uuid}</code>, <code>{hex}</code>, <code>{token}</code>). "
@@ -217,8 +229,7 @@ def _chart(chart: Series) -> str:
 
 
 def _table(section: Section) -> str:
-    wide = len(section.align) >= 4 or section.id == "exceptions"
-    head = f'<section class="card{" wide" if wide else ""}" data-section="{section.id}">'
+    head = f'<section class="card" data-section="{section.id}">'
     heading = f"<h2>{html_text.escape(section.title)}</h2>"
     code = tuple(name in CODE_COLUMNS for name in section.header)
     if not section.rows:
@@ -228,6 +239,11 @@ def _table(section: Section) -> str:
         rows.append("<thead>" + _row(section.header, section.align, "th", code) + "</thead>")
     rows += ["<tbody>", *(_row(row, section.align, "td", code) for row in section.rows), "</tbody>"]
     return f"{head}{heading}<table>{''.join(rows)}</table></section>"
+
+
+def _wide(section: Section) -> bool:
+    """A table with four columns or more, or long messages: across the page."""
+    return len(section.align) >= 4 or section.id == "exceptions"
 
 
 def _row(cells: tuple[str, ...], align: str, tag: str, code: tuple[bool, ...]) -> str:

@@ -22,6 +22,7 @@ from logpipe.backfill.summary import OTHER_REASON, Summary, status_class
 CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 QUANTILES = (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
+SHOWN_INPUTS = 4  # input paths named in the header; the others are counted
 MOSTLY_FAILED = 0.5  # parse errors over this share of lines: the format is the problem
 
 
@@ -124,9 +125,10 @@ def header(summary: Summary, about: About, *, generated: bool = True) -> list[tu
     which a terminal summary, printed as it is made, leaves out)."""
     rows: list[tuple[str, str]] = []
     if about.inputs:
-        shown = ", ".join(about.inputs[:6])
-        more = len(about.inputs) - 6
-        rows.append(("inputs", shown + (f" and {more:,} more" if more > 0 else "")))
+        shown = ", ".join(about.inputs[:SHOWN_INPUTS])
+        more = len(about.inputs) - SHOWN_INPUTS
+        count = f"{len(about.inputs):,} files: " if len(about.inputs) > 1 else ""
+        rows.append(("inputs", count + shown + (f" and {more:,} more" if more > 0 else "")))
     first, last = summary.first, summary.last
     if first is not None and last is not None:
         rows.append(("time range", f"{utc(first)} to {utc(last)} ({span(last - first)})"))
