@@ -66,6 +66,7 @@ def show(summary: Summary, stream: TextIO, about: About | None = None, *, top: i
             box=box.SIMPLE_HEAD,
             show_header=any(section.header),
             show_edge=False,
+            min_width=len(section.title),
         )
         for name, side in zip(section.header, section.align, strict=True):
             table.add_column(
@@ -83,6 +84,7 @@ def show(summary: Summary, stream: TextIO, about: About | None = None, *, top: i
                     for i in range(len(section.align))
                 )
             )
+        console.print()
         console.print(table)
 
 

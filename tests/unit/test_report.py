@@ -236,7 +236,7 @@ def test_exceptions_by_kind_with_an_example() -> None:
 
 
 def test_the_header_says_what_was_replayed() -> None:
-    summary = _summary("default")
+    summary = _feed(Summary(), "default", AccessParser())
     summary.accepted, summary.refused, summary.pending = 1234, 5, 0
     about = About(("a.log", "b.log.1.gz"), "web-1", "shop", "9.9.9", 1795586620000)
     text = render.text(summary, about)
@@ -471,3 +471,26 @@ def test_bins_follow_the_span() -> None:
     assert step_for(0, 3 * 24 * hour) == 15 * minute
     assert step_for(0, 7 * 24 * hour) == hour
     assert step_for(0, 90 * 24 * hour) == 12 * hour
+
+
+class Terminal(io.StringIO):
+    """A stream that says it is a terminal."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_terminal_gets_rich_tables_with_the_same_cells() -> None:
+    summary = _feed(Summary(), "default", AccessParser())
+    summary.observe(_request(404, "/[bold]x[/bold]/\x1b[31m", 1795586620000))
+    terminal, plain = Terminal(), io.StringIO()
+    render.show(summary, terminal, top=20)
+    render.show(summary, plain, top=20)
+    shown = re.sub(r"\x1b\[[0-9;]*m", "", terminal.getvalue())  # colours and bold left out
+    assert plain.getvalue() == render.text(summary, top=20) + "\n"
+    assert "─" in shown and "─" not in plain.getvalue()
+    for line in plain.getvalue().splitlines():
+        cells = re.split(r"\s{2,}", line.strip())
+        if len(cells) > 1 and len(line) < 60:  # a row rich does not fold on 80 columns
+            assert re.search(r"\s+".join(map(re.escape, cells)), shown), line
+    assert "/[bold]x[/bold]/\\x1b[31m" in shown  # log text is never markup, nor a control code
