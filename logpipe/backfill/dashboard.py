@@ -110,6 +110,8 @@ def html(
     about = about or About()
     failed = parsing_failed(summary)
     shown = [section for section in sections(summary, top=top) if section.rows or not failed]
+    reasons = [section for section in shown if failed and section.id == "parse-errors"]
+    shown = [section for section in shown if section not in reasons]  # shown first instead
     narrow = [section for section in shown if not _wide(section)]
     wide = [section for section in shown if _wide(section)]
     body = [
@@ -124,7 +126,8 @@ def html(
         "</dl>",
         "</header>",
         "<main>",
-        _failure(summary) if failed else "",
+        _failure(summary, about) if failed else "",
+        *(_table(section) for section in reasons),
         _kpis(summary),
         '<div class="grid">',
         *(_chart(chart) for chart in series(summary)),
@@ -197,8 +200,8 @@ def _merged(summary: Summary) -> list[int]:
     return merged
 
 
-def _failure(summary: Summary) -> str:
-    paragraphs = "".join(f"<p>{_code(line)}</p>" for line in explanation(summary))
+def _failure(summary: Summary, about: About) -> str:
+    paragraphs = "".join(f"<p>{_code(line)}</p>" for line in explanation(summary, about))
     heading = "<h2>Parsing failed</h2>"
     return f'<div class="failed" data-section="parsing-failed">{heading}{paragraphs}</div>'
 

@@ -26,7 +26,7 @@ def text(summary: Summary, about: About | None = None, *, top: int = 10) -> str:
     blocks = [f"{TITLE}\n{_text_rows(Section('header', TITLE, (), pairs, 'll'))}"]
     failed = parsing_failed(summary)
     if failed:
-        lines = "\n".join(f"  {line}" for line in explanation(summary))
+        lines = "\n".join(f"  {line}" for line in explanation(summary, about))
         blocks.append(f"{FAILED}\n{'-' * len(FAILED)}\n{lines}")
     for section in sections(summary, top=top):
         if failed and not section.rows:
@@ -54,7 +54,7 @@ def show(summary: Summary, stream: TextIO, about: About | None = None, *, top: i
     failed = parsing_failed(summary)
     if failed:
         console.print(Text(f"\n{FAILED}", style="bold red"))
-        for line in explanation(summary):
+        for line in explanation(summary, about):
             console.print(Text(line))
     for section in sections(summary, top=top):
         if failed and not section.rows:

@@ -229,19 +229,20 @@ def sections(summary: Summary, *, top: int = 10) -> list[Section]:
             "No error-log records.",
         ),
     ]
-    if summary.parse_errors:
-        result.append(_parse_errors(summary, top))
+    if summary.parse_errors:  # first when most lines failed: the one table with something in it
+        result.insert(0 if parsing_failed(summary) else len(result), _parse_errors(summary, top))
     return result
 
 
-def explanation(summary: Summary) -> list[str]:
+def explanation(summary: Summary, about: About | None = None) -> list[str]:
     """Why the tables are empty when most lines did not parse, and what to do about it."""
     read = summary.lines + summary.records
+    example = about.inputs[0] if about and len(about.inputs) == 1 else "FILE"
     return [
         f"{number(summary.parse_errors)} of {number(read)} lines and records "
         f"({percent(summary.parse_errors, read)}) did not parse: the format logpipe read "
         "them with does not match these logs, so there is little to count.",
-        "Run `logpipe detect FILE` to see which access format or error layout a file holds, "
+        f"Run `logpipe detect {example}` to see which access format or error layout a file holds, "
         "then replay with `--access-format '<gunicorn access_log_format>'` (or "
         "`--error-format` for an error log). Without these options each file's format is "
         "detected from its first lines; the reasons below say where the lines stopped matching.",

@@ -75,7 +75,8 @@ def build_replay_parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--report",
         metavar="FILE.html",
-        help="also write the summary as a self-contained HTML page with a chart",
+        help="also write the summary as a self-contained HTML dashboard (charts over time, "
+        "tables; no network needed to view it)",
     )
     replay.add_argument(
         "--quiet", action="store_true", help="no summary table on stderr at the end"

@@ -273,6 +273,9 @@ def test_a_failed_parse_is_explained() -> None:
     page = dashboard.html(summary)
     assert 'data-section="parsing-failed"' in page and "<code>logpipe detect FILE</code>" in page
     assert 'data-section="top-4xx"' not in page
+    assert page.index('data-section="parse-errors"') < page.index('class="kpis"')  # reasons first
+    named = render.text(summary, About(inputs=("web/access.log",)))
+    assert "Run `logpipe detect web/access.log` to see" in named
 
 
 def test_empty_tables_say_why() -> None:
