@@ -21,6 +21,7 @@ from logpipe.backfill.views import (
     About,
     Section,
     Series,
+    all_durations,
     explanation,
     header,
     milliseconds,
@@ -162,7 +163,7 @@ def _kpis(summary: Summary) -> str:
         ("5xx", percent(classes["5xx"], requests), f"5xx · {number(classes['5xx'])}", "bad"),
     ]
     if summary.durations:
-        merged = _merged(summary)
+        merged = all_durations(summary)
         for name, fraction in QUANTILES[::2]:  # p50 and p99
             figures.append(
                 (name, milliseconds(percentile(merged, fraction)), f"latency {name}", "")
@@ -189,15 +190,6 @@ def _kpis(summary: Summary) -> str:
         for key, value, label, tone in figures
     ]
     return f'<div class="kpis">{"".join(tiles)}</div>'
-
-
-def _merged(summary: Summary) -> list[int]:
-    merged: list[int] = []
-    for counts in summary.durations.values():
-        merged = (
-            list(counts) if not merged else [a + b for a, b in zip(merged, counts, strict=True)]
-        )
-    return merged
 
 
 def _failure(summary: Summary, about: About) -> str:

@@ -150,7 +150,7 @@ class Summary:
                 for key, counts in value.items():
                     held = mine.get(key)
                     mine[key] = (
-                        counts
+                        list(counts)
                         if held is None
                         else [a + b for a, b in zip(held, counts, strict=True)]
                     )

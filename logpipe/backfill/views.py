@@ -308,6 +308,14 @@ def series(summary: Summary) -> list[Series]:
     return charts
 
 
+def all_durations(summary: Summary) -> list[int]:
+    """The duration bucket counts of the whole replay (empty without durations)."""
+    merged: list[int] = []
+    for counts in summary.durations.values():
+        merged = [a + b for a, b in zip(merged, counts, strict=True)] if merged else list(counts)
+    return merged
+
+
 def _overview(summary: Summary) -> list[tuple[str, ...]]:
     requests = sum(summary.requests.values())
     classes = summary.classes
@@ -353,9 +361,7 @@ def _shares(counter: Counter[str], top: int) -> list[tuple[str, ...]]:
 
 
 def _latency(summary: Summary) -> Section:
-    merged = [0] * (len(next(iter(summary.durations.values()))) if summary.durations else 0)
-    for counts in summary.durations.values():
-        merged = [a + b for a, b in zip(merged, counts, strict=True)]
+    merged = all_durations(summary)
     rows = []
     if merged:
         rows = [
