@@ -82,7 +82,7 @@ th { color: var(--muted); font-weight: 500; font-size: 12px; }
 td.r, th.r { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap;
   width: 1%; padding-left: 14px; }
 td.code { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 12.5px;
-  word-break: break-all; }
+  word-break: break-all; white-space: pre-wrap; }
 tr:last-child td { border-bottom: 0; }
 p.none { color: var(--muted); margin: 4px 0; }
 .failed { background: #fff4f4; border: 1px solid #f3c2c5; border-radius: 8px;
