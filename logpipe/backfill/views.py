@@ -262,7 +262,9 @@ def series(summary: Summary) -> list[Series]:
             binned = per_class.setdefault(status_class(code), {})
             key = start - start % step
             binned[key] = binned.get(key, 0) + count
-    rate = Series("request-rate", "Requests", "requests", step, starts, stacked=True)
+    rate = Series(
+        "request-rate", "Requests by status class", "requests", step, starts, stacked=True
+    )
     for group in sorted(per_class):
         rate.layers[group] = [float(per_class[group].get(start, 0)) for start in starts]
     charts = [rate] if per_class else []
