@@ -27,6 +27,7 @@ from logpipe.event import ACCESS_LOGGER, ERROR_LOGGER, Event, bot_error
 BIN_MS = 60_000  # the finest time bin
 NO_PATH = "(none)"
 NO_TIME_YET = 1 << 62
+UNMERGED = ("accepted", "refused", "pending")  # the caller's counts, not a part's
 STATUS_CLASSES = {code: f"{code // 100}xx" for code in range(100, 600)}
 DURATION_OCTAVES = 40  # durations in µs up to 2**40 (12.7 days); longer ones count in the last
 DURATION_BUCKETS = DURATION_OCTAVES * 4 + 4
@@ -34,7 +35,6 @@ MAX_REASONS = 200  # distinct parse-error reasons kept; the rest count as OTHER_
 OTHER_REASON = "(other reasons)"
 EXAMPLE_CHARS = 300  # an example message or line, cut to this length
 ROUTES = memoized_route()  # path -> route, shared by this process's summaries
-CALLER_SET = ("skipped_old", "accepted", "refused", "pending")  # set by the caller, not merged
 
 
 class Summary:
@@ -61,6 +61,7 @@ class Summary:
         self.parse_errors = 0
         self.truncated = 0
         self.skipped_old = 0
+        # events the output accepted, refused, left pending: set by the caller, not merged
         self.accepted = 0
         self.refused = 0
         self.pending = 0
@@ -138,9 +139,9 @@ class Summary:
     def merge(self, other: Summary) -> None:
         """Add what ``other`` counted (a part of the same replay) to this summary."""
         for name, value in vars(other).items():
-            mine = getattr(self, name)
-            if name in CALLER_SET:
+            if name in UNMERGED:
                 continue
+            mine = getattr(self, name)
             if isinstance(value, Counter):
                 mine.update(value)
             elif name in ("requests", "level_bins"):
