@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import random
+import re
 import sys
 import time
 from pathlib import Path
@@ -135,15 +137,87 @@ def with_unique_targets(lines: list[str]) -> list[str]:
     return result
 
 
+ACCESS_STAMP = re.compile(r"\[\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d \+0000\]")
+ERROR_STAMP = re.compile(r"^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \+0000\]")
+STATUS = re.compile(r'" \d{3} ')
+KINDS = ["ValueError: boom", "KeyError: 'user_id'", "TimeoutError: upstream took too long",
+         "psycopg2.OperationalError: server closed the connection"]  # fmt: skip
+
+
+def times_over_days(count: int, days: float, seed: int, start: int = 1795580579) -> list[int]:
+    """``count`` sorted epoch seconds over ``days`` days, busier by day than by night (a
+    sine over 24 h, peak at 15:00 UTC)."""
+    rng = random.Random(seed)
+    end = start + int(days * 86_400)
+    stamps: list[int] = []
+    while len(stamps) < count:
+        moment = rng.randrange(start, end)
+        hour = (moment % 86_400) / 3600
+        if rng.random() < 0.55 + 0.45 * math.sin((hour - 9) / 24 * 2 * math.pi):
+            stamps.append(moment)
+    return sorted(stamps)
+
+
+def over_days(lines: list[str], days: float, seed: int = 17) -> list[str]:
+    """Access lines spread over ``days`` days with a daily rhythm, and an incident: for an
+    hour at 60 % of the span, a third of the requests answer 503."""
+    stamps = times_over_days(len(lines), days, seed)
+    rng = random.Random(seed)
+    incident = stamps[0] + int(days * 86_400 * 0.6)
+    result = []
+    for line, stamp in zip(lines, stamps, strict=True):
+        text = time.strftime("[%d/%b/%Y:%H:%M:%S +0000]", time.gmtime(stamp))
+        line = ACCESS_STAMP.sub(text, line, count=1)
+        if incident <= stamp < incident + 3600 and rng.random() < 0.33:
+            line = STATUS.sub('" 503 ', line, count=1)
+        result.append(line)
+    return result
+
+
+def with_latencies(lines: list[str], seed: int = 23) -> list[str]:
+    """The same lines in ``with_durations``' format, with durations as a server has them:
+    log-normal around 40 ms, slower at busy hours, 5xx often very slow (timeouts)."""
+    rng = random.Random(seed)
+    result = []
+    for line in lines:
+        stamp = time.strptime(ACCESS_STAMP.search(line)[0][1:-7], "%d/%b/%Y:%H:%M:%S")  # type: ignore[index]
+        busy = 1 + 0.8 * max(0.0, math.sin((stamp.tm_hour - 9) / 24 * 2 * math.pi))
+        micros = int(rng.lognormvariate(math.log(40_000 * busy), 0.9))
+        if STATUS.search(line)[0][2] == "5" and rng.random() < 0.5:  # type: ignore[index]
+            micros = rng.randrange(5_000_000, 30_000_000)
+        seconds, rest = divmod(micros, 1_000_000)
+        result.append(
+            f"{line} {seconds} {micros} {micros // 1000} {seconds}.{rest:06d} "
+            f"<{rng.randrange(1000, 9999)}>"
+        )
+    return result
+
+
+def records_over_days(records: list[str], days: float, seed: int = 19) -> list[str]:
+    """Error records spread over ``days`` days, their exceptions of a few kinds."""
+    stamps = times_over_days(len(records), days, seed)
+    result = []
+    for index, (record, stamp) in enumerate(zip(records, stamps, strict=True)):
+        text = time.strftime("[%Y-%m-%d %H:%M:%S +0000]", time.gmtime(stamp))
+        record = ERROR_STAMP.sub(text, record, count=1)
+        result.append(re.sub(r"ValueError: boom", KINDS[index % len(KINDS)], record))
+    return result
+
+
 def main() -> None:
-    """``gen_logs.py OUT_DIR ACCESS_LINES ERROR_RECORDS``: access.log, durations.log,
-    unique.log (access lines with unique request targets), error.log."""
+    """``gen_logs.py OUT_DIR ACCESS_LINES ERROR_RECORDS [DAYS]``: access.log, durations.log,
+    unique.log (access lines with unique request targets), error.log; with DAYS, spread over
+    that many days (``over_days``)."""
     out, lines, records = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    days = float(sys.argv[4]) if len(sys.argv) > 4 else None
     access = access_lines(lines)
+    errors = error_records(records)
+    if days is not None:
+        access, errors = over_days(access, days), records_over_days(errors, days)
     write(out / "access.log", access)
     write(out / "durations.log", with_durations(access))
     write(out / "unique.log", with_unique_targets(access))
-    write(out / "error.log", error_records(records))
+    write(out / "error.log", errors)
 
 
 if __name__ == "__main__":

@@ -161,6 +161,7 @@ class Replay:
         self.bytes_done = 0  # as stored (compressed for gzip), of the files done
         self._reading: BinaryIO | None = None  # the file being read here, as stored
         self._position = 0  # where the ranges of a file read by the engine have got to
+        self._consumed = 0  # bytes as stored of the current file, up to its last chunk taken
         self.unreadable: list[str] = []  # files that could not be read to the end (damaged)
         self.bytes_total = sum(file_size(replay_file.path) for replay_file in self.files)
 
@@ -174,11 +175,12 @@ class Replay:
         engine = self._engine
         current: _FileState | None = None
         try:
-            for (state, done), result in in_order(
+            for (state, done, stored), result in in_order(
                 engine.executor, work, self._chunks(), window=engine.window
             ):
                 current = state
                 if result is not None:
+                    self._consumed = stored
                     self._take(state, result)
                 if done:
                     self._finish(state)
@@ -193,7 +195,7 @@ class Replay:
             while self._unsent:
                 self._send_counts(self._unsent.popleft())
 
-    def _chunks(self) -> Iterator[tuple[tuple[_FileState | None, bool], Chunk | None]]:
+    def _chunks(self) -> Iterator[tuple[tuple[_FileState | None, bool, int], Chunk | None]]:
         """Each file's chunks, then a marker that the file is done; skipped files too."""
         read_to: dict[str, int] = {}  # content key -> offset read to, in this run
         stop = self._stop
@@ -205,7 +207,7 @@ class Replay:
                 self._unreadable(replay_file.path, 0, error)
                 content = None
             if content is None:
-                yield (None, True), None
+                yield (None, True, 0), None
                 continue
             key, head_bytes, compressed = content
             done = self._delivered.get(key)
@@ -225,12 +227,12 @@ class Replay:
                 chunk.formats, chunk.layout = formats, layout
                 state.end = chunk.end
                 sent = True
-                yield (state, False), chunk
+                yield (state, False, self._stored_position()), chunk
             if done is not None and not sent:
                 self.already_files += 1
                 self.already_bytes += done.offset
             read_to[key] = state.end
-            yield (state, True), None
+            yield (state, True, 0), None
 
     def _formats(self, replay_file: ReplayFile) -> tuple[str, ...] | None:
         """An access log's formats detected from its first lines, when no format was given
@@ -320,6 +322,12 @@ class Replay:
             "what came before is sent, the rest is skipped"
         )
 
+    def _stored_position(self) -> int:
+        """How far the current file is read, as stored: for gzip, compressed bytes read from
+        the file under the decompressor."""
+        reading = self._reading
+        return reading.tell() if reading is not None else self._position
+
     @property
     def accepted(self) -> int:
         """Events the output took (the intake answered 2xx, or they were written)."""
@@ -337,9 +345,8 @@ class Replay:
 
     @property
     def bytes_read(self) -> int:
-        """Bytes read so far, as stored (for an ETA)."""
-        reading = self._reading
-        return self.bytes_done + (reading.tell() if reading is not None else self._position)
+        """Bytes as stored of the chunks taken so far, not those read ahead (for an ETA)."""
+        return self.bytes_done + self._consumed
 
     def _cut(self, batches: Iterable[LineBatch], kind: str) -> Iterator[list[LineBatch]]:
         """Batches grouped into chunks of about ``chunk_bytes``; for an error log, cut only
@@ -415,6 +422,7 @@ class Replay:
             self._acknowledge([state.end], state)  # trailing empty lines and too-old events
             self._checkpoint()
             self.bytes_done += file_size(state.replay_file.path)
+        self._consumed = 0
         self.files_done += 1
         self._progress(self)
 

@@ -11,11 +11,12 @@ from contextlib import ExitStack
 from os.path import isfile
 from pathlib import Path
 
-from logpipe.backfill import render
+from logpipe.backfill import dashboard, render
 from logpipe.backfill.archives import expand, is_url, order_series
 from logpipe.backfill.engines import default_jobs, open_engine
 from logpipe.backfill.run import LEDGER, Replay, ReplayFile
 from logpipe.backfill.summary import Summary
+from logpipe.backfill.views import About
 from logpipe.checkpoints import CheckpointStore, CorruptCheckpoints
 from logpipe.cli.options import (
     ArgumentParser,
@@ -74,7 +75,8 @@ def build_replay_parser() -> argparse.ArgumentParser:
     replay.add_argument(
         "--report",
         metavar="FILE.html",
-        help="also write the summary as a self-contained HTML page with a chart",
+        help="also write the summary as a self-contained HTML dashboard (charts over time, "
+        "tables; no network needed to view it)",
     )
     replay.add_argument(
         "--quiet", action="store_true", help="no summary table on stderr at the end"
@@ -138,8 +140,10 @@ def run_replay(arguments: Sequence[str]) -> int:
     max_age = parse_duration(args.max_age or ("18h" if output.target == "datadog" else "none"))
     oldest_ms = None if max_age is None else int((time.time() - max_age) * 1000)
     stop, signals = stop_on_signals()
+    progress = ProgressLine() if sys.stderr.isatty() else None
+    say = progress.say if progress is not None else warn  # never on the progress line
     with ExitStack() as resources:
-        sink = open_sink(output, stop, warn, acknowledge_refused=False)
+        sink = open_sink(output, stop, say, acknowledge_refused=False)
         resources.callback(sink.close)
         try:
             engine = resources.enter_context(
@@ -168,8 +172,8 @@ def run_replay(arguments: Sequence[str]) -> int:
                 engine=engine,
                 summary=summary if args.report or not args.quiet else None,  # only if shown
                 counts=counts,
-                warn=warn,
-                progress=ProgressLine() if sys.stderr.isatty() else lambda replay: None,
+                warn=say,
+                progress=progress or (lambda replay: None),
                 send_counts=send_metrics,
                 stop=stop,
                 rules=rules,
@@ -191,6 +195,8 @@ def run_replay(arguments: Sequence[str]) -> int:
             ) from None
         finally:
             close_metrics()
+            if progress is not None:
+                progress.clear()
     outcome = f"{replay.accepted} accepted, {replay.refused} refused, {replay.pending} pending"
     if replay.interrupted:
         warn(
@@ -224,11 +230,12 @@ def run_replay(arguments: Sequence[str]) -> int:
         replay.refused,
         replay.pending,
     )
+    about = report_about(files, service_tags)
     if not args.quiet and not sent_nothing:
-        print(render.text(summary), file=sys.stderr)
+        render.show(summary, sys.stderr, about)
     if args.report:
         try:
-            Path(args.report).write_text(render.html(summary), encoding="utf-8")
+            Path(args.report).write_text(dashboard.html(summary, about), encoding="utf-8")
         except OSError as error:
             raise SetupError(f"--report {args.report}: {error.strerror}") from None
     if replay.unreadable:
@@ -287,11 +294,25 @@ def timestamped_metrics(
 
 class ProgressLine:
     """A progress line on a terminal, redrawn at most 4 times a second: files, events, events/s
-    and an ETA by bytes."""
+    and an ETA by bytes of input taken, as stored (compressed bytes for gzip). Messages go
+    through ``say``, which clears the line first, so none is printed on it."""
 
     def __init__(self) -> None:
         self.started = time.monotonic()
         self.drawn = 0.0
+        self.shown = False  # a progress line is on the terminal now
+        self.first: tuple[float, int] | None = None  # (when, bytes taken) at the first draw
+
+    def clear(self) -> None:
+        """Erase the progress line, if one is shown (the next draw puts it back)."""
+        if self.shown:
+            print("\r\x1b[K", end="", file=sys.stderr, flush=True)
+            self.shown = False
+
+    def say(self, message: str) -> None:
+        """``warn`` on a line of its own."""
+        self.clear()
+        warn(message)
 
     def __call__(self, replay: Replay) -> None:
         now = time.monotonic()
@@ -303,16 +324,37 @@ class ProgressLine:
         rate = replay.events / elapsed
         eta = ""
         read = replay.bytes_read
-        if read:
-            remaining = elapsed * (replay.bytes_total - read) / read
-            eta = f", ETA {remaining:.0f} s"
+        if self.first is None:
+            self.first = (now, read)  # the rate is measured from here: start-up left out
+        since, read_then = self.first
+        if read > read_then and not finished:
+            remaining = (now - since) * (replay.bytes_total - read) / (read - read_then)
+            eta = f", ETA {remaining:,.0f} s"
+        self.shown = not finished
         print(
-            f"\rlogpipe: file {replay.files_done}/{len(replay.files)}, {replay.events:,} events, "
-            f"{rate:,.0f}/s{eta}   ",
+            f"\r\x1b[Klogpipe: file {replay.files_done}/{len(replay.files)}, "
+            f"{replay.events:,} events, {rate:,.0f}/s{eta}",
             end="\n" if finished else "",
             file=sys.stderr,
             flush=True,
         )
+
+
+def report_about(files: Sequence[ReplayFile], service_tags: ServiceTags) -> About:
+    """The summary's header: the inputs, host, service, now, and logpipe's version."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        logpipe_version = version("logpipe")
+    except PackageNotFoundError:
+        logpipe_version = ""
+    return About(
+        inputs=tuple(file.path for file in files),
+        host=service_tags.hostname,
+        service=service_tags.service,
+        version=logpipe_version,
+        generated_ms=int(time.time() * 1000),
+    )
 
 
 def parse_duration(text: str) -> float | None:
