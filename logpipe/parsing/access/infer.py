@@ -51,17 +51,21 @@ def infer_formats(lines: Sequence[str], tries: int = 10) -> list[str]:
 
 
 def _fields(line: str) -> list[str]:
-    """The line's fields; a list such as ``198.51.100.7, 10.0.0.5`` is one, and a line ending
-    in a space ends with an empty one."""
+    """The line's fields; a list such as ``198.51.100.7, 10.0.0.5`` is one, and each space
+    more than one between two fields, or after the last, is an empty one (a header sent
+    empty)."""
     fields: list[str] = []
+    end = 0
     for match in _FIELD.finditer(line):
         field = match.group()
         if fields and fields[-1].endswith(",") and not field.startswith(('"', "[")):
             fields[-1] += " " + field
         else:
+            fields += [""] * max(0, match.start() - end - 1) if fields else []
             fields.append(field)
-    if line.endswith(" ") and fields:
-        fields.append("")  # an empty last value (a header sent empty)
+        end = match.end()
+    if fields:
+        fields += [""] * (len(line) - end)
     return fields
 
 
