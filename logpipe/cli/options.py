@@ -89,17 +89,7 @@ def add_delivery_options(parser: argparse.ArgumentParser, *, state: str, metrics
         help="where events go: NDJSON on stdout or in a file, or Datadog's logs intake "
         "(default: datadog when DD_API_KEY is set, else stdout)",
     )
-    parser.add_argument(
-        "--intake-url",
-        metavar="URL",
-        help="full URL to post logs to (default: the v2 intake for DD_SITE)",
-    )
-    parser.add_argument(
-        "--api-url",
-        metavar="URL",
-        help="where DD_API_KEY is checked at start (GET /api/v1/validate; default: the API of "
-        "DD_SITE, or of the --intake-url's site; none for another intake)",
-    )
+    add_intake_options(parser)
     parser.add_argument("--dogstatsd", metavar="HOST:PORT|off", help=metrics)
     parser.add_argument(
         "--metrics-namespace",
@@ -112,6 +102,21 @@ def add_delivery_options(parser: argparse.ArgumentParser, *, state: str, metrics
         metavar="DIR",
         default=default_state_dir(),
         help=f"{state} (default: %(default)s)",
+    )
+
+
+def add_intake_options(parser: argparse.ArgumentParser) -> None:
+    """Which Datadog logs intake events go to, and where DD_API_KEY is checked."""
+    parser.add_argument(
+        "--intake-url",
+        metavar="URL",
+        help="full URL to post logs to (default: the v2 intake for DD_SITE)",
+    )
+    parser.add_argument(
+        "--api-url",
+        metavar="URL",
+        help="where DD_API_KEY is checked at start (GET /api/v1/validate; default: the API of "
+        "DD_SITE, or of the --intake-url's site; none for another intake)",
     )
 
 

@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from logpipe.cli.options import ArgumentParser, default_state_dir
+from logpipe.cli.options import ArgumentParser, add_intake_options, default_state_dir
 from logpipe.cli.outputs import OutputSettings, open_sink
 from logpipe.cli.runtime import stop_on_signals, warn
 from logpipe.problems import SetupError
@@ -29,16 +29,7 @@ def build_resend_parser() -> argparse.ArgumentParser:
         default=default_state_dir(),
         help="the state dir holding dead-letters.ndjson (default: %(default)s)",
     )
-    parser.add_argument(
-        "--intake-url",
-        metavar="URL",
-        help="full URL to post logs to (default: the v2 intake for DD_SITE)",
-    )
-    parser.add_argument(
-        "--api-url",
-        metavar="URL",
-        help="where DD_API_KEY is checked at start (default: as for follow mode)",
-    )
+    add_intake_options(parser)
     parser.add_argument(
         "--timeout",
         metavar="SECONDS",

@@ -14,7 +14,15 @@ from pathlib import Path
 import pytest
 
 from tests.follow.conftest import Report
-from tests.follow.harness import Accounting, FollowEnv, create_empty, wait_until
+from tests.follow.harness import (
+    Accounting,
+    FollowEnv,
+    LogpipeProcess,
+    SequencedWriter,
+    Stream,
+    create_empty,
+    wait_until,
+)
 from tests.support.intake import Intake, Status
 from tests.unit.test_metrics import Metric, by_name, counts, ours, parse_line
 
@@ -112,6 +120,28 @@ def settled_requests(statsd: StatsdListener, expected: int) -> int:
     return last
 
 
+def delivered_once(
+    follow_env: FollowEnv,
+    run: LogpipeProcess,
+    writer: SequencedWriter,
+    intake: Intake,
+    statsd: StatsdListener,
+) -> tuple[Stream, Accounting, int]:
+    """Once the writer is done: wait until every line reached the intake, stop logpipe, and
+    check each arrived once; the stream, the accounting and the requests the metrics counted."""
+    stream = writer.wait()
+
+    def delivered() -> bool:
+        follow_env.check_alive()
+        return not Accounting.of(intake.events, [stream]).lost
+
+    wait_until(delivered, 90, interval=0.2, what="every line delivered")
+    assert run.stop() == 0
+    acc = Accounting.of(intake.events, [stream])
+    assert not (acc.lost or acc.duplicated or acc.malformed), acc.summary()
+    return stream, acc, settled_requests(statsd, stream.count)
+
+
 def test_status_and_metrics_keep_their_pace_during_an_outage(
     follow_env: FollowEnv, intake: Intake, statsd: StatsdListener, report: Report
 ) -> None:
@@ -136,20 +166,10 @@ def test_status_and_metrics_keep_their_pace_during_an_outage(
     delivered_then = len(intake.events)
     wait_until(lambda: len(intake.events) > delivered_then, 60, what="delivery resumed")
     resumed_after = time.monotonic() - recovered_at
-    stream = writer.wait()
-
-    def delivered() -> bool:
-        follow_env.check_alive()
-        return not Accounting.of(intake.events, [stream]).lost
-
-    wait_until(delivered, 90, interval=0.2, what="every line delivered")
-    assert run.stop() == 0
-    acc = Accounting.of(intake.events, [stream])
-    requests = settled_requests(statsd, stream.count)
+    stream, acc, requests = delivered_once(follow_env, run, writer, intake, statsd)
     report("requests counted in the metrics during the outage", metrics_during)
     report("delivery resumed after the intake recovered (s)", f"{resumed_after:.1f}")
     report("delivered / lost / duplicated", f"{len(acc.seen)} / {len(acc.lost)} / {acc.duplicated}")
-    assert not (acc.lost or acc.duplicated or acc.malformed), acc.summary()
     assert metrics_during > 0  # the request metrics flowed while logs waited
     assert requests == stream.count  # each request counted once, though read twice
     assert resumed_after < 15  # capped backoff and probes: seconds, not minutes
@@ -175,19 +195,9 @@ def test_a_restart_while_logs_are_paused_counts_nothing_twice(
     assert (follow_env.state / "counted.json").exists()
     intake.clear_faults()
     run = follow_env.logpipe(access=[access], extra_args=arguments(intake, statsd))
-    stream = writer.wait()
-
-    def delivered() -> bool:
-        follow_env.check_alive()
-        return not Accounting.of(intake.events, [stream]).lost
-
-    wait_until(delivered, 90, interval=0.2, what="every line delivered")
-    assert run.stop() == 0
-    acc = Accounting.of(intake.events, [stream])
-    requests = settled_requests(statsd, stream.count)
+    stream, acc, requests = delivered_once(follow_env, run, writer, intake, statsd)
     report("requests counted before the restart", counted_before)
     report("delivered / lost / duplicated", f"{len(acc.seen)} / {len(acc.lost)} / {acc.duplicated}")
-    assert not (acc.lost or acc.duplicated or acc.malformed), acc.summary()
     assert counted_before >= delivered_at_stop + 1500  # counted while the logs waited
     assert requests == stream.count
 
