@@ -450,13 +450,17 @@ class DatadogLogsSink:
                 self.health.failing_since = None
                 return batch.tokens
             assert failure is not None
-            self._failed(failure)
+            self._said(failure)
             if status is not None and status not in RETRYABLE and status < 500:
                 try:
                     self._reject(status, failure, batch)
+                    self.health.failing_since = None  # handled: delivery goes on
                     return batch.tokens
                 except OSError as error:  # the dead letters cannot be kept: keep the batch
                     failure += f", and cannot write {error.filename}: {error.strerror}"
+                    self._said(failure)
+            if self.health.failing_since is None:
+                self.health.failing_since = time.time()
             self.counters.retries += 1
             delay = retry_after if retry_after is not None else _backoff(attempt)
             if attempt == 0 or attempt % 10 == 0:
@@ -474,11 +478,9 @@ class DatadogLogsSink:
             return None
         return http_failure(status, self.target, self._answer)
 
-    def _failed(self, failure: str) -> None:
-        now = time.time()
-        self.health.last_error, self.health.last_error_at = failure, now
-        if self.health.failing_since is None:
-            self.health.failing_since = now
+    def _said(self, failure: str) -> None:
+        """Note the last failure (a refusal too: it is shown, though it is not retried)."""
+        self.health.last_error, self.health.last_error_at = failure, time.time()
 
     def _timed_post(self, body: bytes) -> tuple[int | None, float | None]:
         """``_post``, noting how long it took and that it is under way meanwhile."""
