@@ -87,7 +87,10 @@ def follow_into(
         extra_args=["--dogstatsd", "off", *extra],
     )
     env.runs.append(run)
-    return run.start()
+    run.start()
+    # started: the disk may be filled or remounted now (before, logpipe would refuse to start)
+    wait_said(run, f"opened {access} ")
+    return run
 
 
 def said(run: LogpipeProcess, text: str) -> int:
