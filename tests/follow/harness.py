@@ -735,13 +735,14 @@ class LogpipeProcess:
         return None if self.proc is None else self.proc.poll()
 
     def handles(self, sig: int) -> bool:
-        """Whether the process has set its own disposition for ``sig``: a handler or ignore
-        (SigCgt / SigIgn in /proc)."""
+        """Whether the process has a handler of its own for ``sig`` (SigCgt in /proc). An
+        ignored signal (SigIgn) does not count: it may be inherited (under ``nohup``, SIGHUP
+        is ignored from the start, before logpipe sets its handler)."""
         try:
             status = Path(f"/proc/{self.pid}/status").read_text()
         except OSError:
             return False
-        masks = re.findall(r"^Sig(?:Cgt|Ign):\s+([0-9a-f]+)", status, re.MULTILINE)
+        masks = re.findall(r"^SigCgt:\s+([0-9a-f]+)", status, re.MULTILINE)
         return any(int(mask, 16) >> (sig - 1) & 1 for mask in masks)
 
     def stop(self, timeout: float = STOP_TIMEOUT_S, sig: int = signal.SIGTERM) -> int:
