@@ -32,7 +32,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 
 from logpipe.about import VERSION
-from logpipe.checkpoints import Checkpoint, CheckpointStore
+from logpipe.checkpoints import Checkpoint, CheckpointStore, CorruptCheckpoints
 from logpipe.event import Event, Token
 from logpipe.parsing.access.format import DEFAULT_FORMATS
 from logpipe.parsing.access.parser import AccessParser
@@ -105,6 +105,7 @@ class FollowPipeline:
         self._refollow = refollow
         self.logs_paused = False
         self._paused_since: float | None = None  # Unix time
+        self._resume_failure: str | None = None  # why resuming the logs failed, as said last
         self._outage_since: float | None = None  # Unix time a write outage was first seen
         self._counted_store = counted
         self._counted: dict[str, int] = {}
@@ -294,7 +295,14 @@ class FollowPipeline:
             return
         self._checkpointing.wait()
         self._checkpoint(here=True)
-        follower = self._refollow()
+        try:
+            follower = self._refollow()
+        except CorruptCheckpoints as error:  # the logs stay paused: tried again next time
+            said = f"logs stay paused: cannot read the checkpoints again: {error}"
+            if said != self._resume_failure:
+                self._resume_failure = said
+                self._report(said)
+            return
         behind = sum(max(0, file.size - file.acknowledged) for file in self.follower.files())
         self.follower.close()  # what it read since the pause is read again by the new one
         self.follower = follower

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from logpipe import AccessParser, ErrorParser
-from logpipe.checkpoints import CheckpointStore
+from logpipe.checkpoints import CheckpointStore, CorruptCheckpoints
 from logpipe.pipeline.follow_loop import Checkpointing, FollowPipeline
 from logpipe.sinks.ndjson import NdjsonSink
 from logpipe.sources.follower import Follower, FollowSpec, Item, items
@@ -343,3 +343,46 @@ def test_an_idle_follower_polls_less_often_and_catches_up_at_once(tmp_path: Path
     # after a poll with lines: 0.25 s; each empty poll doubles it, up to a second
     assert waker.timeouts == [0.25, 0.5, 1.0, 1.0, 0.25, 0.5, 1.0, 1.0]
     assert pipeline.lines == 2
+
+
+class CongestedSink(NdjsonSink):
+    """An NDJSON sink that says it is congested until told otherwise."""
+
+    congested = True  # type: ignore[assignment]
+
+
+@pytest.mark.integration  # a real loop, idle for 1.5 s before it exits
+def test_logs_stay_paused_in_one_line_when_the_checkpoints_cannot_be_read_again(
+    tmp_path: Path,
+) -> None:
+    """Resuming after a logs pause makes the follower again from its checkpoints; when they
+    cannot be read then, that is one line, the logs stay paused and the loop goes on."""
+    log, out = tmp_path / "access.log", tmp_path / "events.ndjson"
+    append(log, line(1) + line(2))
+    store = CheckpointStore(tmp_path / "state", on_problem=lambda message: None)
+    tail = Follower([FollowSpec(str(log), "access")], store, start_at="beginning")
+    said: list[str] = []
+
+    def refollow() -> Follower:
+        raise CorruptCheckpoints("no usable checkpoints in state: damaged")
+
+    with open(out, "wb") as output:
+        sink = CongestedSink(output, fsync=False)
+        pipeline = FollowPipeline(
+            tail,
+            sink,
+            access=AccessParser(),
+            errors=ErrorParser(),
+            observers=[lambda event: None],
+            exit_idle=1.5,
+            report=said.append,
+            refollow=refollow,
+        )
+        pipeline.run(threading.Event())
+    assert out.read_bytes() == b""  # paused: nothing sent, the file keeps the logs
+    assert pipeline.logs_paused
+    failures = [line for line in said if "cannot read the checkpoints" in line]
+    assert failures == [  # said once, though tried at each loop
+        "logs stay paused: cannot read the checkpoints again: no usable checkpoints in state: "
+        "damaged"
+    ]
